@@ -1,8 +1,21 @@
-"""The ``vaelens`` command line (typer)."""
+"""The ``vaelens`` command line (typer).
+
+Every command turns a :class:`vaelens.errors.VaelensError` into one line on stderr and
+exit code 2, so that bad input never ends in a traceback.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from vaelens.errors import VaelensError
 
 app = typer.Typer(
     name="vaelens",
@@ -11,8 +24,423 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+data_app = typer.Typer(
+    help="Ground-truth datasets: list, inspect, render, download, verify.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+RootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="Directory of the dataset files (default: $VAELENS_DATA_DIR or ~/.cache/vaelens).",
+    ),
+]
+SourceOpt = Annotated[
+    str,
+    typer.Option(
+        "--source",
+        help="'auto' (official files if present, else the renderer), 'procedural', 'file' or 'cache'.",
+    ),
+]
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Show every registered dataset with its factors and sources."""
+    from vaelens.data import list_datasets
+
+    table = Table(title="vaelens datasets")
+    for col in ("name", "factors (levels)", "image", "images", "sources"):
+        table.add_column(col)
+    for spec in list_datasets():
+        factors = ", ".join(
+            f"{n} ({s})" for n, s in zip(spec.factor_names, spec.factor_sizes, strict=True)
+        )
+        if not spec.factorial:
+            factors = f"{len(spec.factor_names)} observed attributes (binary)"
+        c, h, w = spec.image_shape
+        table.add_row(
+            spec.name,
+            factors,
+            f"{c}x{h}x{w}",
+            f"{spec.n_images:,}" if spec.factorial else "-",
+            ", ".join(spec.sources),
+        )
+    console.print(table)
+
+
+@data_app.command("info")
+def data_info(
+    name: Annotated[str, typer.Argument(help="Dataset name (see `vaelens data list`).")],
+    root: RootOpt = None,
+) -> None:
+    """Describe a dataset: factors, files, checksums, supported interventions, cache state."""
+    from vaelens.data import get_spec
+    from vaelens.data.download import dataset_dir, find_file
+
+    spec = get_spec(name)
+    console.print(f"[bold]{spec.name}[/bold]: {spec.description}")
+    console.print(f"image shape (C, H, W): {spec.image_shape}; sources: {', '.join(spec.sources)}")
+    console.print(f"input interventions: {spec.interventions}")
+    table = Table(title="factors")
+    table.add_column("factor")
+    table.add_column("levels")
+    for n, s in zip(spec.factor_names, spec.factor_sizes, strict=True):
+        table.add_row(n, str(s))
+    console.print(table)
+    if spec.files:
+        console.print(f"files (looked for in {dataset_dir(name, root)}):")
+        for f in spec.files:
+            state = "present" if find_file(name, f.name, root) else "missing"
+            console.print(f"  {f.name}  md5={f.md5 or '?'}  [{state}]")
+
+
+@data_app.command("render")
+def data_render(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="PNG path (default: NAME.png).")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Number of samples.")] = 64,
+    nrow: Annotated[int, typer.Option("--nrow", min=1, help="Images per row.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    source: SourceOpt = "auto",
+    root: RootOpt = None,
+) -> None:
+    """Write a PNG grid of random samples of a dataset."""
+    from vaelens.data import load_dataset
+    from vaelens.data.render import image_grid, save_png
+
+    ds = load_dataset(name, source=source, root=root)
+    rng = np.random.default_rng(seed)
+    images = ds.images(ds.sample_factors(n, rng))
+    path = out or Path(f"{name}.png")
+    save_png(image_grid(images, nrow=nrow), path)
+    console.print(f"wrote {path} ({n} samples of {name}, source {getattr(ds, 'source', source)})")
+
+
+@data_app.command("download")
+def data_download(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    root: RootOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Fetch again even if present.")] = False,
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Only this variant's files (e.g. mpi3d toy).")
+    ] = None,
+) -> None:
+    """Fetch the official files of a dataset, checking their MD5 checksums."""
+    from vaelens.data.download import download
+
+    for path in download(name, root, force=force, variant=variant):
+        console.print(f"ok {path}")
+
+
+@data_app.command("verify")
+def data_verify(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    root: RootOpt = None,
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Only this variant's files.")
+    ] = None,
+) -> None:
+    """Check that a dataset's files are present with the right checksums (exit 1 if not)."""
+    from vaelens.data.download import verify
+
+    report = verify(name, root, variant=variant)
+    if not report:
+        console.print(f"{name} has no files to verify (it is generated procedurally)")
+        return
+    bad = False
+    for fname, state in report.items():
+        console.print(f"{fname}: {state}")
+        bad |= not state.startswith("ok")
+    if bad:
+        raise typer.Exit(1)
+
+
+@data_app.command("build-cache")
+def data_build_cache(
+    name: Annotated[str, typer.Argument(help="Dataset name (dsprites).")],
+    root: RootOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if present.")] = False,
+) -> None:
+    """Render a procedural dataset once into a packed on-disk cache (dsprites: 377 MB)."""
+    if name != "dsprites":
+        raise typer.BadParameter(f"{name}: only dsprites has a rendered cache")
+    from vaelens.data.dsprites import build_dsprites_cache
+
+    console.print(f"wrote {build_dsprites_cache(root, force=force)}")
+
+
+# ---------------------------------------------------------------------------------------- train
+
+
+def _parse_params(items: list[str] | None, option: str) -> dict:
+    """``["beta=4", "mode=capacity"]`` -> ``{"beta": 4, "mode": "capacity"}`` (YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{option}: expected KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+@app.command("train")
+def train_cmd(
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model name (vaelens models) or pkg.mod:Class.")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name (vaelens data list).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Optimiser steps.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Passes over the training set.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Seed of weights, noise and data order.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run directory (resumed if it has a checkpoint)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML/YAML file with the same fields.")
+    ] = None,
+    preset_name: Annotated[
+        str | None, typer.Option("--preset", help="Start from a preset: seeds.")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Dataset source: auto, procedural, file, cache.")
+    ] = None,
+    root: RootOpt = None,
+    n_train: Annotated[
+        int | None, typer.Option("--n-train", min=1, help="Training subset size.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    lr: Annotated[float | None, typer.Option("--lr", min=0.0)] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Model hyperparameter KEY=VALUE (repeatable)."),
+    ] = None,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard", help="TensorBoard logs in the run directory."
+        ),
+    ] = None,
+    wandb: Annotated[
+        bool | None, typer.Option("--wandb/--no-wandb", help="Weights & Biases logging.")
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
+) -> None:
+    """Train a VAE variant on a dataset (Adam, optional cosine decay), resumably."""
+    from vaelens.train import config_from_dict, load_config, train
+
+    overrides = {
+        "model": model,
+        "dataset": dataset,
+        "steps": steps,
+        "epochs": epochs,
+        "seed": seed,
+        "out": out,
+        "dataset_source": source,
+        "dataset_root": root,
+        "n_train": n_train,
+        "batch_size": batch_size,
+        "lr": lr,
+        "device": device,
+        "tensorboard": tensorboard,
+        "wandb": wandb,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    params = _parse_params(param, "--param")
+    if config is not None:
+        cfg = load_config(config, **overrides)
+        if params:
+            cfg = cfg.model_copy(update={"model_params": {**cfg.model_params, **params}})
+    else:
+        data = {**({"preset": preset_name} if preset_name else {}), **overrides}
+        if params:
+            data["model_params"] = params
+        cfg = config_from_dict(data, source="command line")
+    result = train(cfg, progress=progress)
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
+    console.print(
+        f"{result.status}: {result.run_dir} at step {result.step}/{result.total_steps} ({terms})"
+    )
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the model variants and their default hyperparameters."""
+    from vaelens.models import list_models, model_defaults
+
+    table = Table(title="vaelens models")
+    table.add_column("name")
+    table.add_column("defaults")
+    for name in list_models():
+        table.add_row(name, ", ".join(f"{k}={v}" for k, v in model_defaults(name).items()))
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------------- study
+
+study_app = typer.Typer(
+    help="Studies: architectures x datasets x seeds, resumable, local or on Ray.",
+    invoke_without_command=True,
+)
+app.add_typer(study_app, name="study")
+
+
+@study_app.callback()
+def study(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Study file (.toml/.yaml); or use --preset."),
+    ] = None,
+    preset_name: Annotated[
+        str | None, typer.Option("--preset", help="Built-in study: quick, paper-v1 or paper.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Study directory (default: studies/NAME).")
+    ] = None,
+    executor: Annotated[str, typer.Option("--executor", help="'local' or 'ray'.")] = "local",
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Local worker processes.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Address of a running Ray cluster.")
+    ] = None,
+    storage: Annotated[
+        Path | None,
+        typer.Option("--storage", help="Run directories on storage the cluster shares."),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run failed runs again.")
+    ] = False,
+    max_runs: Annotated[
+        int | None, typer.Option("--max-runs", min=1, help="Start at most this many runs.")
+    ] = None,
+) -> None:
+    """Run (or resume) a study; finished runs are skipped, half-finished ones resume."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from vaelens.study.config import load_study_config
+    from vaelens.study.presets import preset
+    from vaelens.study.runner import run_study
+
+    if (config is None) == (preset_name is None):
+        raise typer.BadParameter("give --config FILE or --preset NAME (one of them)")
+    cfg = preset(preset_name) if preset_name else load_study_config(config)
+    study_dir = out or Path("studies") / cfg.name
+
+    def event(kind: str, run_id: str, info: dict) -> None:
+        if kind == "start":
+            console.print(f"[cyan]start[/cyan] {run_id}")
+        elif info.get("ok"):
+            console.print(f"[green]done[/green]  {run_id}")
+        else:
+            console.print(f"[red]failed[/red] {run_id}: {info.get('error')}")
+
+    counts = run_study(
+        cfg,
+        study_dir,
+        executor=executor,
+        workers=workers,
+        ray_address=ray_address,
+        storage=storage,
+        retry_failed=retry_failed,
+        max_runs=max_runs,
+        on_event=event,
+    )
+    console.print(f"study {cfg.name} in {study_dir}: {counts}")
+
+
+@study_app.command("status")
+def study_status_cmd(
+    study_dir: Annotated[Path, typer.Argument(help="Study directory.")],
+) -> None:
+    """Print a study's progress: runs by status and the errors of failed runs."""
+    from vaelens.study.runner import study_status
+
+    st = study_status(study_dir)
+    c = st["counts"]
+    console.print(
+        f"study {st['name']}: {c['completed']}/{st['total']} completed, {c['failed']} failed, "
+        f"{c['running']} running, {c['pending']} pending"
+    )
+    for row in st["failed"]:
+        console.print(f"  [red]failed[/red] {row['run_id']}: {row['error']}")
+
+
+@study_app.command("export")
+def study_export(
+    study_dir: Annotated[Path, typer.Argument(help="Study directory.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory.")] = None,
+) -> None:
+    """Export a study's results table to CSV and Parquet."""
+    from vaelens.study.runner import DB_NAME
+    from vaelens.study.store import ResultStore
+
+    db = study_dir / DB_NAME
+    if not db.is_file():
+        raise typer.BadParameter(f"{study_dir}: no study here (missing {DB_NAME})")
+    with ResultStore(db) as store:
+        for path in store.export(out or study_dir):
+            console.print(f"wrote {path}")
+
+
+# ----------------------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out/demo"),
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+) -> None:
+    """Render and summarise the built-in (procedural) datasets into OUT."""
+    from vaelens.data import list_datasets, load_dataset
+    from vaelens.data.render import image_grid, save_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    table = Table(title="built-in datasets")
+    for col in ("name", "factors", "mean pixel", "grid"):
+        table.add_column(col)
+    for spec in list_datasets():
+        if "procedural" not in spec.sources:
+            continue
+        ds = load_dataset(spec.name, source="procedural")
+        images = ds.images(ds.sample_factors(64, rng))
+        path = out / f"{spec.name}.png"
+        save_png(image_grid(images, nrow=8), path)
+        table.add_row(spec.name, ", ".join(ds.factor_names), f"{images.mean():.4f}", str(path))
+    console.print(table)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: one line on stderr and exit 2 for a vaelens error."""
+    try:
+        app()
+    except VaelensError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

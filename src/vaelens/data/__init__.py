@@ -14,7 +14,14 @@ from vaelens.data.base import (
     sample_images,
     validate_factors,
 )
-from vaelens.data.registry import DatasetSpec, RemoteFile, get_spec, list_datasets, load_dataset, register_dataset
+from vaelens.data.registry import (
+    DatasetSpec,
+    RemoteFile,
+    get_spec,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
 
 __all__ = [
     "ArrayDataset",

@@ -100,7 +100,9 @@ def validate_factors(
         )
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise DatasetError(f"{argument}: expected integer factor indices, got non-integer floats")
+            raise DatasetError(
+                f"{argument}: expected integer factor indices, got non-integer floats"
+            )
     elif arr.dtype.kind not in "iu":
         raise DatasetError(f"{argument}: expected integer factor indices, got dtype {arr.dtype}")
     arr = arr.astype(np.int64, copy=False)
@@ -128,7 +130,9 @@ def index_to_factors(index: np.ndarray | int, factor_sizes: Sequence[int]) -> np
         raise DatasetError(f"index: expected integers, got dtype {idx.dtype}")
     total = int(np.prod(sizes))
     if idx.size and (idx.min() < 0 or idx.max() >= total):
-        raise DatasetError(f"index: expected values in [0, {total - 1}], got {idx.min()}..{idx.max()}")
+        raise DatasetError(
+            f"index: expected values in [0, {total - 1}], got {idx.min()}..{idx.max()}"
+        )
     strides = factor_strides(sizes)
     return (idx.astype(np.int64)[:, None] // strides[None, :]) % sizes[None, :]
 
@@ -187,7 +191,9 @@ def factor_index(dataset: GroundTruthDataset, factor: int | str) -> int:
     names = tuple(dataset.factor_names)
     if isinstance(factor, str):
         if factor not in names:
-            raise DatasetError(f"factor: {factor!r} is not a factor of {dataset.name}; expected one of {names}")
+            raise DatasetError(
+                f"factor: {factor!r} is not a factor of {dataset.name}; expected one of {names}"
+            )
         return names.index(factor)
     k = int(factor)
     if not 0 <= k < len(names):
@@ -207,7 +213,15 @@ def check_dataset(dataset: object) -> GroundTruthDataset:
     """Validate that ``dataset`` meets the contract; return it or raise :class:`DatasetError`."""
     missing = [
         attr
-        for attr in ("name", "factor_names", "factor_sizes", "factor_values", "image_shape", "images", "sample_factors")
+        for attr in (
+            "name",
+            "factor_names",
+            "factor_sizes",
+            "factor_values",
+            "image_shape",
+            "images",
+            "sample_factors",
+        )
         if not hasattr(dataset, attr)
     ]
     if missing:
@@ -215,7 +229,9 @@ def check_dataset(dataset: object) -> GroundTruthDataset:
             f"dataset: {type(dataset).__name__} lacks {', '.join(missing)} of the ground-truth dataset contract"
         )
     ds: GroundTruthDataset = dataset  # type: ignore[assignment]
-    if len(ds.factor_names) != len(ds.factor_sizes) or len(ds.factor_values) != len(ds.factor_sizes):
+    if len(ds.factor_names) != len(ds.factor_sizes) or len(ds.factor_values) != len(
+        ds.factor_sizes
+    ):
         raise DatasetError(
             f"dataset {ds.name}: factor_names, factor_sizes and factor_values must have one entry per factor"
         )
@@ -225,7 +241,9 @@ def check_dataset(dataset: object) -> GroundTruthDataset:
                 f"dataset {ds.name}: factor_values[{f}] has shape {np.asarray(values).shape}, expected ({size},)"
             )
     if len(ds.image_shape) != 3:
-        raise DatasetError(f"dataset {ds.name}: image_shape must be (C, H, W), got {ds.image_shape}")
+        raise DatasetError(
+            f"dataset {ds.name}: image_shape must be (C, H, W), got {ds.image_shape}"
+        )
     return ds
 
 
@@ -258,7 +276,9 @@ class ArrayDataset:
         if array.ndim == 3:  # (N, H, W) single channel
             array = array[..., None] if channels_last else array[:, None]
         if array.ndim != 4:
-            raise DatasetError(f"{name}: images array must have 4 dimensions, got shape {array.shape}")
+            raise DatasetError(
+                f"{name}: images array must have 4 dimensions, got shape {array.shape}"
+            )
         if array.shape[0] != total:
             raise DatasetError(
                 f"{name}: images array has {array.shape[0]} rows, expected {total} = prod{sizes}"

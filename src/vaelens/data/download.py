@@ -58,6 +58,12 @@ def file_md5(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
 def _fetch(remote: RemoteFile, dest_dir: Path) -> Path:
     import pooch
 
+    if not remote.urls:
+        where = remote.manual or "its authors' site"
+        raise DownloadError(
+            f"{remote.name}: has no direct download address; fetch it by hand from {where} "
+            f"and place it in {dest_dir}"
+        )
     known_hash = f"md5:{remote.md5}" if remote.md5 else None
     errors: list[str] = []
     for url in remote.urls:
@@ -71,7 +77,9 @@ def _fetch(remote: RemoteFile, dest_dir: Path) -> Path:
             )
             return Path(path)
         except ValueError as exc:  # pooch: hash mismatch
-            raise DownloadError(f"{remote.name}: checksum mismatch after download from {url} ({exc})") from None
+            raise DownloadError(
+                f"{remote.name}: checksum mismatch after download from {url} ({exc})"
+            ) from None
         except Exception as exc:
             errors.append(f"{url}: {type(exc).__name__}")
     raise DownloadError(
@@ -80,20 +88,42 @@ def _fetch(remote: RemoteFile, dest_dir: Path) -> Path:
     )
 
 
-def download(name: str, root: str | os.PathLike[str] | None = None, *, force: bool = False) -> list[Path]:
-    """Fetch every official file of dataset ``name`` into ``dataset_dir(name, root)``.
+def _selected(spec: DatasetSpec, variant: str | None) -> list[RemoteFile]:
+    variants = sorted({f.variant for f in spec.files if f.variant is not None})
+    if variant is not None and variant not in variants:
+        raise DatasetError(
+            f"variant: {spec.name} has variants {variants or '(none)'}, got {variant!r}"
+        )
+    return [f for f in spec.files if variant is None or f.variant in (None, variant)]
 
+
+def download(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    force: bool = False,
+    variant: str | None = None,
+) -> list[Path]:
+    """Fetch the official files of dataset ``name`` into ``dataset_dir(name, root)``.
+
+    ``variant`` restricts the download to one variant's files (e.g. MPI3D's ``"toy"``).
     Files already present with the right checksum are not fetched again.
     """
     spec: DatasetSpec = get_spec(name)
     if not spec.files:
-        raise DatasetError(f"dataset {name}: has no files to download (it is generated procedurally)")
+        raise DatasetError(
+            f"dataset {name}: has no files to download (it is generated procedurally)"
+        )
     dest = dataset_dir(name, root)
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
-    for remote in spec.files:
+    for remote in _selected(spec, variant):
         target = dest / remote.name
-        if target.is_file() and not force and (remote.md5 is None or file_md5(target) == remote.md5):
+        if (
+            target.is_file()
+            and not force
+            and (remote.md5 is None or file_md5(target) == remote.md5)
+        ):
             paths.append(target)
             continue
         if target.is_file():
@@ -102,11 +132,13 @@ def download(name: str, root: str | os.PathLike[str] | None = None, *, force: bo
     return paths
 
 
-def verify(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, str]:
+def verify(
+    name: str, root: str | os.PathLike[str] | None = None, *, variant: str | None = None
+) -> dict[str, str]:
     """Check the files of dataset ``name``: ``{filename: "ok" | "missing" | "checksum mismatch ..."}``."""
     spec = get_spec(name)
     report: dict[str, str] = {}
-    for remote in spec.files:
+    for remote in _selected(spec, variant):
         path = find_file(name, remote.name, root)
         if path is None:
             report[remote.name] = "missing"
@@ -114,5 +146,9 @@ def verify(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, s
             report[remote.name] = "ok (no checksum known)"
         else:
             got = file_md5(path)
-            report[remote.name] = "ok" if got == remote.md5 else f"checksum mismatch: expected {remote.md5}, got {got}"
+            report[remote.name] = (
+                "ok"
+                if got == remote.md5
+                else f"checksum mismatch: expected {remote.md5}, got {got}"
+            )
     return report

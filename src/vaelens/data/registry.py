@@ -28,6 +28,10 @@ class RemoteFile:
     urls: tuple[str, ...]
     md5: str | None = None
     size_bytes: int | None = None
+    #: the dataset variant this file belongs to (``None``: every variant needs it)
+    variant: str | None = None
+    #: where to get the file by hand when it has no direct download address
+    manual: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,322 @@
+"""Benchmark of the lens' patching engine (the full-analysis part comes later).
+
+For the seeds' architecture (conv 32/64/128 k4 s2, latent 10, 64x64; ``build_model("vae")``
+when vaelens.models offers it, else an equivalent local definition), exact patching of every
+channel of every encoder and decoder conv layer (post-activation):
+
+- time of the batched engine (:func:`vaelens.lens.activation_patching`);
+- FLOPs of its forwards (``torch.utils.flop_counter.FlopCounterMode``, counted on a small
+  batch and scaled linearly in the number of pairs: every forward is per example);
+- utilisation = FLOP/s achieved / dense matmul FLOP/s measured in the same run;
+- speed-up over the looped reference (one full forward per unit, all pairs in the batch)
+  at each n; when ``--loop-units`` is set the loop is timed on that many units per layer and
+  extrapolated to all units (said so in the output), and its largest difference from the
+  batched result is over the units it ran;
+- attribution patching (Hutchinson L2 estimate): speed-up over exact and Spearman rank
+  correlation of the per-unit mean effects with exact (on a random-init model unless
+  ``--checkpoint`` is given).
+
+Floors: exact == loop within 1e-5; exact >= 40 % utilisation at n=1000; >= 10x faster than
+the loop at n=8; attribution >= 20x faster than exact with Spearman >= 0.8.
+
+    OMP_NUM_THREADS=1 python benchmarks/analysis.py --quick
+    python benchmarks/analysis.py --threads 2 --n 8 1000 --loop-units 8 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from vaelens.lens import Lens, activation_patching, attribution_patching, effect_metric
+
+
+class SeedsVAE(nn.Module):
+    """The seeds' network (local fallback with the same module names as vaelens.models)."""
+
+    def __init__(self, latent: int = 10, channels: int = 1) -> None:
+        super().__init__()
+
+        def block(conv: nn.Module) -> nn.Sequential:
+            return nn.Sequential(conv, nn.ReLU())
+
+        self.encoder = nn.Module()
+        self.encoder.conv_0 = block(nn.Conv2d(channels, 32, 4, 2, 1))
+        self.encoder.conv_1 = block(nn.Conv2d(32, 64, 4, 2, 1))
+        self.encoder.conv_2 = block(nn.Conv2d(64, 128, 4, 2, 1))
+        self.encoder.mu = nn.Linear(8192, latent)
+        self.encoder.logvar = nn.Linear(8192, latent)
+        self.decoder = nn.Module()
+        self.decoder.fc = block(nn.Linear(latent, 8192))
+        self.decoder.conv_0 = block(nn.ConvTranspose2d(128, 64, 4, 2, 1))
+        self.decoder.conv_1 = block(nn.ConvTranspose2d(64, 32, 4, 2, 1))
+        self.decoder.conv_2 = nn.ConvTranspose2d(32, channels, 4, 2, 1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.encoder
+        h = e.conv_2(e.conv_1(e.conv_0(x))).flatten(1)
+        return e.mu(h), e.logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        d = self.decoder
+        h = d.fc(z).view(-1, 128, 8, 8)
+        return d.conv_2(d.conv_1(d.conv_0(h)))
+
+    def output_mean(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)
+
+
+def build(checkpoint: str | None) -> tuple[nn.Module, str]:
+    try:
+        from vaelens.models import build_model
+
+        model: nn.Module = build_model("vae")
+        source = "vaelens.models.build_model('vae')"
+    except Exception as err:  # the models package may not exist yet
+        model, source = SeedsVAE(), f"local SeedsVAE ({type(err).__name__})"
+    if checkpoint:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(checkpoint))
+        source += f" + {checkpoint}"
+    return model, source
+
+
+def sprites(n: int, seed: int) -> torch.Tensor:
+    """``n`` 64x64 binary images, each one random axis-aligned rectangle (dSprites-like)."""
+    g = np.random.default_rng(seed)
+    x = np.zeros((n, 1, 64, 64), dtype=np.float32)
+    for i in range(n):
+        w, h = g.integers(6, 24, size=2)
+        r, c = g.integers(0, 64 - h), g.integers(0, 64 - w)
+        x[i, 0, r : r + h, c : c + w] = 1.0
+    return torch.from_numpy(x)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops(device: torch.device, seconds: float = 1.0) -> float:
+    """Dense float32 matmul FLOP/s (best of repeated square products; 1024 on CPU, 8192 on GPU)."""
+    size = 1024 if device.type == "cpu" else 8192
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    torch.mm(a, b)
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        _sync(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best
+
+
+def timed(
+    fn: Callable[[], Any], repeats: int = 1, device: torch.device | None = None
+) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        if device is not None:
+            _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        if device is not None:
+            _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def looped(
+    lens: Lens, x1: torch.Tensor, x2: torch.Tensor, names: list[str], units: int | None
+) -> dict[str, torch.Tensor]:
+    """The reference: one full forward per unit (all pairs in one batch), hook replaces the unit."""
+    fn = effect_metric("l2")
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        clean = lens.forward(x1)
+        corrupt, cache = lens.run_with_cache(x2, names)
+        for name in names:
+            a2 = cache[name]
+            n_units = a2.shape[1] if units is None else min(units, a2.shape[1])
+            res = torch.empty(x1.shape[0], n_units)
+            for u in range(n_units):
+
+                def patch(
+                    a: torch.Tensor, _: str, u: int = u, a2: torch.Tensor = a2
+                ) -> torch.Tensor:
+                    a = a.clone()
+                    a[:, u] = a2[:, u]
+                    return a
+
+                patched = lens.run_with_hooks(x1, [(name, patch)])
+                res[:, u] = fn(patched.unsqueeze(0), clean, corrupt)[0]
+            out[name] = res
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model, source = build(args.checkpoint)
+    dev = torch.device(args.device)
+    model = model.to(dev)
+    lens = Lens(model, example=sprites(2, 0).to(dev))
+    names = [n for n in lens.hook_names if re.fullmatch(r"(encoder|decoder)\.conv_\d", n)]
+    units = {n: lens.units(n) for n in names}
+    peak = matmul_flops(dev)
+    report: dict[str, Any] = {
+        "model": source,
+        "weights": "trained checkpoint" if args.checkpoint else "random init",
+        "layers": units,
+        "threads": args.threads,
+        "machine": platform.processor() or platform.machine(),
+        "matmul_gflops": peak / 1e9,
+        "max_batch": args.max_batch,
+        "runs": [],
+    }
+    print(f"model: {source} ({report['weights']}); layers: {units}")
+    print(f"dense matmul: {peak / 1e9:.1f} GFLOP/s on {args.threads} thread(s)")
+    # FLOPs per pair of the exact engine (all its forwards), counted once on a small batch
+    nf = 4
+    xf1, xf2 = sprites(nf, 1).to(dev), sprites(nf, 2).to(dev)
+    with FlopCounterMode(display=False) as fc:
+        activation_patching(lens, xf1, xf2, names, max_batch=args.max_batch)
+    flops_per_pair = fc.get_total_flops() / nf
+    with FlopCounterMode(display=False) as fc:
+        looped(lens, xf1, xf2, names, None)
+    loop_flops_per_pair = fc.get_total_flops() / nf
+    report["gflop_per_pair"] = {"exact": flops_per_pair / 1e9, "loop": loop_flops_per_pair / 1e9}
+    print(
+        f"FLOPs per pair: exact {flops_per_pair / 1e9:.2f} G, loop {loop_flops_per_pair / 1e9:.2f} G "
+        f"(the loop/exact FLOP ratio {loop_flops_per_pair / flops_per_pair:.2f} bounds the speed-up "
+        "wherever the loop's forwards already run near peak)"
+    )
+    for n in args.n:
+        x1, x2 = sprites(n, 10 + n).to(dev), sprites(n, 20 + n).to(dev)
+        t_exact, exact = timed(
+            lambda x1=x1, x2=x2: activation_patching(lens, x1, x2, names, max_batch=args.max_batch),
+            args.repeats,
+            dev,
+        )
+        flops = flops_per_pair * n
+        util = flops / t_exact / peak
+        sub = None if (args.loop_units is None or n <= 8) else args.loop_units
+        t_loop, loop = timed(lambda x1=x1, x2=x2, sub=sub: looped(lens, x1, x2, names, sub), 1, dev)
+        total_units = sum(units.values())
+        ran_units = sum(v.shape[1] for v in loop.values())
+        t_loop_full = t_loop * total_units / ran_units
+        diff = max(float((exact[k][:, : v.shape[1]] - v).abs().max()) for k, v in loop.items())
+        t_attr, attr = timed(
+            lambda x1=x1, x2=x2: attribution_patching(
+                lens, x1, x2, names, probes=args.probes, seed=0, max_batch=args.max_batch
+            ),
+            args.repeats,
+            dev,
+        )
+        e = torch.cat([exact[k].mean(0) for k in names]).numpy()
+        a = torch.cat([attr[k].mean(0) for k in names]).numpy()
+        rho = float(spearmanr(e, a).statistic)
+        rho_pairs = float(
+            spearmanr(
+                torch.cat([exact[k].flatten() for k in names]).numpy(),
+                torch.cat([attr[k].flatten() for k in names]).numpy(),
+            ).statistic
+        )
+        rho_layers = {
+            k: float(spearmanr(exact[k].mean(0).numpy(), attr[k].mean(0).numpy()).statistic)
+            for k in names
+            if units[k] > 1
+        }
+        per_pair = None
+        if n <= 8:  # the loop written straight from eq. 5-6: one forward per (pair, unit)
+            k = 2
+            t_pp, _ = timed(
+                lambda x1=x1, x2=x2, k=k, n=n: [
+                    looped(lens, x1[i : i + 1], x2[i : i + 1], names, k) for i in range(n)
+                ],
+                1,
+                dev,
+            )
+            ran = sum(min(k, u) for u in units.values())
+            per_pair = t_pp * sum(units.values()) / ran
+        row = {
+            "n": n,
+            "loop_per_pair_s_estimated": per_pair,
+            "speedup_vs_loop_per_pair": None if per_pair is None else per_pair / t_exact,
+            "exact_s": t_exact,
+            "exact_gflop": flops / 1e9,
+            "exact_gflops_per_s": flops / t_exact / 1e9,
+            "utilisation": util,
+            "loop_s": t_loop_full,
+            "loop_estimated": ran_units < total_units,
+            "loop_units_run": ran_units,
+            "speedup_vs_loop": t_loop_full / t_exact,
+            "max_abs_diff_vs_loop": diff,
+            "attribution_s": t_attr,
+            "attribution_probes": args.probes,
+            "attribution_speedup": t_exact / t_attr,
+            "spearman_unit_means": rho,
+            "spearman_pairs_units": rho_pairs,
+            "spearman_per_layer": rho_layers,
+        }
+        report["runs"].append(row)
+        est = f" (estimated from {ran_units}/{total_units} units)" if row["loop_estimated"] else ""
+        print(
+            f"n={n}: exact {t_exact:.2f}s, {flops / 1e9:.1f} GFLOP, "
+            f"{flops / t_exact / 1e9:.1f} GFLOP/s = {100 * util:.0f}% of matmul | "
+            f"loop {t_loop_full:.2f}s{est}, speed-up {t_loop_full / t_exact:.1f}x, "
+            f"max |exact - loop| {diff:.2e} | attribution ({args.probes} probes) {t_attr:.3f}s, "
+            f"{t_exact / t_attr:.1f}x faster, Spearman {rho:.3f} (unit means), "
+            f"{rho_pairs:.3f} (pair x unit)"
+        )
+        if per_pair is not None:
+            print(
+                f"   loop with one forward per (pair, unit), batch 1: {per_pair:.2f}s (estimated from "
+                f"2 units a layer), speed-up {per_pair / t_exact:.1f}x"
+            )
+        print(f"   Spearman per layer: { {k: round(v, 3) for k, v in rho_layers.items()} }")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="n = 8 and 64, loop on 4 units a layer")
+    p.add_argument("--n", type=int, nargs="+", default=[8, 1000], help="numbers of pairs")
+    p.add_argument(
+        "--loop-units", type=int, default=None, help="units a layer the loop runs (n > 8)"
+    )
+    p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    p.add_argument("--max-batch", type=int, default=None, help="default: 64 on CPU, 2048 on GPU")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--probes", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None, help="safetensors state dict of a trained model")
+    p.add_argument("--json", default=None, help="write the report here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.loop_units = [8, 64], args.loop_units or 4
+    report = run(args)
+    if args.json:
+        from vaelens.io import atomic_write_json
+
+        atomic_write_json(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The lens: named hooks on any encode/decode model and the four levels of causal intervention.
+
+1. input interventions (:func:`factor_pairs`, :func:`input_intervention`),
+2. latent interventions (:func:`latent_traversal`, :func:`set_latent`),
+3. activation patching (:func:`activation_patching`, :func:`attribution_patching`),
+4. causal mediation (:func:`mediation`),
+
+plus discrete code swaps for VQ-VAEs (:func:`code_swap_effects`).
+"""
+
+from vaelens.lens.hooks import ActivationCache, Capture, HookPoint, Lens, latent_mean
+from vaelens.lens.interventions import (
+    DEFAULT_VALUES,
+    InputInterventionResult,
+    factor_pairs,
+    input_intervention,
+    latent_shift_effects,
+    latent_traversal,
+    set_latent,
+    traversal_grid,
+)
+from vaelens.lens.mediation import MediationResult, mediation
+from vaelens.lens.patching import (
+    activation_patching,
+    attribution_patching,
+    effect_metric,
+    layer_patching,
+    patch_sweep,
+)
+from vaelens.lens.vq import code_swap_effects, codebook_size, codebook_vectors, encode_codes, is_vq
+
+__all__ = [
+    "DEFAULT_VALUES",
+    "ActivationCache",
+    "Capture",
+    "HookPoint",
+    "InputInterventionResult",
+    "Lens",
+    "MediationResult",
+    "activation_patching",
+    "attribution_patching",
+    "code_swap_effects",
+    "codebook_size",
+    "codebook_vectors",
+    "effect_metric",
+    "encode_codes",
+    "factor_pairs",
+    "input_intervention",
+    "is_vq",
+    "latent_mean",
+    "latent_shift_effects",
+    "latent_traversal",
+    "layer_patching",
+    "mediation",
+    "patch_sweep",
+    "set_latent",
+    "traversal_grid",
+]

@@ -1,0 +1,650 @@
+"""The lens: named hook points on any ``encode``/``decode`` model, caches, hooks, suffix runs.
+
+A :class:`Lens` wraps any :class:`torch.nn.Module` with ``encode(x)`` and ``decode(z)``; no
+subclassing, no config. The pass it analyses is::
+
+    z   = mean(encode(x))         # posterior mean: a tensor, (mean, logvar)[0] or obj.mean
+    out = output_map(decode(z))   # e.g. sigmoid of Bernoulli logits: the image-space output
+
+Hook points
+-----------
+Every sub-module (``named_modules()``, the root excluded) whose output is a tensor and that
+fires during one traced pass is a hook point, named by its module path (``"encoder.0"``);
+a module that fires several times in one pass gets one hook point per call
+(``"act:0"``, ``"act:1"``, ...). ``lens.hook_names`` lists them in the order their outputs
+are produced; ``encoder_hook_names`` fired inside ``encode``, ``decoder_hook_names`` inside
+``decode``. The virtual hook point ``lens.latent_name`` (``"latent"``) is the latent mean
+``z`` between the two calls. Modules that never fire (a FactorVAE discriminator) are not
+hook points. Activation "units" are always index ``1`` of an activation (channels of a
+``(N, C, H, W)`` map, features of a ``(N, F)`` one).
+
+Suffix runs
+-----------
+:meth:`Lens.capture` records every module output of one pass; :meth:`Lens.run_from` then
+runs the network *from* a hook point: every module that completed before it (in the same
+call) returns its recorded output instead of computing, and the hook point's module returns
+the activation given. The activation may hold ``K * N`` rows (``K`` stacked variants of
+the ``N`` captured examples, variant-major): the rest of the network then runs once on the
+stacked batch. Models whose later layers combine tensors from before the hook point
+(skip connections) break this with ``N > 1``; :meth:`Lens.run_variants` detects that (an
+error or a wrong output batch) and falls back to repeating the input ``K`` times.
+
+The lens puts the model in ``eval()`` mode (batch-norm statistics and dropout would mix or
+randomise the stacked variants); pass ``eval_mode=False`` to leave it as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from vaelens.errors import ModelContractError
+
+__all__ = [
+    "ActivationCache",
+    "Capture",
+    "HookFn",
+    "HookPoint",
+    "Lens",
+    "latent_mean",
+]
+
+#: A hook function: ``fn(activation, hook_name)`` returns a replacement tensor or ``None``.
+HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
+Target = Literal["output", "latent"]
+_Key = tuple[str, str, int]  # (phase, module name, call index within the phase)
+
+LATENT_MODULE = "<latent>"
+
+
+def latent_mean(encoded: Any) -> torch.Tensor:
+    """The posterior mean from what ``encode`` returned.
+
+    Accepts a tensor (taken as the mean), a ``(mean, logvar, ...)`` tuple/list (its first
+    element) or any object with a ``.mean`` tensor attribute (:class:`vaelens.models.Posterior`).
+    """
+    if isinstance(encoded, torch.Tensor):
+        return encoded
+    mean = getattr(encoded, "mean", None)
+    if isinstance(mean, torch.Tensor):
+        return mean
+    if isinstance(encoded, tuple | list) and encoded and isinstance(encoded[0], torch.Tensor):
+        return encoded[0]
+    raise ModelContractError(
+        f"encode(x) returned {type(encoded).__name__}; expected a tensor (the mean), a "
+        "(mean, logvar) tuple or an object with a .mean tensor"
+    )
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """One named activation: where it fires and its per-example shape.
+
+    ``phase`` is ``"encode"``, ``"latent"`` or ``"decode"``; ``call`` is the index of this
+    call of ``module`` within its phase; ``order`` its completion index in the traced pass
+    (global, increasing through encode, latent, decode); ``shape`` the activation's shape
+    without the batch axis.
+    """
+
+    name: str
+    module: str
+    phase: str
+    call: int
+    order: int
+    shape: tuple[int, ...]
+
+    @property
+    def key(self) -> _Key:
+        return (self.phase, self.module, self.call)
+
+    @property
+    def units(self) -> int:
+        """Number of units (index 1 of the activation: channels or features)."""
+        return int(self.shape[0]) if self.shape else 1
+
+
+class ActivationCache(dict[str, torch.Tensor]):
+    """Activations by hook name, each ``(N, *hook_point.shape)`` (a plain ``dict``)."""
+
+
+@dataclass
+class Capture:
+    """Everything one pass produced, enough to run any suffix of it again (:meth:`Lens.run_from`).
+
+    ``x``: the input ``(N, ...)`` (``None`` when the pass started from ``z``); ``latent``: the
+    latent mean ``(N, L)``; ``output``: the output-mapped reconstruction; ``activations``: by
+    hook name; ``modules``: every module output by ``(phase, module, call)`` key.
+    """
+
+    x: torch.Tensor | None
+    latent: torch.Tensor
+    output: torch.Tensor | None
+    activations: ActivationCache
+    modules: dict[_Key, Any] = field(repr=False)
+
+    @property
+    def batch(self) -> int:
+        return int(self.latent.shape[0])
+
+
+class _Run:
+    """Per-pass state of the hook dispatcher (installed for one pass, then removed)."""
+
+    def __init__(
+        self,
+        edits: dict[_Key, list[tuple[str, HookFn]]] | None = None,
+        replay: dict[_Key, Any] | None = None,
+        record_modules: bool = False,
+        record_keys: set[_Key] | None = None,
+    ) -> None:
+        self.phase = "encode"
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+        self.stacks: dict[str, list[int]] = defaultdict(list)
+        self.edits = edits or {}
+        self.replay = replay or {}
+        self.record_modules = record_modules
+        self.record_keys = record_keys
+        self.recorded: dict[_Key, Any] = {}
+        self.order: list[_Key] = []
+        self.clone = False  # set for models with in-place modules (ReLU(inplace=True))
+
+
+class Lens:
+    """Named hooks, caches, suffix runs and stacked variants on any ``encode``/``decode`` model.
+
+    Parameters
+    ----------
+    model: any module with callable ``encode(x)`` and ``decode(z)``.
+    output: map from ``decode``'s output to image space: ``"sigmoid"``, ``"identity"`` or a
+        callable; default: the model's ``output_mean`` if it has one, else identity.
+    example: an input batch used to trace the hook points; default: traced on the first
+        input the lens sees, or on zeros of ``model.image_shape`` when that is needed first.
+    eval_mode: call ``model.eval()`` (default ``True``).
+    """
+
+    latent_name = "latent"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        output: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
+        example: torch.Tensor | None = None,
+        eval_mode: bool = True,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ModelContractError(
+                f"model: expected a torch.nn.Module, got {type(model).__name__}"
+            )
+        missing = [m for m in ("encode", "decode") if not callable(getattr(model, m, None))]
+        if missing:
+            raise ModelContractError(
+                f"model {type(model).__name__} lacks {' and '.join(missing)}: the lens needs "
+                "encode(x) -> mean | (mean, logvar) | obj.mean, and decode(z)"
+            )
+        self.model = model
+        self.output_map = self._resolve_output(model, output)
+        if eval_mode:
+            model.eval()
+        self._points: dict[str, HookPoint] | None = None
+        self._by_key: dict[_Key, str] = {}
+        self._stack_ok: dict[str, bool] = {}
+        self._modules = {name: mod for name, mod in model.named_modules() if name}
+        # in-place modules overwrite the tensors they receive: cached tensors are then cloned
+        self._inplace = any(getattr(m, "inplace", False) is True for m in self._modules.values())
+        if example is not None:
+            self.trace(example)
+
+    # ------------------------------------------------------------------ set-up
+
+    @staticmethod
+    def _resolve_output(
+        model: nn.Module, output: str | Callable[[torch.Tensor], torch.Tensor] | None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        if output is None:
+            own = getattr(model, "output_mean", None)
+            return own if callable(own) else (lambda t: t)
+        if callable(output):
+            return output
+        if output == "sigmoid":
+            return torch.sigmoid
+        if output == "identity":
+            return lambda t: t
+        raise ModelContractError(
+            f"output: expected 'sigmoid', 'identity' or a callable, got {output!r}"
+        )
+
+    def trace(self, x: torch.Tensor) -> list[str]:
+        """Record the hook points from one pass on ``x`` (its first two rows); return their names."""
+        x = self._check_input(x, trace=False)[:2]
+        run = _Run(record_modules=True)
+        with torch.no_grad():
+            self._execute(run, x=x, target="output")
+        # count calls per (phase, module) to know which modules fire more than once
+        calls: dict[tuple[str, str], int] = defaultdict(int)
+        module_calls: dict[str, int] = defaultdict(int)
+        for phase, mod, _ in run.order:
+            calls[(phase, mod)] += 1
+            module_calls[mod] += 1
+        points: dict[str, HookPoint] = {}
+        seen: dict[str, int] = defaultdict(int)
+        for i, key in enumerate(run.order):
+            phase, mod, call = key
+            out = run.recorded[key]
+            k = seen[mod]
+            seen[mod] += 1
+            if not isinstance(out, torch.Tensor) or out.ndim < 1:
+                continue
+            if mod == LATENT_MODULE:
+                name = self.latent_name
+                if name in self._modules:
+                    name = "lens.latent"
+                    self.latent_name = name
+            else:
+                name = mod if module_calls[mod] == 1 else f"{mod}:{k}"
+            points[name] = HookPoint(name, mod, phase, call, i, tuple(out.shape[1:]))
+        self._points = points
+        self._by_key = {p.key: n for n, p in points.items()}
+        self._stack_ok = {}
+        return list(points)
+
+    def _ensure_traced(self, x: torch.Tensor | None = None) -> dict[str, HookPoint]:
+        if self._points is None:
+            if x is None:
+                shape = getattr(self.model, "image_shape", None)
+                if shape is None:
+                    raise ModelContractError(
+                        "the lens has not seen an input yet and the model has no image_shape: "
+                        "pass Lens(model, example=x) or call lens.trace(x)"
+                    )
+                x = torch.zeros(2, *tuple(shape))
+            self.trace(x)
+        assert self._points is not None
+        return self._points
+
+    @staticmethod
+    def _check_input(x: Any, *, trace: bool = True, argument: str = "x") -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ModelContractError(f"{argument}: expected a torch.Tensor, got {type(x).__name__}")
+        if x.ndim < 2 or x.shape[0] < 1:
+            raise ModelContractError(
+                f"{argument}: expected a batch (N, ...) with N >= 1, got shape {tuple(x.shape)}"
+            )
+        return x
+
+    # ------------------------------------------------------------------ names
+
+    @property
+    def hook_names(self) -> list[str]:
+        """Every hook point (module paths and ``latent``) in the order their outputs are produced."""
+        return list(self._ensure_traced())
+
+    @property
+    def encoder_hook_names(self) -> list[str]:
+        """Hook points that fire inside ``encode`` (forward order)."""
+        return [n for n, p in self._ensure_traced().items() if p.phase == "encode"]
+
+    @property
+    def decoder_hook_names(self) -> list[str]:
+        """Hook points that fire inside ``decode`` (forward order)."""
+        return [n for n, p in self._ensure_traced().items() if p.phase == "decode"]
+
+    def hook_point(self, name: str) -> HookPoint:
+        """The :class:`HookPoint` called ``name`` (a clear error listing the names otherwise)."""
+        points = self._ensure_traced()
+        if name not in points:
+            raise ModelContractError(
+                f"hook name {name!r} is not a hook point of {type(self.model).__name__}; "
+                f"expected one of {list(points)}"
+            )
+        return points[name]
+
+    def units(self, name: str) -> int:
+        """Number of units (index 1: channels or features) of hook point ``name``."""
+        return self.hook_point(name).units
+
+    def _resolve_names(self, names: str | Sequence[str] | None) -> list[str]:
+        if names is None:
+            return self.hook_names
+        if isinstance(names, str):
+            names = [names]
+        return [self.hook_point(n).name for n in names]
+
+    # ------------------------------------------------------------------ the engine
+
+    @contextlib.contextmanager
+    def _installed(self, run: _Run) -> Iterator[None]:
+        """Install the dispatcher on every sub-module; always remove it (also on error)."""
+        handles: list[Any] = []
+        overridden: list[tuple[nn.Module, Any]] = []
+        replay_modules = {k[1] for k in run.replay}
+        run.clone = self._inplace
+        try:
+            for name, module in self._modules.items():
+                handles.append(module.register_forward_pre_hook(self._pre_hook(run, name)))
+                handles.append(module.register_forward_hook(self._post_hook(run, name)))
+                if name in replay_modules:
+                    overridden.append((module, module.__dict__.get("forward", _MISSING)))
+                    module.forward = self._replaying_forward(run, name, module.forward)
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            for module, old in overridden:
+                if old is _MISSING:
+                    module.__dict__.pop("forward", None)
+                else:
+                    module.forward = old
+
+    @staticmethod
+    def _pre_hook(run: _Run, name: str) -> Callable[..., None]:
+        def pre(module: nn.Module, args: Any) -> None:
+            key = (run.phase, name)
+            run.stacks[name].append(run.counts[key])
+            run.counts[key] += 1
+
+        return pre
+
+    @staticmethod
+    def _replaying_forward(run: _Run, name: str, forward: Callable[..., Any]) -> Callable[..., Any]:
+        def replaying(*args: Any, **kwargs: Any) -> Any:
+            key = (run.phase, name, run.stacks[name][-1])
+            if key in run.replay:
+                out = run.replay[key]
+                return out.clone() if run.clone and isinstance(out, torch.Tensor) else out
+            return forward(*args, **kwargs)
+
+        return replaying
+
+    def _post_hook(self, run: _Run, name: str) -> Callable[..., Any]:
+        def post(module: nn.Module, args: Any, output: Any) -> Any:
+            call = run.stacks[name].pop()
+            key = (run.phase, name, call)
+            return self._dispatch(run, key, output)
+
+        return post
+
+    @staticmethod
+    def _dispatch(run: _Run, key: _Key, output: Any) -> Any:
+        run.order.append(key)
+        new = output
+        for hook_name, fn in run.edits.get(key, ()):
+            res = fn(new, hook_name)
+            if res is not None:
+                if not isinstance(res, torch.Tensor):
+                    raise ModelContractError(
+                        f"hook on {hook_name!r} returned {type(res).__name__}; expected a tensor or None"
+                    )
+                new = res
+        if run.record_modules or (run.record_keys is not None and key in run.record_keys):
+            run.recorded[key] = new.clone() if run.clone and isinstance(new, torch.Tensor) else new
+        return new if new is not output else None
+
+    def _execute(
+        self,
+        run: _Run,
+        *,
+        x: torch.Tensor | None = None,
+        z: torch.Tensor | None = None,
+        target: Target = "output",
+    ) -> torch.Tensor:
+        """One pass under ``run``: encode (unless ``z`` given), latent hook, decode, output map."""
+        if target not in ("output", "latent"):
+            raise ModelContractError(f"target: expected 'output' or 'latent', got {target!r}")
+        with self._installed(run):
+            if z is None:
+                run.phase = "encode"
+                z = latent_mean(self.model.encode(x))
+            run.phase = "latent"
+            key = ("latent", LATENT_MODULE, 0)
+            new = self._dispatch(run, key, z)
+            z = z if new is None else new
+            if target == "latent":
+                return z
+            run.phase = "decode"
+            decoded = self.model.decode(z)
+            if not isinstance(decoded, torch.Tensor):
+                raise ModelContractError(
+                    f"decode(z) returned {type(decoded).__name__}; expected a tensor"
+                )
+            return self.output_map(decoded)
+
+    def _edits(self, hooks: Sequence[tuple[str, HookFn]]) -> dict[_Key, list[tuple[str, HookFn]]]:
+        edits: dict[_Key, list[tuple[str, HookFn]]] = defaultdict(list)
+        for item in hooks:
+            if not (isinstance(item, tuple | list) and len(item) == 2 and callable(item[1])):
+                raise ModelContractError(
+                    f"hooks: expected (hook_name, fn) pairs with fn(activation, name), got {item!r}"
+                )
+            name, fn = item
+            edits[self.hook_point(name).key].append((name, fn))
+        return edits
+
+    # ------------------------------------------------------------------ public runs
+
+    def forward(self, x: torch.Tensor, *, target: Target = "output") -> torch.Tensor:
+        """``output_map(decode(mean(encode(x))))`` (or the latent mean for ``target="latent"``)."""
+        x = self._check_input(x)
+        self._ensure_traced(x)
+        return self._execute(_Run(), x=x, target=target)
+
+    __call__ = forward
+
+    def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent mean ``(N, L)`` of ``x``."""
+        return self.forward(x, target="latent")
+
+    def decode_output(self, z: torch.Tensor) -> torch.Tensor:
+        """``output_map(decode(z))`` for latent codes ``z`` ``(N, L)``."""
+        self._ensure_traced()
+        self._check_input(z, argument="z")
+        return self._execute(_Run(), z=z, target="output")
+
+    def run_with_hooks(
+        self,
+        x: torch.Tensor,
+        hooks: Sequence[tuple[str, HookFn]],
+        *,
+        target: Target = "output",
+        z: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run once with temporary hooks ``[(hook_name, fn)]``; they are removed afterwards, always.
+
+        ``fn(activation, hook_name)`` may return a replacement tensor (it flows on) or ``None``.
+        Pass ``z`` instead of ``x`` (``x=None``) to run the decoder only.
+        """
+        if z is None:
+            x = self._check_input(x)
+            self._ensure_traced(x)
+        else:
+            self._ensure_traced()
+        run = _Run(edits=self._edits(hooks))
+        return self._execute(run, x=x if z is None else None, z=z, target=target)
+
+    def run_with_cache(
+        self,
+        x: torch.Tensor,
+        names: str | Sequence[str] | None = None,
+        *,
+        hooks: Sequence[tuple[str, HookFn]] = (),
+        target: Target = "output",
+    ) -> tuple[torch.Tensor, ActivationCache]:
+        """Run once and return ``(output, cache)``; ``cache[name]`` is ``(N, *shape)``.
+
+        ``names``: hook names to keep (default all). With ``target="latent"`` the pass stops
+        after ``encode`` (decoder names then cannot be cached). Cached activations are what
+        flowed on, i.e. after any ``hooks``.
+        """
+        x = self._check_input(x)
+        self._ensure_traced(x)
+        wanted = self._resolve_names(names)
+        if target == "latent":
+            bad = [n for n in wanted if self.hook_point(n).phase == "decode"]
+            if bad and names is not None:
+                raise ModelContractError(
+                    f"names: {bad} fire in decode, but target='latent' stops before it"
+                )
+            wanted = [n for n in wanted if self.hook_point(n).phase != "decode"]
+        keys = {self.hook_point(n).key: n for n in wanted}
+        run = _Run(edits=self._edits(hooks), record_keys=set(keys))
+        out = self._execute(run, x=x, target=target)
+        cache = ActivationCache()
+        for n in wanted:
+            cache[n] = run.recorded[self.hook_point(n).key]
+        return out, cache
+
+    def capture(self, x: torch.Tensor, *, target: Target = "output", grad: bool = False) -> Capture:
+        """One pass recording every module output (for :meth:`run_from`) and every activation."""
+        x = self._check_input(x)
+        self._ensure_traced(x)
+        run = _Run(record_modules=True)
+        with torch.set_grad_enabled(grad):
+            out = self._execute(run, x=x, target=target)
+        points = self._ensure_traced()
+        acts = ActivationCache()
+        for n, p in points.items():
+            if p.key in run.recorded:
+                acts[n] = run.recorded[p.key]
+        latent = acts[self.latent_name]
+        return Capture(
+            x=x,
+            latent=latent,
+            output=out if target == "output" else None,
+            activations=acts,
+            modules=run.recorded,
+        )
+
+    def run_from(
+        self,
+        name: str,
+        activation: torch.Tensor,
+        capture: Capture,
+        *,
+        target: Target = "output",
+    ) -> torch.Tensor:
+        """Run the network from hook point ``name`` given its ``activation``, skipping the prefix.
+
+        Every module that completed before ``name`` in the same call returns its output from
+        ``capture`` (the pass must be on the same examples); a decoder or latent hook point
+        skips ``encode`` altogether. ``activation`` has ``K * N`` rows (``N = capture.batch``,
+        ``K >= 1`` variants, variant-major: row ``k * N + n``); the result has ``K * N`` rows.
+        Raises :class:`ModelContractError` if the output batch is not ``K * N`` (a model whose
+        later layers mix in tensors from before ``name``; see :meth:`run_variants`).
+        """
+        point = self.hook_point(name)
+        n = capture.batch
+        rows = int(activation.shape[0])
+        if rows % n or tuple(activation.shape[1:]) != point.shape:
+            raise ModelContractError(
+                f"activation for {name!r}: expected shape (K*{n}, {', '.join(map(str, point.shape))}), "
+                f"got {tuple(activation.shape)}"
+            )
+        if point.phase == "decode" and target == "latent":
+            raise ModelContractError(
+                f"target='latent' cannot be measured from decoder layer {name!r}"
+            )
+        if point.phase in ("latent", "decode"):
+            z = activation if point.phase == "latent" else capture.latent
+            if point.phase == "latent":
+                run = _Run()
+                x = None
+            else:
+                run = _Run(replay=self._replay_dict(point, activation, capture))
+                x = None
+            out = self._run_suffix(name, rows, run, x=x, z=z, target=target)
+        else:
+            if capture.x is None:
+                raise ModelContractError(
+                    "capture has no input x: it cannot replay an encoder layer"
+                )
+            run = _Run(replay=self._replay_dict(point, activation, capture))
+            out = self._run_suffix(name, rows, run, x=capture.x, target=target)
+        return self._check_rows(name, rows, out)
+
+    def _run_suffix(self, name: str, rows: int, run: _Run, **kwargs: Any) -> torch.Tensor:
+        try:
+            return self._execute(run, **kwargs)
+        except RuntimeError as err:
+            raise ModelContractError(
+                f"running from {name!r} on {rows} stacked rows failed ({err}); later layers may "
+                "combine tensors from before this layer (use run_variants, which falls back)"
+            ) from err
+
+    @staticmethod
+    def _check_rows(name: str, rows: int, out: torch.Tensor) -> torch.Tensor:
+        if out.shape[0] != rows:
+            raise ModelContractError(
+                f"running from {name!r} on {rows} stacked rows gave {out.shape[0]} output rows: "
+                "later layers combine tensors from before this layer"
+            )
+        return out
+
+    def _replay_dict(
+        self, point: HookPoint, activation: torch.Tensor, capture: Capture
+    ) -> dict[_Key, Any]:
+        points_order = {k: i for i, k in enumerate(capture.modules)}
+        target_idx = points_order.get(point.key)
+        if target_idx is None:
+            raise ModelContractError(f"capture does not hold hook point {point.name!r}")
+        replay = {
+            k: v
+            for k, v in capture.modules.items()
+            if k[0] == point.phase and points_order[k] < target_idx and k[1] != LATENT_MODULE
+        }
+        replay[point.key] = activation
+        return replay
+
+    def run_variants(
+        self,
+        name: str,
+        variants: torch.Tensor,
+        capture: Capture,
+        *,
+        target: Target = "output",
+    ) -> torch.Tensor:
+        """Outputs ``(K, N, ...)`` of ``K`` variants ``(K, N, *shape)`` of hook point ``name``.
+
+        Runs the suffix once on the ``K * N`` stacked rows (:meth:`run_from`); if the model
+        cannot propagate a stacked batch from ``name`` (skip connections), falls back, for good
+        for this hook point, to a full pass on the input repeated ``K`` times with the
+        activation replaced. Chunk ``K`` yourself to bound memory.
+        """
+        k, n = int(variants.shape[0]), int(variants.shape[1])
+        if n != capture.batch:
+            raise ModelContractError(
+                f"variants: expected shape (K, {capture.batch}, ...), got {tuple(variants.shape)}"
+            )
+        flat = variants.reshape(k * n, *variants.shape[2:])
+        if self._stack_ok.get(name, True):
+            try:
+                out = self.run_from(name, flat, capture, target=target)
+                self._stack_ok[name] = True
+                return out.reshape(k, n, *out.shape[1:])
+            except (RuntimeError, ModelContractError):
+                self._stack_ok[name] = False
+        point = self.hook_point(name)
+
+        def replace(a: torch.Tensor, _: str) -> torch.Tensor:
+            return flat
+
+        if point.phase in ("latent", "decode"):
+            z = capture.latent.repeat(k, *([1] * (capture.latent.ndim - 1)))
+            out = self._execute(_Run(edits=self._edits([(name, replace)])), z=z, target=target)
+        else:
+            assert capture.x is not None
+            xr = capture.x.repeat(k, *([1] * (capture.x.ndim - 1)))
+            out = self._execute(_Run(edits=self._edits([(name, replace)])), x=xr, target=target)
+        return out.reshape(k, n, *out.shape[1:])
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()

@@ -1,0 +1,316 @@
+"""The seeds' causal metrics (Roy 2025, sections 3.3-3.4) as pure functions on arrays.
+
+Each metric comes in the seeds' *faithful* form and, where that form is ill-posed, a
+*normalised* form; every function says which it returns. Dead units (no response to any
+intervention) and null interventions (no change at all) are handled explicitly: they
+are reported as ``NaN`` and counted apart, never silently turned into 0 or 1.
+
+Array conventions (numpy or torch in, numpy out):
+
+- reconstructions: ``base`` ``(N, *pixels)``; ``perturbed`` ``(L, V, N, *pixels)`` for ``L``
+  latent dimensions each set to ``V`` values.
+- unit responses: ``R`` ``(U, F)`` for ``U`` units and ``F`` factors,
+  ``R[n, f] = E_x |A_n(x) - A_n(x~_f)|``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ClusterResult",
+    "bootstrap_ci",
+    "causal_effect_strength",
+    "circuit_clusters",
+    "circuit_modularity",
+    "dead_units",
+    "intervention_specificity",
+    "monosemantic_fraction",
+    "polysemanticity",
+    "primary_factor",
+    "unit_responses",
+]
+
+#: a unit whose largest response is below this fraction of the layer's largest response is dead
+DEAD_UNIT_RTOL = 1e-6
+
+
+def _np(a: Any, name: str) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    arr = np.asarray(a, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return arr
+
+
+def _check_recon(base: Any, perturbed: Any) -> tuple[np.ndarray, np.ndarray]:
+    b = _np(base, "base")
+    p = _np(perturbed, "perturbed")
+    if b.ndim < 2:
+        raise ValueError(f"base: expected (N, *pixels), got shape {b.shape}")
+    if p.ndim != b.ndim + 2 or p.shape[2:] != b.shape:
+        raise ValueError(
+            f"perturbed: expected shape (L, V, {', '.join(map(str, b.shape))}), got {p.shape}"
+        )
+    return b, p
+
+
+def causal_effect_strength(base: Any, perturbed: Any, *, normalise: bool = False) -> np.ndarray:
+    """Causal effect strength of each latent dimension, ``(L,)``.
+
+    Seeds' eq. (7): ``CES(i) = E_{x, v} || D(z) - D(z~_{i,v}) ||_2``, the expectation taken over
+    the samples and the ``V`` intervention values of dimension ``i``.
+
+    With ``normalise=True`` the norm is divided by ``sqrt(P)`` (P pixels): the root-mean-square
+    change per pixel, comparable across image sizes. Both forms grow with the intervention
+    range and mix reconstruction quality with causal effect (see docs/metrics.md).
+    """
+    b, p = _check_recon(base, perturbed)
+    diff = (p - b[None, None]).reshape(p.shape[0], p.shape[1], p.shape[2], -1)
+    norms = np.sqrt((diff**2).sum(-1))  # (L, V, N)
+    if normalise:
+        norms = norms / np.sqrt(diff.shape[-1])
+    return norms.mean(axis=(1, 2))
+
+
+def intervention_specificity(
+    base: Any, perturbed: Any, *, form: str = "seeds", eps: float = 1e-8, null_tol: float = 1e-12
+) -> tuple[np.ndarray, np.ndarray]:
+    """Intervention specificity of each latent dimension and the share of null interventions.
+
+    For each sample and value, ``p = d / sum(d)`` with ``d`` the pixelwise squared difference
+    ``(D(z) - D(z~_i))^2`` and ``H(p) = -sum p log p`` (nats).
+
+    - ``form="seeds"``: eq. (8), ``S(i) = 1 / (H(p_i) + eps)``, unbounded and dependent on the
+      number of pixels ``P``.
+    - ``form="normalised"``: ``S(i) = 1 - H(p_i) / log P`` in ``[0, 1]`` (1: one pixel changes,
+      0: all change equally).
+
+    An intervention that changes no pixel (``sum(d) <= null_tol``) has no distribution; it is
+    left out of the mean. Returns ``(S (L,), null_fraction (L,))``; ``S`` is NaN for a dimension
+    whose every intervention is null (a dead latent).
+    """
+    if form not in ("seeds", "normalised"):
+        raise ValueError(f"form: expected 'seeds' or 'normalised', got {form!r}")
+    b, p = _check_recon(base, perturbed)
+    d = ((p - b[None, None]) ** 2).reshape(p.shape[0], p.shape[1] * p.shape[2], -1)
+    total = d.sum(-1, keepdims=True)
+    null = total[..., 0] <= null_tol  # (L, V*N)
+    prob = np.divide(d, total, out=np.zeros_like(d), where=total > null_tol)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(prob > 0, prob * np.log(prob), 0.0).sum(-1)  # (L, V*N)
+    if form == "seeds":
+        score = 1.0 / (ent + eps)
+    else:
+        score = 1.0 - ent / np.log(d.shape[-1])
+    score = np.where(null, np.nan, score)
+    live = (~null).sum(1)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(live > 0, np.nansum(score, axis=1) / np.maximum(live, 1), np.nan)
+    return mean, null.mean(axis=1)
+
+
+def unit_responses(acts: Any, acts_changed: Any) -> np.ndarray:
+    """Response of each unit to one intervention: ``E_x |A_n(x) - A_n(x~)|``, shape ``(U,)``.
+
+    ``acts``/``acts_changed``: activations ``(N, U)`` or ``(N, U, *spatial)`` (a conv channel is
+    one unit; its response is averaged over positions). Stack the results of several
+    factors as columns to get the seeds' ``R(n, f)`` (eq. 10).
+    """
+    a = _np(acts, "acts")
+    b = _np(acts_changed, "acts_changed")
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(f"acts_changed: expected the shape of acts {a.shape}, got {b.shape}")
+    diff = np.abs(a - b).reshape(a.shape[0], a.shape[1], -1)
+    return diff.mean(axis=(0, 2))
+
+
+def _check_R(R: Any) -> np.ndarray:
+    r = _np(R, "R")
+    if r.ndim != 2 or r.shape[1] < 1:
+        raise ValueError(f"R: expected (units, factors), got shape {r.shape}")
+    if (r < 0).any():
+        raise ValueError("R: responses must be non-negative (mean absolute changes)")
+    return r
+
+
+def dead_units(R: Any, rtol: float = DEAD_UNIT_RTOL) -> np.ndarray:
+    """Boolean ``(U,)``: units whose total response is at most ``rtol`` times the layer's largest."""
+    r = _check_R(R)
+    tot = r.sum(1)
+    scale = tot.max() if tot.size else 0.0
+    return tot <= rtol * scale if scale > 0 else np.ones_like(tot, dtype=bool)
+
+
+def polysemanticity(
+    R: Any, *, form: str = "participation", rtol: float = DEAD_UNIT_RTOL
+) -> np.ndarray:
+    """Polysemanticity of each unit, ``(U,)``; NaN for dead units.
+
+    - ``form="participation"`` (the seeds' *text*: 1 = monosemantic, |F| = responds equally
+      to all factors): the participation ratio ``PR(n) = (sum_f R)^2 / sum_f R^2``.
+    - ``form="seeds"`` (eq. 11 *as printed*): ``PS(n) = |F| sum_f R^2 / (sum_f R)^2``, which
+      gives |F| for a unit responding to one factor and 1 for a uniform one: the inverse of
+      the text's reading (``PS = |F| / PR``).
+
+    Neither form can produce the means below 1 in the seeds' Table 3.
+    """
+    if form not in ("participation", "seeds"):
+        raise ValueError(f"form: expected 'participation' or 'seeds', got {form!r}")
+    r = _check_R(R)
+    dead = dead_units(r, rtol)
+    s1 = r.sum(1)
+    s2 = (r**2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pr = s1**2 / s2
+    out = pr if form == "participation" else r.shape[1] / pr
+    return np.where(dead, np.nan, out)
+
+
+def primary_factor(R: Any) -> np.ndarray:
+    """Index of each unit's largest response, ``(U,)`` (``-1`` for dead units)."""
+    r = _check_R(R)
+    return np.where(dead_units(r), -1, r.argmax(1))
+
+
+def monosemantic_fraction(
+    R: Any, *, threshold: float = 1.5, rtol: float = DEAD_UNIT_RTOL
+) -> tuple[float, int, int]:
+    """Share of live units that are monosemantic: participation ratio below ``threshold``.
+
+    ``PR < 1.5`` means the unit's response is concentrated on one factor (two equal factors
+    give PR = 2). Returns ``(fraction, n_monosemantic, n_live)``; the fraction is NaN when no
+    unit is live.
+    """
+    pr = polysemanticity(R, form="participation", rtol=rtol)
+    live = ~np.isnan(pr)
+    n_live = int(live.sum())
+    n_mono = int((pr[live] < threshold).sum())
+    return (n_mono / n_live if n_live else float("nan")), n_mono, n_live
+
+
+def circuit_modularity(R: Any, *, form: str = "seeds") -> float:
+    """Circuit modularity of a layer from its response matrix ``R`` ``(U, K)``.
+
+    Seeds' eq. (9): ``M = 1 - mean_{i<j} |rho(da_i, da_j)|``, ``da_i = R[:, i]`` the vector of
+    activation changes across the layer's units for intervention ``i``, ``rho`` Pearson's
+    correlation. ``form="signed"`` uses ``1 - mean rho`` clipped to [0, 1] (anti-correlated
+    circuits count as separate).
+
+    Pairs involving a constant vector (every unit responds equally, e.g. a dead layer, or a
+    layer with one unit) have no correlation: they are left out. With no valid pair the
+    result is NaN, not 1: the seeds' 1.000 for early layers is what a computation that
+    turns these NaNs into zero correlation would print.
+    """
+    if form not in ("seeds", "signed"):
+        raise ValueError(f"form: expected 'seeds' or 'signed', got {form!r}")
+    r = _check_R(R)
+    k = r.shape[1]
+    if k < 2 or r.shape[0] < 2:
+        return float("nan")
+    centred = r - r.mean(0, keepdims=True)
+    norms = np.sqrt((centred**2).sum(0))
+    valid = norms > 1e-12 * max(1.0, float(np.abs(r).max()))
+    rhos = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            if valid[i] and valid[j]:
+                rhos.append(float(centred[:, i] @ centred[:, j] / (norms[i] * norms[j])))
+    if not rhos:
+        return float("nan")
+    rho = np.clip(np.array(rhos), -1.0, 1.0)
+    if form == "seeds":
+        return float(1.0 - np.abs(rho).mean())
+    return float(np.clip(1.0 - rho.mean(), 0.0, 1.0))
+
+
+@dataclass
+class ClusterResult:
+    """Circuit clusters of units by response profile."""
+
+    labels: np.ndarray  #: (U,) cluster of each unit, -1 for dead units
+    n_clusters: int
+    coherence: float  #: share of live units whose primary factor is their cluster's majority factor
+    majority_factor: np.ndarray  #: (n_clusters,) majority primary factor of each cluster
+    sizes: np.ndarray  #: (n_clusters,) number of units in each cluster
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels.tolist(),
+            "n_clusters": self.n_clusters,
+            "coherence": self.coherence,
+            "majority_factor": self.majority_factor.tolist(),
+            "sizes": self.sizes.tolist(),
+        }
+
+
+def circuit_clusters(
+    R: Any, *, n_clusters: int | None = None, random_state: int = 0
+) -> ClusterResult:
+    """Cluster live units by their normalised response profile ``R[n] / sum_f R[n, f]``.
+
+    k-means (scikit-learn, 10 restarts) with ``n_clusters`` (default: the number of factors,
+    capped by the number of live units). Cluster coherence (the seeds' Table 3) is the share
+    of live units whose primary factor equals the majority primary factor of their cluster.
+    """
+    from sklearn.cluster import KMeans
+
+    r = _check_R(R)
+    dead = dead_units(r)
+    live_idx = np.flatnonzero(~dead)
+    labels = np.full(r.shape[0], -1, dtype=np.int64)
+    if live_idx.size == 0:
+        return ClusterResult(labels, 0, float("nan"), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    k = n_clusters if n_clusters is not None else r.shape[1]
+    if k < 1:
+        raise ValueError(f"n_clusters: expected a positive int, got {n_clusters}")
+    profiles = r[live_idx] / r[live_idx].sum(1, keepdims=True)
+    k = int(min(k, live_idx.size, np.unique(profiles.round(12), axis=0).shape[0]))
+    km = KMeans(n_clusters=k, n_init=10, random_state=random_state).fit(profiles)
+    labels[live_idx] = km.labels_
+    primary = r[live_idx].argmax(1)
+    majority = np.zeros(k, dtype=np.int64)
+    sizes = np.zeros(k, dtype=np.int64)
+    agree = 0
+    for c in range(k):
+        members = primary[km.labels_ == c]
+        sizes[c] = members.size
+        counts = np.bincount(members, minlength=r.shape[1])
+        majority[c] = counts.argmax()
+        agree += counts.max()
+    return ClusterResult(labels, k, agree / live_idx.size, majority, sizes)
+
+
+def bootstrap_ci(
+    values: Any,
+    *,
+    statistic: Any = np.mean,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    random_state: int | np.random.Generator = 0,
+) -> tuple[float, float, float]:
+    """Percentile bootstrap confidence interval of ``statistic`` over the first axis.
+
+    Returns ``(estimate, low, high)``; NaN entries are dropped first. With fewer than two
+    values the interval is ``(nan, nan)``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)] if v.ndim == 1 else v
+    if v.shape[0] == 0:
+        return float("nan"), float("nan"), float("nan")
+    est = float(statistic(v))
+    if v.shape[0] < 2:
+        return est, float("nan"), float("nan")
+    rng = (
+        random_state
+        if isinstance(random_state, np.random.Generator)
+        else np.random.default_rng(random_state)
+    )
+    idx = rng.integers(0, v.shape[0], size=(n_boot, v.shape[0]))
+    stats = np.array([statistic(v[i]) for i in idx])
+    alpha = (1 - level) / 2
+    return est, float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))

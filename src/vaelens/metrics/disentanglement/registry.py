@@ -1,0 +1,242 @@
+"""Registry of the disentanglement metrics and :func:`compute_metrics`, their one entry point.
+
+Every metric is registered by name with its kind and two presets of keyword arguments:
+
+* ``"faithful"``: disentanglement_lib's estimators and sample sizes (10,000 train / 5,000
+  test points for the array metrics, batches of 64 and 10,000 / 5,000 votes for the
+  intervention metrics, GradientBoostingClassifier for DCI).
+* ``"fast"``: smaller samples and LightGBM importances for DCI, for smoke runs and sweeps.
+
+Array metrics (``dci``, ``mig``, ``sap``, ``irs``, ``modularity``) take codes and factors;
+given a representation function and a dataset instead, :func:`compute_metrics` samples
+one i.i.d. train set (and one test set) of the preset's size and gives it to all of them.
+Intervention metrics (``factor_vae``, ``beta_vae``) need the representation function and
+the dataset, as they encode batches that share a factor.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from vaelens.errors import ConfigError
+from vaelens.metrics.disentanglement._utils import (
+    RandomState,
+    ReprFn,
+    check_codes_factors,
+    sample_codes,
+)
+from vaelens.metrics.disentanglement.beta_vae import beta_vae_score
+from vaelens.metrics.disentanglement.dci import dci
+from vaelens.metrics.disentanglement.factor_vae import factor_vae_score
+from vaelens.metrics.disentanglement.irs import irs
+from vaelens.metrics.disentanglement.mig import mig
+from vaelens.metrics.disentanglement.modularity import modularity_explicitness
+from vaelens.metrics.disentanglement.sap import sap
+
+__all__ = ["METRICS", "PRESETS", "SAMPLE_SIZES", "MetricSpec", "compute_metrics"]
+
+PRESETS = ("faithful", "fast")
+
+#: Points sampled for the array metrics when a representation function and a dataset are given.
+SAMPLE_SIZES: dict[str, dict[str, int]] = {
+    "faithful": {"num_train": 10_000, "num_test": 5_000, "batch_size": 64},
+    "fast": {"num_train": 2_000, "num_test": 1_000, "batch_size": 64},
+}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric: the function, its kind and its preset keyword arguments.
+
+    ``kind="arrays"``: ``fn(codes, factors, [codes_test, factors_test,] **kwargs)``;
+    ``kind="intervention"``: ``fn(repr_fn, dataset, **kwargs)``. ``uses_test`` says whether
+    the function takes a test split; ``random`` whether it takes ``random_state``.
+    """
+
+    fn: Callable[..., dict[str, float]]
+    kind: Literal["arrays", "intervention"]
+    uses_test: bool
+    random: bool
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+METRICS: dict[str, MetricSpec] = {
+    "dci": MetricSpec(
+        dci,
+        "arrays",
+        uses_test=True,
+        random=True,
+        presets={"faithful": {"estimator": "gbt"}, "fast": {"estimator": "lightgbm"}},
+    ),
+    "mig": MetricSpec(
+        mig, "arrays", uses_test=False, random=False, presets={"faithful": {}, "fast": {}}
+    ),
+    "sap": MetricSpec(
+        sap,
+        "arrays",
+        uses_test=True,
+        random=True,
+        presets={"faithful": {"continuous": False}, "fast": {"continuous": False}},
+    ),
+    "irs": MetricSpec(
+        irs, "arrays", uses_test=False, random=False, presets={"faithful": {}, "fast": {}}
+    ),
+    "modularity": MetricSpec(
+        modularity_explicitness,
+        "arrays",
+        uses_test=True,
+        random=True,
+        presets={"faithful": {}, "fast": {}},
+    ),
+    "factor_vae": MetricSpec(
+        factor_vae_score,
+        "intervention",
+        uses_test=False,
+        random=True,
+        presets={
+            "faithful": {
+                "batch_size": 64,
+                "num_train": 10_000,
+                "num_eval": 5_000,
+                "num_variance_estimate": 10_000,
+                "prune_threshold": 0.05,
+            },
+            "fast": {
+                "batch_size": 64,
+                "num_train": 1_000,
+                "num_eval": 500,
+                "num_variance_estimate": 2_000,
+                "prune_threshold": 0.05,
+            },
+        },
+    ),
+    "beta_vae": MetricSpec(
+        beta_vae_score,
+        "intervention",
+        uses_test=False,
+        random=True,
+        presets={
+            "faithful": {"batch_size": 64, "num_train": 10_000, "num_eval": 5_000},
+            "fast": {"batch_size": 64, "num_train": 1_000, "num_eval": 500},
+        },
+    ),
+}
+
+
+def _base_seed(random_state: RandomState) -> int:
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    if random_state is None:
+        return int(np.random.default_rng().integers(0, 2**31 - 1))
+    if isinstance(random_state, int | np.integer):
+        return int(random_state)
+    raise ConfigError(
+        f"random_state: expected None, an int or a numpy Generator, got {type(random_state).__name__}"
+    )
+
+
+def _metric_rng(base: int, key: str) -> np.random.Generator:
+    """Independent stream per metric, so a score does not depend on which others ran."""
+    return np.random.default_rng([base, zlib.crc32(key.encode())])
+
+
+def compute_metrics(
+    names: str | Sequence[str],
+    codes: np.ndarray | None = None,
+    factors: np.ndarray | None = None,
+    *,
+    codes_test: np.ndarray | None = None,
+    factors_test: np.ndarray | None = None,
+    repr_fn: ReprFn | None = None,
+    dataset: Any = None,
+    preset: str = "faithful",
+    random_state: RandomState = 0,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    num_train: int | None = None,
+    num_test: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Compute the named metrics; returns ``{name: {score: value}}``.
+
+    Give either ``codes`` ``(N, D)`` and integer ``factors`` ``(N, F)`` (optionally a test
+    split; otherwise metrics that need one hold out a random 1/3), or ``repr_fn`` (float32
+    images ``(N,C,H,W)`` -> codes ``(N,D)``) and a ground-truth ``dataset``; the
+    intervention metrics need the latter. ``names`` may be ``"all"``. ``overrides`` maps a
+    metric name to keyword arguments that replace its preset's; ``num_train``/``num_test``
+    replace the preset's sample sizes (:data:`SAMPLE_SIZES`) of the array metrics when
+    sampling from a dataset. Each metric draws from its own random stream derived from
+    ``random_state`` and its name.
+
+    Example::
+
+        compute_metrics(["dci", "mig"], codes, factors, preset="fast", random_state=0)
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: expected one of {PRESETS}, got {preset!r}")
+    if isinstance(names, str):
+        names = list(METRICS) if names == "all" else [names]
+    names = list(names)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ConfigError(f"names: unknown metric(s) {unknown}; expected some of {sorted(METRICS)}")
+    overrides = dict(overrides or {})
+    bad = [n for n in overrides if n not in names]
+    if bad:
+        raise ConfigError(f"overrides: {bad} are not among the requested metrics {names}")
+    have_arrays = codes is not None or factors is not None
+    have_model = repr_fn is not None or dataset is not None
+    if have_arrays and have_model:
+        raise ConfigError("give either codes/factors or repr_fn/dataset, not both")
+    if have_model and (repr_fn is None or dataset is None):
+        raise ConfigError("repr_fn and dataset: give both")
+    if not have_arrays and not have_model:
+        raise ConfigError("give codes and factors, or repr_fn and dataset")
+    if have_arrays:
+        if codes is None or factors is None:
+            raise ConfigError("codes and factors: give both")
+        needs_model = [n for n in names if METRICS[n].kind == "intervention"]
+        if needs_model:
+            raise ConfigError(
+                f"{needs_model} need repr_fn and dataset (they encode batches that share a factor)"
+            )
+        check_codes_factors(codes, factors)
+
+    base = _base_seed(random_state)
+    if have_model and any(METRICS[n].kind == "arrays" for n in names):
+        sizes = dict(SAMPLE_SIZES[preset])
+        for key, value in (("num_train", num_train), ("num_test", num_test)):
+            if value is not None:
+                if not isinstance(value, int | np.integer) or value < 2:
+                    raise ConfigError(f"{key}: expected an int >= 2, got {value!r}")
+                sizes[key] = int(value)
+        rng = _metric_rng(base, "__samples__")
+        codes, factors = sample_codes(
+            repr_fn, dataset, sizes["num_train"], rng, sizes["batch_size"]
+        )
+        if any(METRICS[n].kind == "arrays" and METRICS[n].uses_test for n in names):
+            codes_test, factors_test = sample_codes(
+                repr_fn, dataset, sizes["num_test"], rng, sizes["batch_size"]
+            )
+
+    results: dict[str, dict[str, float]] = {}
+    for name in names:
+        spec = METRICS[name]
+        kwargs = {**spec.presets[preset], **overrides.get(name, {})}
+        if spec.random:
+            kwargs["random_state"] = _metric_rng(base, name)
+        try:
+            if spec.kind == "intervention":
+                results[name] = spec.fn(repr_fn, dataset, **kwargs)
+            elif spec.uses_test:
+                results[name] = spec.fn(codes, factors, codes_test, factors_test, **kwargs)
+            else:
+                results[name] = spec.fn(codes, factors, **kwargs)
+        except TypeError as exc:
+            if name in overrides:
+                raise ConfigError(f"overrides[{name!r}]: {exc}") from exc
+            raise
+    return results

@@ -1,0 +1,380 @@
+"""Implementation of :mod:`vaelens.stats` (see the package docstring)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+__all__ = [
+    "CorrelationResult",
+    "adjust_pvalues",
+    "compare_groups",
+    "correlation",
+    "group_summary",
+    "paired_vs_baseline",
+    "partial_correlation",
+    "within_group_correlation",
+]
+
+
+@dataclass
+class CorrelationResult:
+    """A correlation coefficient with its test and bootstrap confidence interval."""
+
+    method: str
+    r: float
+    p: float
+    ci_low: float
+    ci_high: float
+    n: int
+    level: float = 0.95
+    controls: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["controls"] = list(self.controls)
+        return d
+
+    def __str__(self) -> str:
+        ctl = f" | {', '.join(self.controls)}" if self.controls else ""
+        return (
+            f"{self.method} r{ctl} = {self.r:.3f} (p = {self.p:.3g}, "
+            f"{int(self.level * 100)}% CI [{self.ci_low:.3f}, {self.ci_high:.3f}], n = {self.n})"
+        )
+
+
+def _vec(a: Any, name: str) -> np.ndarray:
+    v = np.asarray(a, dtype=np.float64).ravel()
+    return v
+
+
+def _pair(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    xv, yv = _vec(x, "x"), _vec(y, "y")
+    if xv.shape != yv.shape:
+        raise ValueError(f"y: expected {xv.size} values like x, got {yv.size}")
+    keep = np.isfinite(xv) & np.isfinite(yv)
+    return xv[keep], yv[keep]
+
+
+def _r(x: np.ndarray, y: np.ndarray, method: str) -> float:
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    if method == "pearson":
+        return float(np.corrcoef(x, y)[0, 1])
+    return float(sps.spearmanr(x, y).statistic)
+
+
+def _check_method(method: str) -> None:
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"method: expected 'pearson' or 'spearman', got {method!r}")
+
+
+def _boot_ci(
+    x: np.ndarray, y: np.ndarray, method: str, n_boot: int, level: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    if x.size < 4:
+        return float("nan"), float("nan")
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    rs = np.array([_r(x[i], y[i], method) for i in idx])
+    rs = rs[np.isfinite(rs)]
+    if rs.size < n_boot // 2:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.quantile(rs, a)), float(np.quantile(rs, 1 - a))
+
+
+def correlation(
+    x: Any,
+    y: Any,
+    *,
+    method: str = "pearson",
+    n_boot: int = 2000,
+    level: float = 0.95,
+    random_state: int = 0,
+) -> CorrelationResult:
+    """Correlation of ``x`` and ``y`` with a two-sided p-value and a percentile bootstrap CI.
+
+    Pearson: ``r = cov(x, y) / (sd(x) sd(y))``, p from the t distribution with ``n - 2`` df;
+    Spearman: Pearson's r of the ranks. Pairs with a NaN are dropped. With fewer than 3
+    pairs, or a constant variable, r and p are NaN.
+    """
+    _check_method(method)
+    xv, yv = _pair(x, y)
+    r = _r(xv, yv, method)
+    if np.isnan(r):
+        p = float("nan")
+    elif method == "pearson":
+        p = float(sps.pearsonr(xv, yv).pvalue)
+    else:
+        p = float(sps.spearmanr(xv, yv).pvalue)
+    lo, hi = _boot_ci(xv, yv, method, n_boot, level, np.random.default_rng(random_state))
+    return CorrelationResult(method, r, p, lo, hi, int(xv.size), level)
+
+
+def _residualise(v: np.ndarray, covariates: np.ndarray) -> np.ndarray:
+    design = np.column_stack([np.ones(v.size), covariates])
+    coef, *_ = np.linalg.lstsq(design, v, rcond=None)
+    return v - design @ coef
+
+
+def partial_correlation(
+    x: Any,
+    y: Any,
+    covariates: Any,
+    *,
+    method: str = "pearson",
+    covariate_names: tuple[str, ...] = (),
+    n_boot: int = 2000,
+    level: float = 0.95,
+    random_state: int = 0,
+) -> CorrelationResult:
+    """Correlation of ``x`` and ``y`` controlling for ``covariates`` ``(N, K)``.
+
+    Both variables are regressed (least squares with an intercept) on the covariates and
+    the residuals correlated; Spearman ranks every variable first. The p-value uses the t
+    distribution with ``n - 2 - K`` degrees of freedom,
+    ``t = r sqrt((n - 2 - K) / (1 - r^2))``. The bootstrap resamples whole rows, refitting the
+    regressions each time. Covariates constant over the rows are dropped (they carry no
+    information); their names stay out of ``controls``.
+    """
+    _check_method(method)
+    xv, yv = _vec(x, "x"), _vec(y, "y")
+    cov = np.asarray(covariates, dtype=np.float64)
+    if cov.ndim == 1:
+        cov = cov[:, None]
+    if cov.shape[0] != xv.size or yv.size != xv.size:
+        raise ValueError(
+            f"covariates: expected {xv.size} rows like x and y, got x {xv.size}, y {yv.size}, covariates {cov.shape[0]}"
+        )
+    names = covariate_names or tuple(f"c{i}" for i in range(cov.shape[1]))
+    keep = np.isfinite(xv) & np.isfinite(yv) & np.all(np.isfinite(cov), axis=1)
+    xv, yv, cov = xv[keep], yv[keep], cov[keep]
+    varying = np.ptp(cov, axis=0) > 0 if cov.shape[0] else np.zeros(cov.shape[1], bool)
+    cov = cov[:, varying]
+    names = tuple(n for n, v in zip(names, varying, strict=True) if v)
+    if method == "spearman":
+        xv, yv = sps.rankdata(xv), sps.rankdata(yv)
+        cov = np.column_stack([sps.rankdata(c) for c in cov.T]) if cov.shape[1] else cov
+    k = cov.shape[1]
+    n = xv.size
+
+    def pr(xs: np.ndarray, ys: np.ndarray, cs: np.ndarray) -> float:
+        if xs.size - 2 - k < 1:
+            return float("nan")
+        rx, ry = _residualise(xs, cs), _residualise(ys, cs)
+        if np.ptp(rx) < 1e-12 or np.ptp(ry) < 1e-12:
+            return float("nan")
+        return float(np.corrcoef(rx, ry)[0, 1])
+
+    r = pr(xv, yv, cov)
+    df = n - 2 - k
+    if np.isnan(r) or df < 1:
+        p = float("nan")
+    else:
+        t = r * np.sqrt(df / max(1e-300, 1 - r**2))
+        p = float(2 * sps.t.sf(abs(t), df))
+    lo = hi = float("nan")
+    if n >= 4 + k:
+        rng = np.random.default_rng(random_state)
+        idx = rng.integers(0, n, size=(n_boot, n))
+        rs = np.array([pr(xv[i], yv[i], cov[i]) for i in idx])
+        rs = rs[np.isfinite(rs)]
+        if rs.size >= n_boot // 2:
+            a = (1 - level) / 2
+            lo, hi = float(np.quantile(rs, a)), float(np.quantile(rs, 1 - a))
+    return CorrelationResult(method, r, p, lo, hi, int(n), level, names)
+
+
+def within_group_correlation(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    group: str,
+    *,
+    method: str = "pearson",
+    n_boot: int = 2000,
+    level: float = 0.95,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """Correlation of columns ``x`` and ``y`` inside each ``group``, and pooled within groups.
+
+    The pooled row (group ``"(pooled within)"``) correlates ``x - mean_g(x)`` with
+    ``y - mean_g(y)``: between-group differences in level cannot produce it. For Spearman,
+    ranks are taken inside each group before centring. Its p-value uses
+    ``n - 2 - (G - 1)`` degrees of freedom for the ``G`` removed group means.
+    """
+    _check_method(method)
+    for col in (x, y, group):
+        if col not in df.columns:
+            raise ValueError(f"df: has no column {col!r}; columns are {list(df.columns)}")
+    rows = []
+    centred_x, centred_y = [], []
+    for g, sub in df.groupby(group, sort=True):
+        res = correlation(
+            sub[x], sub[y], method=method, n_boot=n_boot, level=level, random_state=random_state
+        )
+        rows.append({"group": g, **res.to_dict()})
+        xs, ys = _pair(sub[x], sub[y])
+        if method == "spearman":
+            xs, ys = sps.rankdata(xs), sps.rankdata(ys)
+        centred_x.append(xs - xs.mean() if xs.size else xs)
+        centred_y.append(ys - ys.mean() if ys.size else ys)
+    cx, cy = np.concatenate(centred_x), np.concatenate(centred_y)
+    groups = len(centred_x)
+    pooled = correlation(
+        cx, cy, method="pearson", n_boot=n_boot, level=level, random_state=random_state
+    )
+    dof = cx.size - 2 - (groups - 1)
+    if np.isfinite(pooled.r) and dof >= 1:
+        t = pooled.r * np.sqrt(dof / max(1e-300, 1 - pooled.r**2))
+        pooled.p = float(2 * sps.t.sf(abs(t), dof))
+    else:
+        pooled.p = float("nan")
+    pooled.method = method
+    rows.append({"group": "(pooled within)", **pooled.to_dict()})
+    return pd.DataFrame(rows)
+
+
+def group_summary(values: Any, groups: Any, *, level: float = 0.95) -> pd.DataFrame:
+    """Per-group mean, standard deviation, n and t-based CI ``mean +- t_{n-1} sd / sqrt(n)``."""
+    v = _vec(values, "values")
+    g = np.asarray(groups).ravel()
+    if g.size != v.size:
+        raise ValueError(f"groups: expected {v.size} labels like values, got {g.size}")
+    rows = []
+    for label in pd.unique(g):
+        sel = v[(g == label) & np.isfinite(v)]
+        n = sel.size
+        mean = float(sel.mean()) if n else float("nan")
+        sd = float(sel.std(ddof=1)) if n > 1 else float("nan")
+        half = float(sps.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
+        rows.append(
+            {
+                "group": label,
+                "mean": mean,
+                "sd": sd,
+                "n": n,
+                "ci_low": mean - half,
+                "ci_high": mean + half,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def adjust_pvalues(p: Any, method: str = "holm") -> np.ndarray:
+    """Adjusted p-values for multiple comparisons (NaNs stay NaN and do not count).
+
+    ``bonferroni``: ``min(1, m p)``; ``holm``: step-down ``max_{j<=i} min(1, (m - j + 1) p_(j))``;
+    ``fdr_bh`` (Benjamini-Hochberg): step-up ``min_{j>=i} m p_(j) / j``.
+    """
+    pv = _vec(p, "p")
+    out = np.full_like(pv, np.nan)
+    ok = np.isfinite(pv)
+    q = pv[ok]
+    m = q.size
+    if m == 0:
+        return out
+    order = np.argsort(q)
+    ranked = q[order]
+    if method == "bonferroni":
+        adj = np.minimum(1.0, ranked * m)
+    elif method == "holm":
+        adj = np.minimum(1.0, np.maximum.accumulate(ranked * (m - np.arange(m))))
+    elif method == "fdr_bh":
+        adj = np.minimum(1.0, np.minimum.accumulate((ranked * m / np.arange(1, m + 1))[::-1])[::-1])
+    else:
+        raise ValueError(f"method: expected 'holm', 'bonferroni' or 'fdr_bh', got {method!r}")
+    res = np.empty(m)
+    res[order] = adj
+    out[ok] = res
+    return out
+
+
+def compare_groups(
+    values: Any,
+    groups: Any,
+    *,
+    test: str = "welch",
+    correction: str = "holm",
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Test differences between groups (e.g. architectures across seeds).
+
+    Omnibus: one-way ANOVA (``test="welch"``) or Kruskal-Wallis (``test="mannwhitney"``).
+    Pairwise: Welch's t-test or the Mann-Whitney U test for every pair of groups, with
+    p-values adjusted by ``correction`` over all pairs. Returns ``(omnibus, pairwise)``.
+    """
+    if test not in ("welch", "mannwhitney"):
+        raise ValueError(f"test: expected 'welch' or 'mannwhitney', got {test!r}")
+    v = _vec(values, "values")
+    g = np.asarray(groups).ravel()
+    if g.size != v.size:
+        raise ValueError(f"groups: expected {v.size} labels like values, got {g.size}")
+    labels = list(pd.unique(g))
+    samples = {lab: v[(g == lab) & np.isfinite(v)] for lab in labels}
+    usable = [s for s in samples.values() if s.size >= 2]
+    omnibus = {
+        "test": "anova" if test == "welch" else "kruskal",
+        "statistic": float("nan"),
+        "p": float("nan"),
+    }
+    if len(usable) >= 2 and any(np.ptp(s) > 0 for s in usable):
+        res = sps.f_oneway(*usable) if test == "welch" else sps.kruskal(*usable)
+        omnibus.update(statistic=float(res.statistic), p=float(res.pvalue))
+    rows = []
+    for a, b in itertools.combinations(labels, 2):
+        sa, sb = samples[a], samples[b]
+        stat = p = float("nan")
+        if sa.size >= 2 and sb.size >= 2 and (np.ptp(sa) > 0 or np.ptp(sb) > 0):
+            if test == "welch":
+                r = sps.ttest_ind(sa, sb, equal_var=False)
+            else:
+                r = sps.mannwhitneyu(sa, sb, alternative="two-sided")
+            stat, p = float(r.statistic), float(r.pvalue)
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "mean_a": float(sa.mean()) if sa.size else np.nan,
+                "mean_b": float(sb.mean()) if sb.size else np.nan,
+                "diff": float(sa.mean() - sb.mean()) if sa.size and sb.size else np.nan,
+                "statistic": stat,
+                "p": p,
+            }
+        )
+    table = pd.DataFrame(rows, columns=["a", "b", "mean_a", "mean_b", "diff", "statistic", "p"])
+    table["p_adj"] = adjust_pvalues(table["p"].to_numpy(), correction) if len(table) else []
+    table["correction"] = correction
+    return omnibus, table
+
+
+def paired_vs_baseline(trained: Any, baseline: Any) -> dict[str, float]:
+    """A metric of trained models against the same metric on their random-init twins.
+
+    Paired over runs: mean difference, its t-based 95% CI, the paired t-test and the
+    Wilcoxon signed-rank test (NaN when there are fewer than 2 pairs or no differences).
+    """
+    t, b = _pair(trained, baseline)
+    d = t - b
+    n = d.size
+    out = {
+        "n": n,
+        "mean_trained": float(t.mean()) if n else np.nan,
+        "mean_baseline": float(b.mean()) if n else np.nan,
+        "mean_diff": float(d.mean()) if n else np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "t_p": np.nan,
+        "wilcoxon_p": np.nan,
+    }
+    if n >= 2 and np.ptp(d) > 0:
+        half = float(sps.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
+        out.update(ci_low=out["mean_diff"] - half, ci_high=out["mean_diff"] + half)
+        out["t_p"] = float(sps.ttest_rel(t, b).pvalue)
+    if n >= 2 and np.any(d != 0):
+        out["wilcoxon_p"] = float(sps.wilcoxon(d).pvalue)
+    return out

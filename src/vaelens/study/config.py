@@ -1,0 +1,199 @@
+"""Study configuration: a grid of architectures x datasets x seeds x hyperparameters.
+
+A study file (TOML or YAML) looks like::
+
+    name = "my-study"
+    architectures = ["vae", "beta_vae", "factor_vae"]
+    datasets = ["synthetic", "dsprites"]
+    seeds = [0, 1, 2]
+
+    [train]                    # any field of vaelens.train.TrainConfig except model/dataset/seed/out
+    steps = 2000
+    batch_size = 64
+
+    [model_params.beta_vae]    # fixed hyperparameters of one architecture
+    beta = 4.0
+
+    [grid]                     # swept hyperparameters, "architecture.param" = [values]
+    "beta_vae.beta" = [1.0, 4.0]
+
+    [dataset_options.dsprites] # load_dataset keywords of one dataset
+    source = "procedural"
+
+    [analysis]
+    n_samples = 256
+    metrics_preset = "fast"
+
+Unknown keys are rejected with an error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vaelens.errors import ConfigError
+
+__all__ = ["AnalysisSettings", "RunSpec", "StudyConfig", "load_study_config", "plan_runs"]
+
+
+class AnalysisSettings(BaseModel):
+    """What each run's analysis computes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_samples: int = Field(256, ge=8, description="input-intervention pairs per factor")
+    latent_values: list[float] = Field(
+        default_factory=lambda: [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0],
+        description="values each latent dimension is set to",
+    )
+    metrics: list[str] = Field(
+        default_factory=lambda: ["dci", "mig", "sap", "factor_vae", "beta_vae"],
+        description="disentanglement metrics",
+    )
+    metrics_preset: str = Field("fast", pattern="^(fast|faithful)$")
+    baseline: bool = Field(True, description="analyse a random-init twin as the null baseline")
+
+
+class StudyConfig(BaseModel):
+    """A study: the grid, the training settings and the analysis settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    architectures: list[str] = Field(..., min_length=1)
+    datasets: list[str] = Field(..., min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    train: dict[str, Any] = Field(default_factory=dict)
+    model_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    dataset_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    resources: dict[str, float] = Field(
+        default_factory=lambda: {"num_cpus": 1.0, "num_gpus": 0.0},
+        description="per-run request of the Ray executor",
+    )
+
+    @field_validator("train")
+    @classmethod
+    def _no_grid_fields_in_train(cls, v: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(set(v) & {"model", "dataset", "seed", "out"})
+        if clash:
+            raise ValueError(f"train: {clash} are set by the grid, not by [train]")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_keys(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if key.count(".") != 1:
+                raise ValueError(f"grid: key {key!r} must be 'architecture.param'")
+            if not values:
+                raise ValueError(f"grid: {key!r} has no values")
+        return v
+
+
+class RunSpec(BaseModel):
+    """One run of a study: everything a worker needs, JSON-serialisable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    architecture: str
+    dataset: str
+    seed: int
+    hparams: dict[str, Any]
+    train: dict[str, Any]
+    dataset_options: dict[str, Any]
+    analysis: AnalysisSettings
+
+
+def _run_id(arch: str, dataset: str, seed: int, hparams: dict[str, Any]) -> str:
+    base = f"{arch}-{dataset}-s{seed}"
+    if not hparams:
+        return base
+    digest = hashlib.sha1(json.dumps(hparams, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{base}-{digest}"
+
+
+def plan_runs(cfg: StudyConfig) -> list[RunSpec]:
+    """Expand the grid into runs, in a stable order, each with a stable id.
+
+    An architecture's runs cross its own ``grid`` entries; its ``model_params`` are fixed.
+    The id is ``arch-dataset-sSEED`` plus a hash of the swept hyperparameters.
+    """
+    runs = []
+    for arch in cfg.architectures:
+        swept = {
+            k.split(".", 1)[1]: vals for k, vals in cfg.grid.items() if k.split(".", 1)[0] == arch
+        }
+        names = sorted(swept)
+        combos = list(itertools.product(*[swept[n] for n in names])) or [()]
+        for dataset in cfg.datasets:
+            for combo in combos:
+                sweep = dict(zip(names, combo, strict=True))
+                hparams = {**cfg.model_params.get(arch, {}), **sweep}
+                for seed in cfg.seeds:
+                    runs.append(
+                        RunSpec(
+                            run_id=_run_id(arch, dataset, seed, sweep),
+                            architecture=arch,
+                            dataset=dataset,
+                            seed=seed,
+                            hparams=hparams,
+                            train=dict(cfg.train),
+                            dataset_options=dict(cfg.dataset_options.get(dataset, {})),
+                            analysis=cfg.analysis,
+                        )
+                    )
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(
+            "study: the grid has duplicate runs (repeated architectures, datasets or seeds?)"
+        )
+    return runs
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def study_config_from_dict(data: dict[str, Any], source: str = "study config") -> StudyConfig:
+    """Validate a dict as a :class:`StudyConfig`; :class:`ConfigError` names the key and the source."""
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from None
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read a study from a ``.toml``, ``.yaml`` or ``.yml`` file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: study file not found")
+    try:
+        if p.suffix == ".toml":
+            data = tomllib.loads(p.read_text())
+        elif p.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(p.read_text())
+        else:
+            raise ConfigError(f"{p}: expected a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: cannot parse ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a table of settings at the top level")
+    return study_config_from_dict(data, str(p))

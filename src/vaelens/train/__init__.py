@@ -1,0 +1,46 @@
+"""Training: config, data pipeline, checkpoints, the resumable training loop.
+
+``train(config)`` trains a model into a run directory and resumes it when the directory
+already holds a checkpoint; ``load_run(run_dir)`` rebuilds the trained model.
+"""
+
+from vaelens.train.checkpoint import (
+    Checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from vaelens.train.config import PRESETS, TrainConfig, config_from_dict, load_config, preset_config
+from vaelens.train.data import EpochOrder, TrainingSet, build_training_set
+from vaelens.train.logging import read_metrics, read_status
+from vaelens.train.trainer import (
+    RunResult,
+    build_model_from_config,
+    load_run,
+    resolve_device,
+    train,
+)
+
+__all__ = [
+    "PRESETS",
+    "Checkpoint",
+    "EpochOrder",
+    "RunResult",
+    "TrainConfig",
+    "TrainingSet",
+    "build_model_from_config",
+    "build_training_set",
+    "config_from_dict",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_config",
+    "load_run",
+    "preset_config",
+    "read_metrics",
+    "read_status",
+    "resolve_device",
+    "save_checkpoint",
+    "train",
+]

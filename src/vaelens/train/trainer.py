@@ -1,0 +1,619 @@
+"""The training loop: resumable, deterministic on CPU, NaN-guarded.
+
+One optimiser step follows the contract of :mod:`vaelens.models.base`::
+
+    out = model.training_losses(x, step=step)
+    main.zero_grad(); aux.zero_grad()
+    out["loss"].backward()
+    if "aux_loss" in out: aux grads cleared; out["aux_loss"].backward()
+    main.step(); aux.step()
+
+The main optimiser is Adam with L2 weight decay (``weight_decay``) on
+``model.main_parameters()``; the aux optimiser (FactorVAE's discriminator) is Adam with
+``model.aux_optimizer_config()``. With ``schedule = "cosine"`` every group's learning rate
+at step ``t`` of ``T`` is ``lr_0 * (1 + cos(pi * t / T)) / 2``.
+
+A run directory holds ``config.json``, ``status.json``, ``metrics.jsonl`` and
+``checkpoints/``. Calling :func:`train` again on a directory with a checkpoint resumes
+from the newest one; on CPU the resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vaelens.errors import CheckpointError, ConfigError, ModelContractError, TrainingDivergedError
+from vaelens.io import atomic_write_json
+from vaelens.train.checkpoint import (
+    Checkpoint,
+    clean_partial,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_model,
+    restore_optimizer,
+    restore_rng_state,
+    save_checkpoint,
+)
+from vaelens.train.config import TrainConfig, config_from_dict
+from vaelens.train.data import EpochOrder, TrainingSet, build_training_set
+from vaelens.train.logging import (
+    MetricsLog,
+    ProgressBar,
+    ScalarLogger,
+    TensorBoardLogger,
+    WandbLogger,
+    read_metrics,
+    write_status,
+)
+
+__all__ = [
+    "RunResult",
+    "StepRunner",
+    "build_model_from_config",
+    "cosine_factor",
+    "default_channels_last",
+    "load_run",
+    "resolve_device",
+    "train",
+]
+
+#: config fields that may change between a run and its resumption
+RESUMABLE_CHANGES = frozenset(
+    {
+        "steps",
+        "epochs",
+        "out",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+        "tensorboard",
+        "wandb",
+        "device",
+        "num_threads",
+        "compile",
+        "dataset_root",
+    }
+)
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns.
+
+    ``metrics`` is the last metrics.jsonl record; ``resumed_from`` the checkpoint step the
+    run started from (``None`` for a fresh run); ``images_per_s`` the throughput of the
+    steps run by this call.
+    """
+
+    run_dir: Path
+    status: str
+    step: int
+    total_steps: int
+    epoch: int
+    checkpoint: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int | None = None
+    elapsed_s: float = 0.0
+    images_per_s: float = 0.0
+
+
+def cosine_factor(step: int, total: int) -> float:
+    """``(1 + cos(pi * step / total)) / 2``: 1 at step 0, 0 at ``total``."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def default_channels_last(device: torch.device | str) -> bool:
+    """What ``channels_last = "auto"`` picks: channels-last (NHWC) on every device.
+
+    On CPU the oneDNN convolutions of the seeds' network run ~1.3x faster in NHWC
+    (benchmarks/train_throughput.py: plain VAE at batch 256 went from ~49% to ~63% of the
+    measured matmul peak); on CUDA NHWC is what cuDNN's tensor-core kernels want.
+    """
+    return torch.device(device).type in ("cpu", "cuda")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU -> ConfigError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
+    return torch.device(device)
+
+
+def _import_object(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"model: cannot import {path!r} ({exc})") from None
+    return obj
+
+
+def build_model_from_config(
+    name: str,
+    params: dict[str, Any],
+    image_shape: tuple[int, ...] | None,
+    n_train: int | None = None,
+) -> nn.Module:
+    """Build the model ``name`` (registry name or ``"package.module:Class"``) with ``params``.
+
+    When the constructor takes them and ``params`` does not set them, ``in_channels``
+    defaults to the dataset's channel count and ``dataset_size`` (beta-TC-VAE's stratified
+    estimator) to the training-set size ``n_train``.
+    """
+    kwargs = dict(params)
+    if ":" in name:
+        factory: Any = _import_object(name)
+    else:
+        from vaelens.models import build_model, get_model_class
+
+        factory = get_model_class(name)
+    try:
+        accepted = set(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        accepted = set()
+    if "in_channels" in accepted and image_shape is not None:
+        kwargs.setdefault("in_channels", int(image_shape[0]))
+    if "dataset_size" in accepted and n_train is not None and kwargs.get("dataset_size") is None:
+        kwargs["dataset_size"] = int(n_train)
+    model = factory(**kwargs) if ":" in name else build_model(name, **kwargs)
+    if not isinstance(model, nn.Module) or not callable(getattr(model, "training_losses", None)):
+        raise ModelContractError(
+            f"model {name!r}: expected an nn.Module with training_losses(x, step=...)"
+        )
+    return model
+
+
+def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
+
+
+def _check_resume_config(run_dir: Path, saved: dict[str, Any], config: TrainConfig) -> None:
+    new = _identity(config.to_json_dict())
+    old = _identity(saved)
+    diff = sorted(k for k in set(new) | set(old) if new.get(k) != old.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise ConfigError(
+            f"run directory {run_dir} holds a checkpoint of a different configuration ({detail}); "
+            "use another --out or restore the original settings"
+        )
+
+
+def _adam(params: list[nn.Parameter], kwargs: dict[str, Any]) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel per parameter: ~10x faster than the per-tensor
+    loop on CPU for these models), falling back to foreach kernels where fused is unsupported."""
+    kw = dict(kwargs)
+    if "fused" not in kw and "foreach" not in kw:
+        devices = {p.device.type for p in params}
+        fusable = devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
+        kw["fused" if fusable else "foreach"] = True
+    opt = torch.optim.Adam(params, **kw)
+    for g in opt.param_groups:
+        g["initial_lr"] = g["lr"]
+    return opt
+
+
+def _scalar_terms(out: Any, step: int) -> tuple[list[str], torch.Tensor]:
+    if not isinstance(out, dict) or "loss" not in out:
+        raise ModelContractError(
+            f"training_losses at step {step}: expected a dict with a 'loss' entry, got {type(out).__name__}"
+        )
+    names = list(out)
+    try:
+        values = torch.stack([out[k].detach().float().reshape(()) for k in names])
+    except (AttributeError, RuntimeError) as exc:
+        raise ModelContractError(
+            f"training_losses at step {step}: every entry must be a scalar tensor ({exc})"
+        ) from None
+    return names, values
+
+
+class StepRunner:
+    """One optimiser step of the training contract, shared by :func:`train` and the benchmark.
+
+    Owns the main Adam (L2 ``weight_decay``, fused kernel), the aux Adam when the model
+    has an aux module, the fp16 ``GradScaler`` and the autocast settings. ``runner(x, step)``
+    computes the losses, checks them (NaN/Inf -> :class:`TrainingDivergedError` before any
+    weight changes), backpropagates and steps; it returns the term names and float values.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lr: float,
+        weight_decay: float = 0.0,
+        device: torch.device | str = "cpu",
+        amp: str = "off",
+        compile: bool = False,
+    ) -> None:
+        self.model = model
+        self.device = torch.device(device)
+        main_params = (
+            model.main_parameters()  # type: ignore[operator]
+            if callable(getattr(model, "main_parameters", None))
+            else list(model.parameters())
+        )
+        self.main = _adam(main_params, {"lr": lr, "weight_decay": weight_decay})
+        aux = model.aux_module() if callable(getattr(model, "aux_module", None)) else None  # type: ignore[operator]
+        aux_params = [p for p in aux.parameters() if p.requires_grad] if aux is not None else []
+        self.aux_module = aux if aux_params else None
+        self.aux = None
+        if aux_params:
+            cfg = (
+                dict(model.aux_optimizer_config())  # type: ignore[operator]
+                if callable(getattr(model, "aux_optimizer_config", None))
+                else {}
+            )
+            self.aux = _adam(aux_params, cfg)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {"main": self.main}
+        if self.aux is not None:
+            self.optimizers["aux"] = self.aux
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ConfigError("amp: 'fp16' needs device 'cuda'; use 'bf16' or 'off' on the CPU")
+        if amp == "bf16" and self.device.type == "cpu":
+            warnings.warn(
+                "amp='bf16' on the CPU: autocast runs the seeds' network ~6x slower than fp32 "
+                "here (benchmarks/train_throughput.py --amp bf16); use it only to test numerics",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.loss_fn = model.training_losses
+        if compile:
+            self.loss_fn = torch.compile(model.training_losses)
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Set every group's learning rate to ``initial_lr * factor``."""
+        for opt in self.optimizers.values():
+            for g in opt.param_groups:
+                g["lr"] = g["initial_lr"] * factor
+
+    def __call__(self, x: torch.Tensor, step: int) -> tuple[list[str], list[float]]:
+        with torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
+        ):
+            out = self.loss_fn(x, step=step)
+        names, values = _scalar_terms(out, step)
+        vals = values.tolist()
+        bad = [(k, v) for k, v in zip(names, vals, strict=True) if not math.isfinite(v)]
+        if bad:
+            # name the components first: "loss" is non-finite whenever one of them is
+            bad.sort(key=lambda kv: kv[0] in ("loss", "aux_loss"))
+            terms = ", ".join(f"{k!r} = {v}" for k, v in bad)
+            raise TrainingDivergedError(f"training diverged at step {step}: loss term {terms}")
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        self.scaler.scale(out["loss"]).backward()
+        if "aux_loss" in out:
+            if self.aux_module is None:
+                raise ModelContractError(
+                    "training_losses returned 'aux_loss' but the model's aux_module() is None"
+                )
+            for p in self.aux_module.parameters():
+                p.grad = None
+            self.scaler.scale(out["aux_loss"]).backward()
+        for opt in self.optimizers.values():
+            self.scaler.step(opt)
+        self.scaler.update()
+        return names, vals
+
+
+def _model_info(name: str, model: nn.Module, image_shape: tuple[int, ...]) -> dict[str, Any]:
+    try:
+        hparams = model.hparams()  # type: ignore[operator]
+        json.dumps(hparams)
+    except (AttributeError, NotImplementedError, TypeError):
+        hparams = None
+    return {
+        "name": name,
+        "variant": getattr(model, "variant", None),
+        "hparams": hparams,
+        "image_shape": list(image_shape),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (user code may use the global RNG)
+    random.seed(seed)
+
+
+class _Window:
+    """Running sums of the loss terms between two metrics records."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.t0 = time.perf_counter()
+        self.images = 0
+
+    def add(self, names: list[str], values: list[float], n_images: int) -> None:
+        for k, v in zip(names, values, strict=True):
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        self.images += n_images
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.count, 1) for k, v in self.sums.items()}
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": self.sums, "count": self.count}
+
+    def load(self, state: dict[str, Any] | None) -> None:
+        if state:
+            self.sums = {k: float(v) for k, v in state.get("sums", {}).items()}
+            self.count = int(state.get("count", 0))
+
+
+def train(
+    config: TrainConfig | dict[str, Any],
+    *,
+    progress: bool = True,
+    model: nn.Module | None = None,
+    dataset: Any | None = None,
+) -> RunResult:
+    """Train ``config.model`` on ``config.dataset`` into the run directory ``config.out``.
+
+    ``model`` / ``dataset`` replace the ones the config names (e.g. a user model that is not
+    in the registry; the config's ``model`` should then be its import path so that
+    :func:`load_run` can rebuild it). A run directory with a checkpoint is resumed from its
+    newest checkpoint; one whose status is "completed" at the requested length returns at
+    once. Raises :class:`TrainingDivergedError` (status "failed") when a loss term is NaN
+    or infinite, before that step updates any weight.
+    """
+    if isinstance(config, dict):
+        config = config_from_dict(config)
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config: expected a TrainConfig or a dict, got {type(config).__name__}")
+    run_dir = Path(config.out)
+    ckpt_dir = run_dir / "checkpoints"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clean_partial(ckpt_dir)
+
+    ckpt: Checkpoint | None = None
+    latest = latest_checkpoint(ckpt_dir)
+    if latest is not None:
+        ckpt = load_checkpoint(latest)
+        _check_resume_config(run_dir, ckpt.meta.get("config", {}), config)
+    cfg_json = config.to_json_dict()
+    atomic_write_json(run_dir / "config.json", cfg_json)
+    write_status(run_dir, "running", step=ckpt.step if ckpt else 0)
+
+    loggers: list[ScalarLogger] = []
+    bar: ProgressBar | None = None
+    metrics_log = MetricsLog(run_dir / "metrics.jsonl")
+    step = ckpt.step if ckpt else 0
+    total = None
+    last_ckpt: Path | None = latest
+    try:
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        device = resolve_device(config.device)
+        channels_last = (
+            default_channels_last(device)
+            if config.channels_last == "auto"
+            else bool(config.channels_last)
+        )
+        _seed_everything(config.seed)
+
+        if dataset is None:
+            from vaelens.data import load_dataset
+
+            dataset = load_dataset(
+                config.dataset,
+                source=config.dataset_source,
+                root=config.dataset_root,
+                **config.dataset_params,
+            )
+        trainset: TrainingSet = build_training_set(dataset, config.n_train, seed=config.seed)
+        if device.type == "cuda" and trainset.images is not None:
+            free, _ = torch.cuda.mem_get_info(device)
+            if trainset.nbytes < free // 4:
+                trainset.to(device)
+        image_shape = trainset.image_shape
+
+        if model is None:
+            model = build_model_from_config(
+                config.model, config.model_params, image_shape, len(trainset)
+            )
+        model_shape = tuple(getattr(model, "image_shape", image_shape))
+        if model_shape != tuple(image_shape):
+            raise ConfigError(
+                f"model {config.model}: expects images {model_shape}, dataset {config.dataset} has {tuple(image_shape)}"
+            )
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]
+        model.train()
+        runner = StepRunner(
+            model,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            device=device,
+            amp=config.amp,
+            compile=config.compile,
+        )
+        optimizers = runner.optimizers
+        scaler = runner.scaler
+        order = EpochOrder(len(trainset), config.batch_size, config.seed)
+        total = config.total_steps(len(trainset))
+        window = _Window()
+
+        if ckpt is not None:
+            restore_model(ckpt, model)
+            for name, opt in optimizers.items():
+                restore_optimizer(ckpt, name, opt)
+            if "data_order" not in ckpt.meta:
+                raise CheckpointError(
+                    f"checkpoint {ckpt.path}: the sidecar lacks the field 'data_order'"
+                )
+            order.load_state_dict(ckpt.meta["data_order"])
+            if ckpt.meta.get("grad_scaler"):
+                scaler.load_state_dict(ckpt.meta["grad_scaler"])
+            window.load(ckpt.meta.get("log_window"))
+            restore_rng_state(ckpt)
+        metrics_log.truncate_after(step)
+
+        if config.tensorboard:
+            loggers.append(TensorBoardLogger(run_dir))
+        if config.wandb:
+            loggers.append(WandbLogger(run_dir, cfg_json, resume=ckpt is not None))
+
+        info = _model_info(config.model, model, image_shape)
+
+        def checkpoint(at: int) -> Path:
+            path = save_checkpoint(
+                ckpt_dir,
+                at,
+                model=model,
+                optimizers=optimizers,
+                meta={
+                    "config": cfg_json,
+                    "epoch": at // order.steps_per_epoch,
+                    "scheduler": {"kind": config.schedule, "total_steps": total, "step": at},
+                    "data_order": order.state_dict(),
+                    "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                    "log_window": window.state(),
+                    "model": info,
+                },
+            )
+            prune_checkpoints(ckpt_dir, config.keep_checkpoints)
+            return path
+
+        bar = ProgressBar(
+            total, step, enabled=progress, description=f"{config.model} {config.dataset}"
+        )
+        t_start = time.perf_counter()
+        last_record: dict[str, Any] = {}
+        ran_images = 0
+        last_bar = 0.0
+        while step < total:
+            runner.set_lr_factor(cosine_factor(step, total) if config.schedule == "cosine" else 1.0)
+            x = trainset.batch(order.indices(step), device=device, channels_last=channels_last)
+            try:
+                names, vals = runner(x, step)
+            except TrainingDivergedError as exc:
+                raise TrainingDivergedError(
+                    f"{exc} (run {run_dir}; last good checkpoint: {last_ckpt or 'none'})"
+                ) from None
+            step += 1
+            ran_images += x.shape[0]
+            window.add(names, vals, x.shape[0])
+
+            if step % config.log_every == 0 or step == total:
+                elapsed = time.perf_counter() - window.t0
+                record = {
+                    "step": step,
+                    "epoch": step / order.steps_per_epoch,
+                    "lr": runner.main.param_groups[0]["lr"],
+                    **window.means(),
+                    "images_per_s": window.images / elapsed if elapsed > 0 else None,
+                    "time_s": time.perf_counter() - t_start,
+                }
+                metrics_log.write(record)
+                for lg in loggers:
+                    lg.log(step, {k: v for k, v in record.items() if k != "step"})
+                last_record = record
+                window = _Window()
+                bar.update(step, {k: v for k, v in record.items() if k in names})
+            elif progress and time.perf_counter() - last_bar > 0.25:
+                last_bar = time.perf_counter()
+                bar.update(step)
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total:
+                last_ckpt = checkpoint(step)
+        elapsed = time.perf_counter() - t_start
+        if last_ckpt is None:
+            last_ckpt = checkpoint(step)
+        write_status(run_dir, "completed", step=step, total_steps=total, checkpoint=str(last_ckpt))
+        if not last_record:
+            recs = read_metrics(run_dir)
+            last_record = recs[-1] if recs else {}
+        return RunResult(
+            run_dir=run_dir,
+            status="completed",
+            step=step,
+            total_steps=total,
+            epoch=step // order.steps_per_epoch,
+            checkpoint=last_ckpt,
+            metrics=last_record,
+            resumed_from=ckpt.step if ckpt else None,
+            elapsed_s=elapsed,
+            images_per_s=ran_images / elapsed if elapsed > 0 and ran_images else 0.0,
+        )
+    except BaseException as exc:
+        write_status(
+            run_dir,
+            "failed",
+            step=step,
+            total_steps=total,
+            error=f"{type(exc).__name__}: {exc}",
+            error_type=type(exc).__name__,
+            checkpoint=str(last_ckpt) if last_ckpt else None,
+        )
+        raise
+    finally:
+        metrics_log.close()
+        if bar is not None:
+            bar.close()
+        for lg in loggers:
+            lg.close()
+
+
+def load_run(
+    run_dir: str | Path, *, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, TrainConfig]:
+    """Rebuild a trained model from a run directory: ``(model in eval mode, its TrainConfig)``.
+
+    Uses the newest checkpoint unless ``checkpoint`` (a ``.json`` or ``.safetensors`` path)
+    is given. Raises :class:`CheckpointError` naming the file when there is none or it does
+    not match.
+    """
+    rd = Path(run_dir)
+    cfg_path = rd / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"run directory {rd}: no config.json (not a vaelens run?)")
+    try:
+        cfg_data = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from None
+    config = config_from_dict(cfg_data, source=str(cfg_path))
+    path = Path(checkpoint) if checkpoint is not None else latest_checkpoint(rd / "checkpoints")
+    if path is None:
+        raise CheckpointError(f"run directory {rd}: no checkpoint under {rd / 'checkpoints'}")
+    ckpt = load_checkpoint(path)
+    info = ckpt.meta.get("model") or {}
+    name = info.get("name", config.model)
+    if info.get("hparams") is not None:
+        model = build_model_from_config(name, info["hparams"], None)
+    else:
+        shape = info.get("image_shape")
+        model = build_model_from_config(name, config.model_params, tuple(shape) if shape else None)
+    restore_model(ckpt, model)
+    model.to(device)
+    model.eval()
+    return model, config

@@ -1,0 +1,29 @@
+"""Stand-in jobs for the study-runner tests (imported by worker processes by name)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+
+def fake_job(spec: dict[str, Any], storage: str) -> dict[str, Any]:
+    """Deterministic metrics from the run's identity; fails when hparams ask it to."""
+    if spec["hparams"].get("explode"):
+        raise RuntimeError(f"exploded on purpose in {spec['run_id']}")
+    delay = float(spec["train"].get("sleep", 0.0))
+    run_dir = Path(storage) / "runs" / spec["run_id"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "attempt").open("a").write("x")
+    time.sleep(delay)
+    h = int(hashlib.sha1(spec["run_id"].encode()).hexdigest()[:8], 16)
+    return {
+        "metrics": {
+            "ces": {"mean": (h % 1000) / 100.0},
+            "dci": {"d": (h % 97) / 97.0},
+            "seed": spec["seed"],
+        },
+        "train_seconds": delay,
+        "analysis_seconds": 0.0,
+    }

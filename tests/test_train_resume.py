@@ -1,0 +1,223 @@
+"""Kill-and-resume, NaN handling and run-directory bookkeeping of vaelens.train.train."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from test_train_fixtures import TinyVAE, tiny_dataset
+from vaelens.errors import ConfigError, TrainingDivergedError
+from vaelens.train import (
+    TrainConfig,
+    list_checkpoints,
+    load_checkpoint,
+    load_run,
+    read_metrics,
+    read_status,
+    train,
+)
+
+MODEL = "test_train_fixtures:TinyVAE"
+VOLATILE = {"images_per_s", "time_s"}
+
+
+def _config(out: Path, **kw) -> TrainConfig:
+    base = {
+        "model": MODEL,
+        "dataset": "tiny",
+        "steps": 60,
+        "batch_size": 8,
+        "seed": 3,
+        "lr": 3e-3,
+        "weight_decay": 1e-5,
+        "schedule": "cosine",
+        "checkpoint_every": 10,
+        "log_every": 4,
+        "device": "cpu",
+        "num_threads": 1,
+        "out": out,
+    }
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_run(run_dir)
+    return model.state_dict()
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), f"{k} differs between {a} and {b}"
+
+
+def _stable_metrics(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in read_metrics(run_dir)]
+
+
+@pytest.mark.parametrize("aux", [False, True], ids=["vae", "with_aux_optimiser"])
+def test_exception_at_random_step_then_resume_is_bit_identical(tmp_path, monkeypatch, aux) -> None:
+    ds = tiny_dataset()
+    params = {"aux": aux}
+    ref = train(_config(tmp_path / "ref", model_params=params), progress=False, dataset=ds)
+    assert ref.status == "completed" and ref.step == 60
+
+    crash_at = int(np.random.default_rng(7 + aux).integers(11, 59))  # after the first checkpoint
+    original = TinyVAE.training_losses
+
+    def crashing(self, x, *, step=0):
+        if step == crash_at:
+            raise RuntimeError("injected crash")
+        return original(self, x, step=step)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(TinyVAE, "training_losses", crashing)
+        with pytest.raises(RuntimeError, match="injected crash"):
+            train(_config(run, model_params=params), progress=False, dataset=ds)
+    status = read_status(run)
+    assert status["status"] == "failed" and "injected crash" in status["error"]
+    assert load_checkpoint(list_checkpoints(run / "checkpoints")[-1]).step == crash_at // 10 * 10
+
+    res = train(_config(run, model_params=params), progress=False, dataset=ds)
+    assert res.resumed_from == crash_at // 10 * 10 and res.step == 60
+    assert read_status(run)["status"] == "completed"
+    _assert_same_weights(ref.run_dir, run)
+    # metrics: every logged step once, same loss values as the uninterrupted run
+    assert _stable_metrics(run) == _stable_metrics(ref.run_dir)
+
+
+def _slow_child(config_json: dict) -> None:
+    """Body of the forked child: the same run, slowed down so the parent can kill it."""
+    original = TinyVAE.training_losses
+
+    def slow(self, x, *, step=0):
+        time.sleep(0.004)
+        return original(self, x, step=step)
+
+    TinyVAE.training_losses = slow
+    train(TrainConfig(**config_json), progress=False, dataset=tiny_dataset())
+
+
+def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path) -> None:
+    ds = tiny_dataset()
+    run = tmp_path / "killed"
+    cfg = _config(run, steps=300, checkpoint_every=25, log_every=10)
+    # the reference first: the forked child then inherits every lazily imported module
+    ref = train(cfg.model_copy(update={"out": tmp_path / "ref"}), progress=False, dataset=ds)
+    # fork: the child inherits the imported modules, so it starts at once
+    child = multiprocessing.get_context("fork").Process(
+        target=_slow_child, args=(cfg.to_json_dict(),)
+    )
+    child.start()
+    delay = float(np.random.default_rng().uniform(0.0, 0.05))  # an arbitrary moment
+    deadline = time.monotonic() + 60
+    try:
+        while not any(int(p.stem[5:]) >= 50 for p in list_checkpoints(run / "checkpoints")):
+            assert child.is_alive(), f"the child ended early with exit code {child.exitcode}"
+            assert time.monotonic() < deadline, "the child never wrote a checkpoint"
+            time.sleep(0.005)
+        time.sleep(delay)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+    assert child.exitcode == -signal.SIGKILL
+    assert read_status(run)["status"] == "running"  # a killed run cannot say otherwise
+    killed_at = load_checkpoint(list_checkpoints(run / "checkpoints")[-1]).step
+    assert 50 <= killed_at < 300
+
+    resumed = train(cfg, progress=False, dataset=ds)
+    assert resumed.resumed_from == killed_at and resumed.step == 300
+    _assert_same_weights(ref.run_dir, run)
+    steps = [r["step"] for r in read_metrics(run)]
+    assert steps == list(range(10, 301, 10))
+    assert _stable_metrics(run) == _stable_metrics(ref.run_dir)
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_nan_stops_the_run_naming_step_and_term_and_keeps_last_checkpoint(tmp_path) -> None:
+    run = tmp_path / "nan"
+    cfg = _config(run, model_params={"nan_at": 27}, checkpoint_every=10)
+    with pytest.raises(TrainingDivergedError) as info:
+        train(cfg, progress=False, dataset=tiny_dataset())
+    msg = str(info.value)
+    assert "step 27" in msg and "'kl'" in msg and "step_000000020" in msg
+    status = read_status(run)
+    assert status["status"] == "failed" and status["error_type"] == "TrainingDivergedError"
+    assert "step 27" in status["error"]
+    ckpts = list_checkpoints(run / "checkpoints")
+    assert [load_checkpoint(p).step for p in ckpts] == [10, 20]
+    # the last good checkpoint is intact and holds finite weights
+    model, _ = load_run(run)
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+    assert max(r["step"] for r in read_metrics(run)) <= 27
+
+
+def test_resume_with_a_different_configuration_is_refused(tmp_path) -> None:
+    run = tmp_path / "run"
+    train(_config(run, steps=20), progress=False, dataset=tiny_dataset())
+    with pytest.raises(ConfigError, match=r"lr: 0\.003 -> 0\.01"):
+        train(_config(run, steps=20, lr=1e-2), progress=False, dataset=tiny_dataset())
+
+
+def test_completed_run_is_not_retrained_and_can_be_extended(tmp_path) -> None:
+    ds = tiny_dataset()
+    run = tmp_path / "run"
+    first = train(_config(run, steps=20, schedule="constant"), progress=False, dataset=ds)
+    again = train(_config(run, steps=20, schedule="constant"), progress=False, dataset=ds)
+    assert again.resumed_from == 20 and again.step == 20 and again.checkpoint == first.checkpoint
+    longer = train(_config(run, steps=30, schedule="constant"), progress=False, dataset=ds)
+    assert longer.step == 30 and longer.resumed_from == 20
+    ref = train(
+        _config(tmp_path / "ref", steps=30, schedule="constant"), progress=False, dataset=ds
+    )
+    _assert_same_weights(ref.run_dir, run)
+
+
+def test_run_directory_layout_and_load_run(tmp_path) -> None:
+    run = tmp_path / "run"
+    res = train(_config(run, steps=24, n_train=32), progress=True, dataset=tiny_dataset())
+    assert json.loads((run / "config.json").read_text())["model"] == MODEL
+    assert res.epoch == 24 // (32 // 8)
+    recs = read_metrics(run)
+    assert [r["step"] for r in recs] == [4, 8, 12, 16, 20, 24]
+    assert {"loss", "rec", "kl", "lr", "epoch"} <= set(recs[0])
+    assert recs[-1]["lr"] < recs[0]["lr"]  # cosine decay
+    model, cfg = load_run(run)
+    assert isinstance(model, TinyVAE) and not model.training and cfg.steps == 24
+
+
+def test_tensorboard_and_missing_wandb(tmp_path, monkeypatch) -> None:
+    run = tmp_path / "tb"
+    train(_config(run, steps=8, tensorboard=True), progress=False, dataset=tiny_dataset())
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(ConfigError, match="wandb"):
+        train(_config(tmp_path / "wb", steps=8, wandb=True), progress=False, dataset=tiny_dataset())
+    assert read_status(tmp_path / "wb")["status"] == "failed"
+
+
+def test_bf16_autocast_on_cpu_and_fp16_refused(tmp_path) -> None:
+    with pytest.warns(RuntimeWarning, match="slower"):
+        res = train(
+            _config(tmp_path / "bf16", steps=8, amp="bf16"), progress=False, dataset=tiny_dataset()
+        )
+    assert res.status == "completed" and all(
+        np.isfinite(r["loss"]) for r in read_metrics(res.run_dir)
+    )
+    with pytest.raises(ConfigError, match="fp16"):
+        train(
+            _config(tmp_path / "fp16", steps=8, amp="fp16"), progress=False, dataset=tiny_dataset()
+        )
+    assert read_status(tmp_path / "fp16")["status"] == "failed"
