@@ -297,6 +297,48 @@ def models_cmd() -> None:
     console.print(table)
 
 
+@app.command("metrics")
+def metrics_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `vaelens train`.")],
+    names: Annotated[
+        str, typer.Option("--metrics", help="Comma-separated metric names, or 'all'.")
+    ] = "all",
+    preset: Annotated[
+        str, typer.Option("--preset", help="'fast' or 'faithful' (reference sizes).")
+    ] = "fast",
+    seed: Annotated[int, typer.Option("--seed", help="Random state of the metrics.")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="JSON file (default RUN_DIR/disentanglement.json)."),
+    ] = None,
+) -> None:
+    """Disentanglement metrics (DCI, MIG, SAP, FactorVAE, BetaVAE, IRS, modularity) of a trained run."""
+    from vaelens.data import load_dataset
+    from vaelens.io import atomic_write_json
+    from vaelens.metrics import compute_metrics, representation_fn
+    from vaelens.train import load_run
+
+    model, cfg = load_run(run_dir)
+    dataset = load_dataset(
+        cfg.dataset, source=cfg.dataset_source, root=cfg.dataset_root, **cfg.dataset_params
+    )
+    wanted = "all" if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    result = compute_metrics(
+        wanted, repr_fn=representation_fn(model), dataset=dataset, preset=preset, random_state=seed
+    )
+    path = out or run_dir / "disentanglement.json"
+    atomic_write_json(path, result)
+    table = Table(title=f"{run_dir} ({preset})")
+    table.add_column("metric")
+    table.add_column("score")
+    table.add_column("value", justify="right")
+    for metric, scores in result.items():
+        for key, value in scores.items():
+            table.add_row(metric, key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"wrote {path}")
+
+
 # ---------------------------------------------------------------------------------------- study
 
 study_app = typer.Typer(

@@ -4,5 +4,6 @@ The causal metrics of the seeds live in :mod:`vaelens.metrics.causal`.
 """
 
 from vaelens.metrics.disentanglement import METRICS, compute_metrics
+from vaelens.metrics.representation import representation_fn
 
-__all__ = ["METRICS", "compute_metrics"]
+__all__ = ["METRICS", "compute_metrics", "representation_fn"]
