@@ -1,4 +1,4 @@
-"""Benchmark of the lens' patching engine (the full-analysis part comes later).
+"""Benchmark of the lens' patching engine and (``--full``) of the full ``vaelens.analyze``.
 
 For the seeds' architecture (conv 32/64/128 k4 s2, latent 10, 64x64; ``build_model("vae")``
 when vaelens.models offers it, else an equivalent local definition), exact patching of every
@@ -19,7 +19,14 @@ channel of every encoder and decoder conv layer (post-activation):
 Floors: exact == loop within 1e-5; exact >= 40 % utilisation at n=1000; >= 10x faster than
 the loop at n=8; attribution >= 20x faster than exact with Spearman >= 0.8.
 
+Full analysis (``--full``; the patching part is then skipped): ``vaelens.analyze`` with its
+DEFAULT settings (trained model and random-init baseline) on the seeds' architecture, on
+procedural dSprites; ``--checkpoint RUN_DIR`` analyses a trained run (model and dataset from
+its config) instead of a randomly initialised ``build_model("vae")``. Prints the wall time
+(floor: 180 s on 2 CPU cores), the per-stage sample sizes and the bootstrap CIs it reports.
+
     OMP_NUM_THREADS=1 python benchmarks/analysis.py --quick
+    python benchmarks/analysis.py --full --threads 2 [--checkpoint runs/vae_seed0]
     python benchmarks/analysis.py --threads 2 --n 8 1000 --loop-units 8 --json out.json
 """
 
@@ -292,6 +299,58 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def run_full(args: argparse.Namespace) -> dict[str, Any]:
+    """Time ``vaelens.analyze`` with default settings; print the CIs it reports."""
+    from vaelens.analysis import analyze
+    from vaelens.data import load_dataset
+
+    torch.set_num_threads(args.threads)
+    if args.checkpoint and os.path.isdir(args.checkpoint):
+        from vaelens.train import load_run
+
+        model, cfg = load_run(args.checkpoint)
+        ds = load_dataset(
+            cfg.dataset, cfg.dataset_source, cfg.dataset_root, **dict(cfg.dataset_params)
+        )
+        source = f"trained run {args.checkpoint}"
+    elif args.checkpoint:
+        raise SystemExit(f"--full --checkpoint: expected a run directory, got {args.checkpoint}")
+    else:
+        from vaelens.models import build_model
+
+        torch.manual_seed(args.seed + 1)  # not the baseline's seed: the twin would equal it
+        model, source = build_model("vae"), "random-init build_model('vae')"
+        ds = load_dataset("dsprites", source="procedural")
+    print(f"== full analysis: {source}, dataset {ds.name}, {args.threads} thread(s)")
+    print(f"   {platform.processor() or platform.machine()}, torch {torch.__version__}")
+    t0 = time.perf_counter()
+    res = analyze(model, ds, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    d = res.to_dict()
+    meta = d["meta"]
+    print(f"   wall time {seconds:.1f} s (floor 180 s), n_samples={meta['n_samples']}, "
+          f"n_boot={meta['n_boot']}, layers={len(meta['layers'])}, "
+          f"channel layers={meta['channel_layers']}")  # fmt: skip
+
+    def fmt(v: Any) -> str:
+        return "nan" if v is None else f"{v:.4g}"
+
+    for label, part in (("trained", d), ("baseline", d["baseline"])):
+        c = part["ces"]
+        print(f"   [{label}] CES mean {fmt(c['mean'])} CI [{fmt(c['mean_ci'][0])}, "
+              f"{fmt(c['mean_ci'][1])}] (n={c['n_samples']}); specificity mean "
+              f"{fmt(part['specificity']['mean'])}")  # fmt: skip
+        for i, (v, ci) in enumerate(zip(c["per_dim"], c["per_dim_ci"], strict=True)):
+            print(f"      dim {i}: CES {fmt(v)} [{fmt(ci[0])}, {fmt(ci[1])}]")
+        for layer, m in part["monosemantic_fraction"].items():
+            print(f"      {layer}: monosemantic {m['n_monosemantic']}/{m['n_live']} live "
+                  f"({m['n_units']} units) CI [{fmt(m['ci'][0])}, {fmt(m['ci'][1])}]; "
+                  f"modularity {fmt(part['modularity'][layer]['seeds'])}")  # fmt: skip
+    ok = seconds <= 180.0
+    print(f"   floor (<= 180 s): {'PASS' if ok else 'FAIL'}")
+    return {"full": {"seconds": seconds, "source": source, "pass": ok, "analysis": d}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="n = 8 and 64, loop on 4 units a layer")
@@ -307,10 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None, help="safetensors state dict of a trained model")
     p.add_argument("--json", default=None, help="write the report here")
+    p.add_argument(
+        "--full", action="store_true", help="time the full vaelens.analyze (default settings)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.loop_units = [8, 64], args.loop_units or 4
-    report = run(args)
+    report = run_full(args) if args.full else run(args)
     if args.json:
         from vaelens.io import atomic_write_json
 

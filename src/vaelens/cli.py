@@ -57,11 +57,11 @@ def data_list() -> None:
     from vaelens.data import list_datasets
 
     table = Table(title="vaelens datasets")
-    for col in ("name", "factors (levels)", "image", "images", "sources"):
-        table.add_column(col)
+    for col in ("name", "factors (name=levels)", "image", "images", "sources"):
+        table.add_column(col, overflow="fold")
     for spec in list_datasets():
-        factors = ", ".join(
-            f"{n} ({s})" for n, s in zip(spec.factor_names, spec.factor_sizes, strict=True)
+        factors = " ".join(
+            f"{n}={s}" for n, s in zip(spec.factor_names, spec.factor_sizes, strict=True)
         )
         if not spec.factorial:
             factors = f"{len(spec.factor_names)} observed attributes (binary)"
@@ -297,6 +297,32 @@ def models_cmd() -> None:
     console.print(table)
 
 
+@app.command("analyze")
+def analyze_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `vaelens train`.")],
+    n_samples: Annotated[
+        int | None, typer.Option("--n-samples", min=8, help="Intervention pairs per factor.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the sampled pairs and the baseline.")
+    ] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory (default RUN_DIR).")
+    ] = None,
+    baseline: Annotated[
+        bool, typer.Option("--baseline/--no-baseline", help="Analyse a random-init twin too.")
+    ] = True,
+) -> None:
+    """Run the four interventions and the causal metrics on a trained run.
+
+    Writes analysis.json and figures/ (traversals, unit responses, mediation, causal graph).
+    """
+    from vaelens.analysis import analyze_run
+
+    path = analyze_run(run_dir, n_samples=n_samples, seed=seed, out=out, baseline=baseline)
+    console.print(f"wrote {path} and {path.parent / 'figures'}")
+
+
 @app.command("metrics")
 def metrics_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `vaelens train`.")],
@@ -447,32 +473,76 @@ def study_export(
             console.print(f"wrote {path}")
 
 
+# --------------------------------------------------------------------------------------- report
+
+
+@app.command("report")
+def report_cmd(
+    study_dir: Annotated[Path, typer.Argument(help="Study directory.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output directory (default STUDY_DIR/report)."),
+    ] = None,
+    n_boot: Annotated[
+        int, typer.Option("--n-boot", min=0, help="Bootstrap resamples of the CIs.")
+    ] = 2000,
+    mediation_factor: Annotated[
+        str | None,
+        typer.Option(
+            "--mediation-factor", help="Factor of the mediation table (default: the first)."
+        ),
+    ] = None,
+) -> None:
+    """Write the study's self-contained HTML report with its tables as CSV and Markdown."""
+    from vaelens.report import build_report
+
+    path = build_report(study_dir, out, n_boot=n_boot, mediation_factor=mediation_factor)
+    console.print(f"wrote {path}")
+
+
 # ----------------------------------------------------------------------------------------- demo
 
 
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out/demo"),
-    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Local worker processes.")] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed of the dataset grids.")] = 0,
 ) -> None:
-    """Render and summarise the built-in (procedural) datasets into OUT."""
+    """The main job: sample grids of the built-in data, the quick study, and its report.
+
+    Resumable: run it again after an interruption and finished runs are kept.
+    """
     from vaelens.data import list_datasets, load_dataset
     from vaelens.data.render import image_grid, save_png
+    from vaelens.report import build_report
+    from vaelens.study.presets import preset
+    from vaelens.study.runner import run_study
 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    table = Table(title="built-in datasets")
-    for col in ("name", "factors", "mean pixel", "grid"):
-        table.add_column(col)
     for spec in list_datasets():
-        if "procedural" not in spec.sources:
-            continue
-        ds = load_dataset(spec.name, source="procedural")
-        images = ds.images(ds.sample_factors(64, rng))
-        path = out / f"{spec.name}.png"
-        save_png(image_grid(images, nrow=8), path)
-        table.add_row(spec.name, ", ".join(ds.factor_names), f"{images.mean():.4f}", str(path))
-    console.print(table)
+        if "procedural" in spec.sources:
+            ds = load_dataset(spec.name, source="procedural")
+            path = out / "datasets" / f"{spec.name}.png"
+            save_png(image_grid(ds.images(ds.sample_factors(64, rng)), nrow=8), path)
+            console.print(f"wrote {path}")
+    cfg = preset("quick")
+    study_dir = out / "study"
+
+    def event(kind: str, run_id: str, info: dict) -> None:
+        if kind == "done":
+            state = (
+                "[green]done[/green]"
+                if info.get("ok")
+                else f"[red]failed[/red] {info.get('error')}"
+            )
+            console.print(f"{state} {run_id}")
+
+    counts = run_study(cfg, study_dir, workers=workers, on_event=event)
+    console.print(f"quick study: {counts}")
+    report = build_report(study_dir)
+    console.print(f"report: {report}")
 
 
 def main() -> None:

@@ -59,6 +59,13 @@ class AnalysisSettings(BaseModel):
         description="disentanglement metrics",
     )
     metrics_preset: str = Field("fast", pattern="^(fast|faithful)$")
+    metrics_num_train: int | None = Field(
+        None, ge=2, description="points sampled for the array metrics (default: the preset's)"
+    )
+    metrics_num_test: int | None = Field(None, ge=2, description="held-out points likewise")
+    metrics_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-metric keyword arguments replacing the preset's"
+    )
     baseline: bool = Field(True, description="analyse a random-init twin as the null baseline")
 
 

@@ -129,7 +129,7 @@ def execute_run(spec: dict[str, Any], storage: str) -> dict[str, Any]:
             run_dir,
             n_samples=run.analysis.n_samples,
             seed=run.seed,
-            latent_values=run.analysis.latent_values,
+            values=run.analysis.latent_values,
             baseline=run.analysis.baseline,
         )
     analysis = json.loads(analysis_path.read_text())
@@ -151,6 +151,9 @@ def execute_run(spec: dict[str, Any], storage: str) -> dict[str, Any]:
             dataset=dataset,
             preset=run.analysis.metrics_preset,
             random_state=run.seed,
+            overrides=run.analysis.metrics_overrides or None,
+            num_train=run.analysis.metrics_num_train,
+            num_test=run.analysis.metrics_num_test,
         )
         atomic_write_json(dis_path, dis)
     analysis_seconds = time.perf_counter() - t1

@@ -1,0 +1,9 @@
+"""The study report: one self-contained HTML file with the seeds' tables, figures and statistics.
+
+``build_report(study_dir)`` reads ``study.sqlite`` and each run's ``analysis.json`` and writes
+``<study_dir>/report/report.html`` plus ``tables/*.csv`` and ``tables/*.md``.
+"""
+
+from vaelens.report.html import build_report
+
+__all__ = ["build_report"]

@@ -1,0 +1,223 @@
+"""Loading a study directory for the report: runs, stored metrics and each run's analysis.json."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vaelens.errors import ConfigError
+
+__all__ = [
+    "ARCH_LABELS",
+    "StudyData",
+    "arch_label",
+    "fmt",
+    "fmt_ci",
+    "fmt_p",
+    "load_study",
+    "p_eq",
+]
+
+DB_NAME = "study.sqlite"  # same as vaelens.study.runner.DB_NAME
+
+ARCH_ORDER = ("vae", "beta_vae", "factor_vae", "beta_tc_vae", "dip_vae", "vq_vae")
+ARCH_LABELS = {
+    "vae": "VAE",
+    "beta_vae": "β-VAE",
+    "factor_vae": "FactorVAE",
+    "beta_tc_vae": "β-TC-VAE",
+    "dip_vae": "DIP-VAE",
+    "vq_vae": "VQ-VAE",
+}
+
+
+def arch_label(arch: str) -> str:
+    """Display name of an architecture id (``beta_vae`` -> ``β-VAE``); unknown ids unchanged."""
+    return ARCH_LABELS.get(arch, arch)
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits, or ``"n/a"`` for None/NaN."""
+    if x is None:
+        return "n/a"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:.{digits}g}"
+
+
+def fmt_p(p: Any) -> str:
+    """A p-value: ``"n/a"``, ``"< 0.001"`` or three significant digits."""
+    if p is None or not np.isfinite(float(p)):
+        return "n/a"
+    return "< 0.001" if float(p) < 0.001 else f"{float(p):.3g}"
+
+
+def p_eq(p: Any) -> str:
+    """``"p = 0.0123"`` or ``"p < 0.001"`` (``"p = n/a"`` when missing), for sentences."""
+    text = fmt_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def fmt_ci(mean: float, lo: float, hi: float, n: int) -> str:
+    """``mean ± half-width`` of a CI; the mean alone when there is no CI (n < 2); n/a if n = 0."""
+    if n == 0 or not np.isfinite(mean):
+        return "n/a"
+    if n < 2 or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{fmt(mean)} (n={n})"
+    return f"{fmt(mean)} ± {fmt((hi - lo) / 2, 2)} (n={n})"
+
+
+@dataclass
+class StudyData:
+    """Everything the report reads from a study directory.
+
+    ``runs``: the runs table (all statuses); ``completed``: one row a completed run with
+    its stored metrics (columns named as in the store, e.g. ``ces.mean``) plus columns the
+    report derives from analysis.json (``ps_seeds.<layer>``, ``modularity_signed.<layer>``)
+    and the covariates ``n_factors``, ``resolution`` and ``latent_dim``; ``analyses``:
+    run_id -> the parsed analysis dict; ``problems``: human-readable notes on files that
+    could not be read.
+    """
+
+    study_dir: Path
+    name: str
+    runs: pd.DataFrame
+    completed: pd.DataFrame
+    analyses: dict[str, dict[str, Any]]
+    run_dirs: dict[str, Path]
+    architectures: list[str]
+    datasets: list[str]
+    problems: list[str] = field(default_factory=list)
+
+    def meta(self, dataset: str) -> dict[str, Any]:
+        """The meta block of the first analysed run of ``dataset`` ({} when none)."""
+        for rid, a in self.analyses.items():
+            if self.dataset_of(rid) == dataset:
+                return a.get("meta", {})
+        return {}
+
+    def dataset_of(self, run_id: str) -> str:
+        return str(self.runs.loc[self.runs.run_id == run_id, "dataset"].iloc[0])
+
+    def runs_of(self, dataset: str, arch: str) -> list[str]:
+        """Completed run ids of one (dataset, architecture), ordered by seed."""
+        c = self.completed
+        sel = c[(c.dataset == dataset) & (c.architecture == arch)].sort_values("seed")
+        return list(sel.run_id)
+
+    def mu_layer(self, dataset: str) -> str | None:
+        """The latent-mean layer: the analysed layer whose last name part is ``mu``."""
+        meta = self.meta(dataset)
+        layers = list(meta.get("layers", [])) or list(meta.get("encoder_layers", []))
+        for layer in layers:
+            if layer.split(".")[-1] in ("mu", "z_e", "latent"):
+                return layer
+        enc = meta.get("encoder_layers", [])
+        return enc[-1] if enc else None
+
+    def early_layer(self, dataset: str) -> str | None:
+        """The earliest analysed encoder layer."""
+        meta = self.meta(dataset)
+        enc = [x for x in meta.get("encoder_layers", []) if x != self.mu_layer(dataset)]
+        return enc[0] if enc else None
+
+    def layers(self, dataset: str) -> list[str]:
+        meta = self.meta(dataset)
+        return list(meta.get("layers", [])) or list(meta.get("encoder_layers", [])) + list(
+            meta.get("decoder_layers", [])
+        )
+
+
+def _order(values: list[str], preferred: tuple[str, ...] = ()) -> list[str]:
+    rank = {v: i for i, v in enumerate(preferred)}
+    return sorted(dict.fromkeys(values), key=lambda v: (rank.get(v, len(rank)), v))
+
+
+def _resolution(dataset: str, meta: dict[str, Any]) -> float:
+    if "image_shape" in meta:
+        shape = meta["image_shape"]
+        return float(shape[-1] * shape[-2]) if len(shape) >= 2 else float("nan")
+    try:
+        from vaelens.data.registry import get_spec
+
+        shape = get_spec(dataset).image_shape
+        return float(shape[1] * shape[2])
+    except Exception:  # unknown dataset: no covariate
+        return float("nan")
+
+
+def load_study(study_dir: str | Path) -> StudyData:
+    """Read ``study_dir``: its ``study.sqlite`` and each completed run's ``analysis.json``.
+
+    Raises :class:`ConfigError` when there is no study database. Unreadable analysis files
+    are not fatal: the run stays in the tables with "n/a" for what the file would give, and
+    the problem is listed.
+    """
+    from vaelens.study.store import ResultStore
+
+    study_dir = Path(study_dir)
+    db = study_dir / DB_NAME
+    if not db.is_file():
+        raise ConfigError(f"study_dir: {study_dir} holds no study (missing {DB_NAME})")
+    with ResultStore(db) as store:
+        runs = store.runs()
+        results = store.results()
+        name = store.get_meta("name") or study_dir.name
+    problems: list[str] = []
+    run_dirs: dict[str, Path] = {}
+    for row in runs.itertuples():
+        rd = Path(row.run_dir) if isinstance(row.run_dir, str) and row.run_dir else None
+        if rd is None:
+            rd = Path("runs") / row.run_id
+        run_dirs[row.run_id] = rd if rd.is_absolute() else study_dir / rd
+    completed = results[results.status == "completed"].copy().reset_index(drop=True)
+    analyses: dict[str, dict[str, Any]] = {}
+    for rid in completed.run_id:
+        path = run_dirs[rid] / "analysis.json"
+        if not path.is_file():
+            problems.append(f"{rid}: no analysis.json at {path}")
+            continue
+        try:
+            analyses[rid] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            problems.append(f"{rid}: {path} is not valid JSON ({exc})")
+    extra: list[dict[str, Any]] = []
+    for row in completed.itertuples():
+        a = analyses.get(row.run_id, {})
+        meta = a.get("meta", {})
+        rec: dict[str, Any] = {"run_id": row.run_id}
+        factors = meta.get("factor_names")
+        rec["n_factors"] = float(len(factors)) if factors else float("nan")
+        rec["resolution"] = _resolution(str(row.dataset), meta)
+        latent = meta.get("latent_dim", (row.hparams or {}).get("latent_dim"))
+        rec["latent_dim"] = float(latent) if latent is not None else float("nan")
+        for layer, ps in (a.get("polysemanticity") or {}).items():
+            rec[f"ps_seeds.{layer}"] = _num(ps.get("mean_seeds_form"))
+            rec[f"ps_participation.{layer}"] = _num(ps.get("mean_participation"))
+        for layer, m in (a.get("modularity") or {}).items():
+            rec[f"modularity_signed.{layer}"] = _num(m.get("signed"))
+        extra.append(rec)
+    if extra:
+        completed = completed.merge(pd.DataFrame(extra), on="run_id", how="left")
+    archs = _order(list(runs.architecture), ARCH_ORDER)
+    datasets = _order(list(runs.dataset))
+    return StudyData(
+        study_dir, str(name), runs, completed, analyses, run_dirs, archs, datasets, problems
+    )
+
+
+def _num(v: Any) -> float:
+    try:
+        return float("nan") if v is None else float(v)
+    except (TypeError, ValueError):
+        return float("nan")

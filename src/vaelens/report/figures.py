@@ -1,0 +1,404 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot state) into PNG bytes.
+
+Each function takes a :class:`~vaelens.report.data.StudyData` and a dataset name and
+returns the PNG as bytes, or ``None`` when the study has nothing to draw for it.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy import stats as sps
+
+from vaelens.report.data import StudyData, arch_label
+
+__all__ = [
+    "causal_graph",
+    "ces_specificity_per_dim",
+    "ces_vs_dci",
+    "mediation_heatmaps",
+    "modularity_layers",
+    "modularity_vs_effect",
+    "png_bytes",
+    "polysemanticity_hist",
+    "unit_response_heatmaps",
+]
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+DPI = 90
+
+
+@contextmanager
+def _nan_ok() -> Iterator[None]:
+    """Silence numpy's empty-slice warnings (all-NaN columns are drawn as gaps)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """Render ``fig`` to PNG bytes."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _arr(v: Any) -> np.ndarray:
+    def clean(x: Any) -> Any:
+        if isinstance(x, list):
+            return [clean(y) for y in x]
+        return np.nan if x is None else x
+
+    return np.asarray(clean(v), dtype=float)
+
+
+def _first_run(study: StudyData, ds: str, arch: str) -> dict[str, Any] | None:
+    for rid in study.runs_of(ds, arch):
+        if rid in study.analyses:
+            return study.analyses[rid]
+    return None
+
+
+def _archs_with_runs(study: StudyData, ds: str) -> list[str]:
+    return [a for a in study.architectures if _first_run(study, ds, a) is not None]
+
+
+def unit_response_heatmaps(study: StudyData, ds: str, max_layers: int = 4) -> bytes | None:
+    """Unit x factor response R(n, f) of each layer (rows: architectures, first seed)."""
+    archs = _archs_with_runs(study, ds)
+    layers = [x for x in study.layers(ds)][:max_layers]
+    if not archs or not layers:
+        return None
+    factors = study.meta(ds).get("factor_names", [])
+    fig = Figure(figsize=(2.6 * len(layers), 2.4 * len(archs)))
+    axes = fig.subplots(len(archs), len(layers), squeeze=False)
+    for i, arch in enumerate(archs):
+        a = _first_run(study, ds, arch) or {}
+        for j, layer in enumerate(layers):
+            ax = axes[i][j]
+            resp = a.get("unit_responses", {}).get(layer)
+            if resp is None:
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center")
+                ax.set_axis_off()
+                continue
+            r = _arr(resp)
+            # each unit's responses as shares of its total: shows which factors drive it
+            tot = np.nansum(r, axis=1, keepdims=True)
+            share = np.divide(r, tot, out=np.zeros_like(r), where=tot > 0)
+            ax.imshow(share, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks(range(len(factors)), factors, rotation=60, fontsize=6)
+            ax.tick_params(axis="y", labelsize=6)
+            if i == 0:
+                ax.set_title(layer, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{arch_label(arch)}\nunit", fontsize=8)
+    fig.suptitle(f"{ds}: unit responses (share of each unit's response per factor)", fontsize=9)
+    return png_bytes(fig)
+
+
+def causal_graph(study: StudyData, ds: str) -> bytes | None:
+    """Bipartite latent -> factor graph per architecture (first seed); edge width ~ weight."""
+    archs = [
+        a
+        for a in _archs_with_runs(study, ds)
+        if (_first_run(study, ds, a) or {}).get("causal_graph")
+    ]
+    if not archs:
+        return None
+    factors = study.meta(ds).get("factor_names", [])
+    fig = Figure(figsize=(3.2 * len(archs), 3.6))
+    axes = fig.subplots(1, len(archs), squeeze=False)[0]
+    for ax, arch in zip(axes, archs, strict=True):
+        w = _arr((_first_run(study, ds, arch) or {})["causal_graph"]["latent_to_factor"])
+        w = np.nan_to_num(np.atleast_2d(w))
+        if w.shape[0] == len(factors) != w.shape[1]:  # stored factor x latent
+            w = w.T
+        n_l, n_f = w.shape
+        wmax = w.max() if w.size and w.max() > 0 else 1.0
+        yl = np.linspace(1, 0, n_l)
+        yf = np.linspace(1, 0, n_f) if n_f > 1 else np.array([0.5])
+        for i in range(n_l):
+            for f in range(n_f):
+                s = w[i, f] / wmax
+                if s > 0.15:
+                    ax.plot(
+                        [0, 1], [yl[i], yf[f]], color="#444", lw=0.3 + 3 * s, alpha=0.2 + 0.8 * s
+                    )
+        ax.scatter(np.zeros(n_l), yl, s=60, color="#1f77b4", zorder=3)
+        ax.scatter(np.ones(n_f), yf, s=60, color="#d62728", zorder=3)
+        for i in range(n_l):
+            ax.text(-0.06, yl[i], f"z{i}", ha="right", va="center", fontsize=7)
+        for f in range(n_f):
+            ax.text(
+                1.06,
+                yf[f],
+                factors[f] if f < len(factors) else f"f{f}",
+                ha="left",
+                va="center",
+                fontsize=7,
+            )
+        ax.set_xlim(-0.4, 1.6)
+        ax.set_axis_off()
+        ax.set_title(arch_label(arch), fontsize=9)
+    fig.suptitle(f"{ds}: latent-to-factor causal graph (edges ≥ 15% of the strongest)", fontsize=9)
+    return png_bytes(fig)
+
+
+def _per_dim(study: StudyData, ds: str, arch: str, block: str) -> np.ndarray:
+    vals = [
+        _arr(study.analyses[r][block]["per_dim"])
+        for r in study.runs_of(ds, arch)
+        if r in study.analyses and block in study.analyses[r]
+    ]
+    if not vals:
+        return np.empty((0, 0))
+    n = max(len(v) for v in vals)
+    return np.vstack([np.pad(v, (0, n - len(v)), constant_values=np.nan) for v in vals])
+
+
+def ces_specificity_per_dim(study: StudyData, ds: str) -> bytes | None:
+    """Bars of CES and specificity per latent dimension; error bars = 95% t-CI across seeds."""
+    archs = _archs_with_runs(study, ds)
+    if not archs:
+        return None
+    fig = Figure(figsize=(9, 3.4))
+    axes = fig.subplots(1, 2)
+    width = 0.8 / len(archs)
+    for ax, block, title in zip(axes, ("ces", "specificity"), ("CES", "specificity"), strict=True):
+        for k, arch in enumerate(archs):
+            m = _per_dim(study, ds, arch, block)
+            if m.size == 0:
+                continue
+            with _nan_ok():
+                n = np.sum(np.isfinite(m), axis=0)
+                mean = np.nanmean(m, axis=0) if m.shape[0] else np.full(m.shape[1], np.nan)
+                sd = np.nanstd(m, axis=0, ddof=1) if m.shape[0] > 1 else np.full(m.shape[1], np.nan)
+                half = sps.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(np.maximum(n, 1))
+            x = np.arange(m.shape[1]) + (k - (len(archs) - 1) / 2) * width
+            ax.bar(
+                x, np.nan_to_num(mean), width, color=COLORS[k % len(COLORS)], label=arch_label(arch)
+            )
+            if np.isfinite(half).any():
+                ax.errorbar(x, mean, yerr=half, fmt="none", ecolor="black", lw=0.8, capsize=1.5)
+        ax.set_xlabel("latent dimension")
+        ax.set_title(f"{ds}: {title} per dimension", fontsize=9)
+    axes[0].legend(fontsize=7)
+    return png_bytes(fig)
+
+
+def polysemanticity_hist(study: StudyData, ds: str) -> bytes | None:
+    """Histograms of the mu layer's per-unit PS (participation and seeds' form), all seeds."""
+    layer = study.mu_layer(ds)
+    archs = _archs_with_runs(study, ds)
+    if layer is None or not archs:
+        return None
+    fig = Figure(figsize=(9, 3.2))
+    axes = fig.subplots(1, 2)
+    n_f = max(1, len(study.meta(ds).get("factor_names", [])))
+    bins = np.linspace(1, n_f, 16) if n_f > 1 else 10
+    drawn = False
+    for ax, form, title in zip(
+        axes,
+        ("participation", "seeds_form"),
+        ("participation form (1 = monosemantic)", "seeds' printed form (|F| = monosemantic)"),
+        strict=True,
+    ):
+        for k, arch in enumerate(archs):
+            vals = []
+            for rid in study.runs_of(ds, arch):
+                ps = study.analyses.get(rid, {}).get("polysemanticity", {}).get(layer)
+                if ps and form in ps:
+                    vals.append(_arr(ps[form]))
+            v = np.concatenate(vals) if vals else np.empty(0)
+            v = v[np.isfinite(v)]
+            if v.size:
+                drawn = True
+                ax.hist(
+                    v,
+                    bins=bins,
+                    alpha=0.45,
+                    color=COLORS[k % len(COLORS)],
+                    label=f"{arch_label(arch)} (mean {v.mean():.2f})",
+                )
+        ax.set_title(f"{ds}, {layer}: PS, {title}", fontsize=8)
+        ax.set_xlabel("PS")
+        ax.set_ylabel("units")
+        ax.legend(fontsize=6)
+    return png_bytes(fig) if drawn else None
+
+
+def modularity_layers(study: StudyData, ds: str) -> bytes | None:
+    """Modularity (seeds' form) per layer per architecture, mean ± 95% CI; baseline dashed."""
+    layers = study.layers(ds)
+    archs = _archs_with_runs(study, ds)
+    c = study.completed[study.completed.dataset == ds]
+    if not layers or not archs:
+        return None
+    fig = Figure(figsize=(7, 3.4))
+    ax = fig.subplots()
+    x = np.arange(len(layers))
+    for k, arch in enumerate(archs):
+        sub = c[c.architecture == arch]
+        for prefix, style in (("modularity", "-o"), ("baseline.modularity", ":x")):
+            cols = [f"{prefix}.{layer}" for layer in layers]
+            m = np.column_stack(
+                [
+                    sub[col].to_numpy(float) if col in sub else np.full(len(sub), np.nan)
+                    for col in cols
+                ]
+            )
+            if not np.isfinite(m).any():
+                continue
+            with _nan_ok():
+                mean = np.nanmean(m, axis=0)
+                n = np.sum(np.isfinite(m), axis=0)
+                sd = (
+                    np.nanstd(m, axis=0, ddof=1) if m.shape[0] > 1 else np.full(len(layers), np.nan)
+                )
+                half = sps.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(np.maximum(n, 1))
+            label = arch_label(arch) + (" (random init)" if prefix.startswith("baseline") else "")
+            base = prefix.startswith("baseline")
+            ax.errorbar(
+                x,
+                mean,
+                yerr=None if base else np.where(np.isfinite(half), half, 0),
+                fmt=style,
+                color=COLORS[k % len(COLORS)],
+                label=label,
+                capsize=2,
+                ms=4,
+            )
+    ax.set_xticks(x, layers, rotation=20, fontsize=7)
+    ax.set_ylabel("modularity (seeds' form)")
+    ax.set_title(f"{ds}: circuit modularity by layer", fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    return png_bytes(fig)
+
+
+def modularity_vs_effect(study: StudyData) -> bytes | None:
+    """One point a run: mu-layer modularity against mean CES (colour: architecture)."""
+    c = study.completed
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
+    markers = "osD^v<>"
+    drawn = False
+    for k, arch in enumerate(study.architectures):
+        for j, ds in enumerate(study.datasets):
+            mu = study.mu_layer(ds)
+            sub = c[(c.architecture == arch) & (c.dataset == ds)]
+            col = f"modularity.{mu}"
+            if sub.empty or col not in sub or "ces.mean" not in sub:
+                continue
+            x, y = sub[col].to_numpy(float), sub["ces.mean"].to_numpy(float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ok.any():
+                drawn = True
+                ax.scatter(
+                    x[ok],
+                    y[ok],
+                    color=COLORS[k % len(COLORS)],
+                    marker=markers[j % 7],
+                    label=f"{arch_label(arch)}, {ds}",
+                    s=30,
+                )
+    if not drawn:
+        return None
+    ax.set_xlabel("mu-layer modularity (seeds' form)")
+    ax.set_ylabel("mean CES (seeds' form)")
+    ax.set_title("modularity against causal effect strength (one point a run)", fontsize=9)
+    ax.legend(fontsize=6)
+    return png_bytes(fig)
+
+
+def mediation_heatmaps(study: StudyData, ds: str) -> bytes | None:
+    """Factor x layer mediation share, mean over seeds, one panel per architecture."""
+    archs = _archs_with_runs(study, ds)
+    factors = study.meta(ds).get("factor_names", [])
+    mats, layers_all = {}, []
+    for arch in archs:
+        stack = []
+        for rid in study.runs_of(ds, arch):
+            by = (study.analyses.get(rid, {}).get("mediation") or {}).get("by_layer", {})
+            if by:
+                stack.append(by)
+                for f in by.values():
+                    layers_all += [x for x in f if x not in layers_all]
+        if stack:
+            mats[arch] = stack
+    if not mats or not factors or not layers_all:
+        return None
+    fig = Figure(figsize=(3.0 * len(mats) + 0.8, 0.35 * len(factors) + 1.8))
+    axes = fig.subplots(1, len(mats), squeeze=False)[0]
+    im = None
+    for ax, (arch, stack) in zip(axes, mats.items(), strict=True):
+        m = np.array(
+            [
+                [[_num(by.get(f, {}).get(layer)) for layer in layers_all] for f in factors]
+                for by in stack
+            ]
+        )
+        with _nan_ok():
+            mean = np.nanmean(m, axis=0)
+        im = ax.imshow(mean, cmap="magma", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(layers_all)), layers_all, rotation=30, fontsize=6)
+        ax.set_yticks(range(len(factors)), factors if ax is axes[0] else [], fontsize=7)
+        ax.set_title(f"{arch_label(arch)} (n={len(stack)})", fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes), shrink=0.8, label="mediation share")
+    fig.suptitle(f"{ds}: mediation share by layer and factor", fontsize=9)
+    return png_bytes(fig)
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def ces_vs_dci(study: StudyData) -> bytes | None:
+    """Mean CES against DCI D, one point a run, per-dataset OLS line with its 95% band.
+
+    Band: ``ŷ ± t_{n-2} s sqrt(1/n + (x - x̄)² / Sxx)`` (confidence band of the mean line).
+    """
+    c = study.completed
+    if "ces.mean" not in c or "dci.disentanglement" not in c:
+        return None
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.subplots()
+    drawn = False
+    for k, ds in enumerate(study.datasets):
+        sub = c[c.dataset == ds]
+        x = sub["dci.disentanglement"].to_numpy(float)
+        y = sub["ces.mean"].to_numpy(float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        if x.size == 0:
+            continue
+        drawn = True
+        col = COLORS[k % len(COLORS)]
+        ax.scatter(x, y, color=col, s=25, label=f"{ds} (n={x.size})")
+        if x.size >= 3 and np.ptp(x) > 0:
+            fit = sps.linregress(x, y)
+            xs = np.linspace(x.min(), x.max(), 50)
+            yhat = fit.intercept + fit.slope * xs
+            resid = y - (fit.intercept + fit.slope * x)
+            s = np.sqrt(np.sum(resid**2) / (x.size - 2)) if x.size > 2 else np.nan
+            sxx = np.sum((x - x.mean()) ** 2)
+            half = (
+                sps.t.ppf(0.975, x.size - 2) * s * np.sqrt(1 / x.size + (xs - x.mean()) ** 2 / sxx)
+            )
+            ax.plot(xs, yhat, color=col, lw=1.2)
+            ax.fill_between(xs, yhat - half, yhat + half, color=col, alpha=0.15)
+    if not drawn:
+        return None
+    ax.set_xlabel("DCI disentanglement")
+    ax.set_ylabel("mean CES (seeds' form)")
+    ax.set_title("CES against DCI D: per-dataset OLS fit and 95% confidence band", fontsize=9)
+    ax.legend(fontsize=7)
+    return png_bytes(fig)

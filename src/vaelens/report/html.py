@@ -1,0 +1,381 @@
+"""Assembling the study report: one self-contained HTML file plus the tables as CSV and Markdown."""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vaelens.errors import ConfigError
+from vaelens.io import atomic_open
+from vaelens.report import figures as figs
+from vaelens.report import tables as tabs
+from vaelens.report.data import StudyData, arch_label, fmt, load_study, p_eq
+
+__all__ = ["build_report"]
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.82em}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
+figcaption,.caption{font-size:.85em;color:#444}.claims li{margin:.2em 0}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.4em .8em}
+.bad{background:#fdecea;border-left:4px solid #d93025;padding:.4em .8em}
+code{background:#f4f4f4;padding:0 3px}
+"""
+
+# Sets body[data-images-ok] to "loaded/total" once the page has loaded (used by tests; the
+# report itself needs no JavaScript).
+CHECK_SCRIPT = """<script>
+window.addEventListener('load', function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) {
+    if (imgs[i].complete && imgs[i].naturalWidth > 0) { ok++; }
+  }
+  document.body.dataset.imagesOk = ok + '/' + imgs.length;
+});
+</script>"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "<p>n/a (no data)</p>"
+    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>"
+        for row in df.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(png: bytes, alt: str, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def _claims(claims: list[str]) -> str:
+    if not claims:
+        return ""
+    return '<ul class="claims">' + "".join(f"<li>{_e(c)}</li>" for c in claims) + "</ul>"
+
+
+class _Report:
+    def __init__(self, out_dir: Path) -> None:
+        self.parts: list[str] = []
+        self.out_dir = out_dir
+        self.table_files: list[Path] = []
+        self.n_images = 0
+
+    def add(self, s: str) -> None:
+        self.parts.append(s)
+
+    def table(self, t: tabs.Table) -> None:
+        tdir = self.out_dir / "tables"
+        tdir.mkdir(parents=True, exist_ok=True)
+        with atomic_open(tdir / f"{t.key}.csv", "w") as fh:
+            t.data.to_csv(fh, index=False)
+        with atomic_open(tdir / f"{t.key}.md", "w") as fh:
+            fh.write(f"## {t.title}\n\n{t.caption}\n\n{tabs.to_markdown(t.display)}")
+            if t.claims:
+                fh.write("\n" + "".join(f"- {c}\n" for c in t.claims))
+        self.table_files += [tdir / f"{t.key}.csv", tdir / f"{t.key}.md"]
+        self.add(f"<h3>{_e(t.title)}</h3><p class='caption'>{_e(t.caption)}</p>")
+        self.add(_table_html(t.display))
+        self.add(_claims(t.claims))
+
+    def figure(self, png: bytes | None, alt: str, caption: str) -> None:
+        if png is None:
+            self.add(f"<p>{_e(alt)}: n/a (nothing to draw).</p>")
+            return
+        self.n_images += 1
+        self.add(_img(png, alt, caption))
+
+    def per_dataset(
+        self, study: StudyData, fn: Callable[[StudyData, str], bytes | None], alt: str, cap: str
+    ) -> None:
+        for ds in study.datasets:
+            self.figure(fn(study, ds), f"{alt} ({ds})", cap)
+
+
+def _seed_counts(study: StudyData) -> tuple[int, int]:
+    c = study.completed
+    if c.empty:
+        return 0, 0
+    n = c.groupby(["dataset", "architecture"]).size()
+    return int(n.min()), int(n.max())
+
+
+def _seeds_text(study: StudyData, corr: tabs.Table, seeds: tabs.Table) -> list[str]:
+    out = []
+    if not seeds.data.empty:
+        for ds, sub in seeds.data.groupby("dataset", sort=True):
+            off = sub[sub.verdict == "outside our 95% CI"]
+            tested = sub[sub.verdict.isin(["outside our 95% CI", "within our 95% CI"])]
+            if tested.empty:
+                out.append(f"{ds}: none of the seeds' numbers can be checked against a CI.")
+                continue
+            listed = "; ".join(
+                f"{m} {arch_label(a)} (seeds {fmt(v)}, ours {fmt(mu)})"
+                for m, a, v, mu in zip(
+                    off.metric, off.architecture, off.seeds, off["mean"], strict=True
+                )
+            )
+            out.append(
+                f"{ds}: {len(off)} of {len(tested)} seed numbers with a CI of ours lie outside "
+                f"it" + (f": {listed}." if listed else ".")
+            )
+    s = tabs.SEEDS
+    r_seeds = float(np.corrcoef(s["ces.mean"], s["dci.disentanglement"])[0, 1])
+    out.append(
+        "The seeds' Table 1 (dSprites, one seed a model, no error bars) ranks mean CES "
+        "FactorVAE > VAE > β-VAE and DCI D in the same order; across their three models the "
+        f"two columns correlate positively (Pearson r = {r_seeds:.2f}, n = 3, no test possible)."
+        " The extended seed instead claims a consistent negative within-dataset CES-DCI "
+        "correlation."
+    )
+    data = corr.data
+    if not data.empty and "group" in data:
+        pooled = data[(data.group == "(pooled within)") & (data.method == "pearson")]
+        if not pooled.empty:
+            p = pooled.iloc[0]
+            if np.isfinite(p.p) and p.p < 0.05 and p.r < 0:
+                out.append(
+                    f"Ours agrees in sign: pooled within datasets r = {fmt(p.r)} ({p_eq(p.p)}, n = {p.n})."
+                )
+            elif np.isfinite(p.p) and p.p < 0.05:
+                out.append(
+                    f"Ours disagrees: pooled within datasets the correlation is positive, "
+                    f"r = {fmt(p.r)} ({p_eq(p.p)}, n = {p.n})."
+                )
+            else:
+                out.append(
+                    f"Ours does not reproduce it: no within-dataset correlation was detected "
+                    f"(pooled r = {fmt(p.r)}, {p_eq(p.p)}, n = {p.n})."
+                )
+    for ds in study.datasets:
+        c = study.completed[study.completed.dataset == ds]
+        if "ces.mean" not in c or c.empty:
+            continue
+        means = c.groupby("architecture")["ces.mean"].mean()
+        means = means[[a for a in tabs.SEED_ARCHS if a in means.index]].dropna()
+        if len(means) >= 2:
+            order = " > ".join(arch_label(a) for a in means.sort_values(ascending=False).index)
+            out.append(f"{ds}: our mean-CES order is {order} (means; tests in section 8).")
+    out.append(
+        "Metric forms: CES is the seeds' eq. 7 (mean L2 change of the decoded image), which "
+        "grows with the image size, the pixel scale and the intervention range, so absolute "
+        "values are comparable only under the same decoder output, image size and latent "
+        "values; the normalised form divides it out. Specificity: the seeds' 1/(H + eps) is "
+        "unbounded and depends on the number of pixels; the normalised form is 1 - H/log D. "
+        "Polysemanticity: the seeds' printed formula and the participation ratio both lie in "
+        "[1, |F|], so the seeds' latent means below 1 (0.837, 0.612, 0.493) are impossible "
+        "under either form; our tables give both. The seeds' modularity and PS of exactly "
+        "1.000 in every early layer point to a degenerate computation, not a finding."
+    )
+    return out
+
+
+def build_report(
+    study_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    n_boot: int = 2000,
+    mediation_factor: str | None = None,
+    random_state: int = 0,
+) -> Path:
+    """Write the report of the study in ``study_dir`` and return the path of ``report.html``.
+
+    ``out_dir`` (default ``study_dir/report``) receives ``report.html`` (self-contained:
+    figures as base64 PNG data URIs, inline CSS, no external requests) and ``tables/``
+    with every table as ``<key>.csv`` (numbers, long form) and ``<key>.md`` (as shown).
+    ``n_boot`` bootstrap resamples for correlation CIs; ``mediation_factor`` the factor of
+    Table 5 (default: each dataset's first factor). Raises :class:`ConfigError` when
+    ``study_dir`` holds no study.
+    """
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise ConfigError(f"study_dir: {study_dir} is not a directory")
+    if n_boot < 0:
+        raise ConfigError(f"n_boot: expected a non-negative integer, got {n_boot}")
+    out = Path(out_dir) if out_dir is not None else study_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    study = load_study(study_dir)
+    rep = _Report(out)
+    counts = study.runs.status.value_counts().to_dict()
+    lo, hi = _seed_counts(study)
+
+    rep.add(f"<h1>vaelens study report: {_e(study.name)}</h1>")
+    rep.add(
+        f"<p>Study directory <code>{_e(study_dir)}</code>; generated "
+        f"{_e(time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))}. Runs: "
+        + ", ".join(f"{_e(k)} {v}" for k, v in sorted(counts.items()))
+        + f". Architectures: {_e(', '.join(arch_label(a) for a in study.architectures))}. "
+        f"Datasets: {_e(', '.join(study.datasets))}. Completed runs per (dataset, "
+        f"architecture): {lo} to {hi}.</p>"
+    )
+    if hi < 2:
+        rep.add(
+            "<p class='note'>Only one seed per configuration: no confidence intervals and no "
+            "tests are possible; cells show the single value with n=1.</p>"
+        )
+    elif lo < 2:
+        rep.add(
+            "<p class='note'>Some configurations have a single completed run: their cells "
+            "show n=1 and no CI.</p>"
+        )
+
+    rep.add("<h2>Failed and incomplete runs</h2>")
+    bad = study.runs[study.runs.status != "completed"]
+    if bad.empty:
+        rep.add("<p>Every run completed.</p>")
+    else:
+        shown = bad[["run_id", "architecture", "dataset", "seed", "status", "error"]].fillna("")
+        rep.add(_table_html(shown))
+    if study.problems:
+        rep.add("<div class='bad'><p>Files that could not be read:</p>")
+        rep.add(_claims(study.problems) + "</div>")
+
+    mediation = tabs.mediation_by_layer(study, mediation_factor)  # validates the factor first
+    tests = tabs.architecture_tests(study)
+    corr = tabs.ces_dci_correlation(study, n_boot=n_boot, random_state=random_state)
+
+    rep.add("<h2>1. Architecture comparison</h2>")
+    rep.table(tabs.architecture_comparison(study))
+    rep.add(
+        "<p>Claims about differences between architectures (Welch t, Holm-adjusted over "
+        "pairs; a difference is stated only when the adjusted p &lt; 0.05):</p>"
+    )
+    rep.add(_claims(tests.claims))
+
+    rep.add("<h2>2. CES against DCI disentanglement</h2>")
+    rep.figure(
+        figs.ces_vs_dci(study),
+        "CES vs DCI",
+        "Each point is a run; lines are per-dataset least-squares fits with their 95% "
+        "confidence band (t-based band of the mean line). Statistics in the table below.",
+    )
+    rep.table(corr)
+
+    rep.add("<h2>3. Effect strength and specificity per latent dimension</h2>")
+    rep.table(tabs.per_dimension_effects(study))
+    rep.per_dataset(
+        study,
+        figs.ces_specificity_per_dim,
+        "CES and specificity per dimension",
+        "Bars: mean across seeds; error bars: 95% t-CI across seeds (absent with one seed). "
+        "Specificity is the seeds' 1/(H + eps); dead dimensions have none.",
+    )
+    rep.add("<h3>Latent-to-factor causal graph</h3>")
+    rep.per_dataset(
+        study,
+        figs.causal_graph,
+        "causal graph",
+        "Edges from latent dimensions to the factors they control, width and opacity "
+        "proportional to the effect (first completed seed of each architecture).",
+    )
+
+    rep.add("<h2>4. Polysemanticity</h2>")
+    rep.table(tabs.polysemanticity_table(study))
+    rep.per_dataset(
+        study,
+        figs.polysemanticity_hist,
+        "polysemanticity histograms",
+        "Distribution of per-unit PS in the latent (mu) layer, pooled over seeds, in both "
+        "forms; dead units are left out.",
+    )
+    rep.per_dataset(
+        study,
+        figs.unit_response_heatmaps,
+        "unit-response heatmaps",
+        "Circuit motifs: each row is a unit, each column a factor; colour is the unit's "
+        "response to that factor as a share of its total response (first completed seed).",
+    )
+
+    rep.add("<h2>5. Circuit modularity</h2>")
+    rep.table(tabs.modularity_by_layer(study))
+    rep.per_dataset(
+        study,
+        figs.modularity_layers,
+        "modularity by layer",
+        "Mean across seeds with 95% CI; dotted: the random-initialisation twins.",
+    )
+    rep.figure(
+        figs.modularity_vs_effect(study),
+        "modularity vs effect",
+        "One point a run: mu-layer modularity against mean CES (the seeds' 'modularity "
+        "paradox' plot). No correlation is claimed from this figure.",
+    )
+
+    rep.add("<h2>6. Causal mediation</h2>")
+    rep.table(mediation)
+    rep.per_dataset(
+        study,
+        figs.mediation_heatmaps,
+        "mediation heatmaps",
+        "Share of each factor's total effect on the latent mean carried by each layer, mean "
+        "over seeds.",
+    )
+
+    rep.add("<h2>7. Causal metrics against the random-network baseline</h2>")
+    rep.table(tabs.baseline_comparison(study))
+
+    rep.add("<h2>8. Tests of architecture differences</h2>")
+    rep.table(tests)
+
+    rep.add("<h2>9. Latent traversals</h2>")
+    found = False
+    for ds in study.datasets:
+        for arch in study.architectures:
+            for rid in study.runs_of(ds, arch):
+                path = study.run_dirs[rid] / "figures" / "traversals.png"
+                if path.is_file():
+                    data = path.read_bytes()
+                    if data.startswith(PNG_MAGIC):
+                        rep.figure(
+                            data,
+                            f"traversals {rid}",
+                            f"{arch_label(arch)} on {ds} (run {rid}): each row a latent "
+                            "dimension set to each intervention value, decoded.",
+                        )
+                        found = True
+                    else:
+                        rep.add(f"<p>{_e(path)}: not a PNG file; skipped.</p>")
+                    break
+    if not found:
+        rep.add("<p>No run has figures/traversals.png.</p>")
+
+    rep.add("<h2>10. Comparison with the seeds</h2>")
+    seeds = tabs.seeds_comparison(study)
+    rep.table(seeds)
+    rep.add(_claims(_seeds_text(study, corr, seeds)))
+
+    doc = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>vaelens report: {_e(study.name)}</title><style>{CSS}</style></head>"
+        f"<body data-images-total='{rep.n_images}'>"
+        + "\n".join(rep.parts)
+        + CHECK_SCRIPT
+        + "</body></html>"
+    )
+    path = out / "report.html"
+    with atomic_open(path, "w") as fh:
+        fh.write(doc)
+    return path

@@ -1,0 +1,90 @@
+"""The command line: data commands, one-line errors, and a train -> analyze -> metrics run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vaelens.cli import app
+
+runner = CliRunner()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from vaelens.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_data_list_shows_the_six_datasets() -> None:
+    res = runner.invoke(app, ["data", "list"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    for name in ("synthetic", "dsprites", "shapes3d", "mpi3d", "smallnorb", "celeba"):
+        assert name in res.output
+    assert "orientation=40" in res.output and "posY=32" in res.output
+
+
+@pytest.mark.parametrize("name", ["dsprites", "shapes3d", "synthetic"])
+def test_data_render_writes_a_png_grid(tmp_path: Path, name: str) -> None:
+    out = tmp_path / f"{name}.png"
+    res = runner.invoke(app, ["data", "render", name, "-o", str(out), "--n", "16", "--nrow", "4"])
+    assert res.exit_code == 0, res.output
+    img = Image.open(out)
+    assert img.format == "PNG" and img.size[0] > 4 * 64
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    res = _cli("data", "info", "nosuch")
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0
+    assert "unknown name 'nosuch'" in res.stderr and "Traceback" not in res.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "vae"\ndataset = "synthetic"\nsteps = 2\nbogus = 1\n')
+    res = _cli("train", "--config", str(bad))
+    assert res.returncode == 2 and "bogus" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_train_analyze_metrics_on_a_tiny_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--model",
+        "beta_vae",
+        "--dataset",
+        "synthetic",
+        "--steps",
+        "4",
+        "--out",
+        str(run),
+        "-p",
+        "width=0.125",
+        "-p",
+        "beta=2",
+        "--batch-size",
+        "8",
+        "--n-train",
+        "64",
+        "--no-progress",
+    ]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model_params"]["beta"] == 2 and cfg["model_params"]["width"] == 0.125
+    res = runner.invoke(app, ["analyze", str(run), "--n-samples", "8", "--no-baseline"])
+    assert res.exit_code == 0, res.output
+    analysis = json.loads((run / "analysis.json").read_text())
+    assert len(analysis["ces"]["per_dim"]) == 10
+    assert (run / "figures" / "traversals.png").is_file()
+    res = runner.invoke(app, ["metrics", str(run), "--metrics", "mig,sap"])
+    assert res.exit_code == 0, res.output
+    scores = json.loads((run / "disentanglement.json").read_text())
+    assert set(scores) == {"mig", "sap"} and 0 <= scores["mig"]["mig"] <= 1

@@ -1,0 +1,196 @@
+"""build_report on fake study directories: files, self-containment, statistics, missing data."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from report_fixtures import make_fake_study
+from vaelens.errors import ConfigError
+from vaelens.report import build_report
+from vaelens.report.data import fmt_ci, load_study
+from vaelens.report.tables import architecture_tests, to_markdown
+from vaelens.stats import within_group_correlation
+from vaelens.study.store import ResultStore
+
+N_BOOT = 50
+TABLE_KEYS = (
+    "table1_architectures",
+    "table2_dimensions",
+    "table3_polysemanticity",
+    "table4_modularity",
+    "table5_mediation",
+    "ces_dci_correlation",
+    "baseline",
+    "architecture_tests",
+    "seeds_comparison",
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    study = make_fake_study(tmp_path_factory.mktemp("study"))
+    return study, build_report(study, n_boot=N_BOOT)
+
+
+def test_report_files_and_self_contained(built: tuple[Path, Path]) -> None:
+    study, html_path = built
+    assert html_path == study / "report" / "report.html"
+    text = html_path.read_text()
+    # no external requests: every src/href is a data URI, no stylesheet links
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", text)
+    assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
+    assert "<link" not in text and "@import" not in text and "url(" not in text
+    pngs = re.findall(r'<img src="data:image/png;base64,([^"]+)"', text)
+    total = int(re.search(r"data-images-total='(\d+)'", text).group(1))
+    assert len(pngs) == total == len(refs)
+    assert all(base64.b64decode(p).startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    # 6 traversal images (3 archs x 2 datasets) embedded from the runs
+    assert text.count("traversals ") >= 6
+    for key in TABLE_KEYS:
+        assert (study / "report" / "tables" / f"{key}.csv").is_file(), key
+        md = (study / "report" / "tables" / f"{key}.md").read_text()
+        assert md.startswith("## ") and "|---|" in md
+    # the failed run and its error are listed; the seeds' numbers are there
+    assert "factor_vae-dsprites-s1" in text and "TrainingDivergedError" in text
+    assert "Comparison with the seeds" in text and "0.0636" in text
+    assert "0.587" in text  # seeds' FactorVAE % monosemantic (as a fraction)
+
+
+def test_table1_matches_the_store(built: tuple[Path, Path]) -> None:
+    study, _ = built
+    t1 = pd.read_csv(study / "report" / "tables" / "table1_architectures.csv")
+    with ResultStore(study / "study.sqlite") as store:
+        res = store.results()
+    done = res[res.status == "completed"]
+    for (ds, arch), sub in done.groupby(["dataset", "architecture"]):
+        for col in ("ces.mean", "dci.disentanglement", "specificity.mean"):
+            vals = sub[col].dropna().to_numpy(float)
+            row = t1[(t1.dataset == ds) & (t1.architecture == arch) & (t1.column == col)].iloc[0]
+            assert row.n == vals.size
+            assert row["mean"] == pytest.approx(vals.mean())
+            if vals.size >= 2:
+                half = 0.5 * (row.ci_high - row.ci_low)
+                from scipy import stats as sps
+
+                exp = sps.t.ppf(0.975, vals.size - 1) * vals.std(ddof=1) / np.sqrt(vals.size)
+                assert half == pytest.approx(exp)
+            else:
+                assert np.isnan(row.ci_low)
+    # the run without DCI leaves n = 1 for its cell, shown without a CI
+    row = t1[(t1.dataset == "synthetic") & (t1.architecture == "vae")]
+    assert row[row.column == "dci.disentanglement"].n.iloc[0] == 1
+
+
+def test_correlation_table_matches_stats(built: tuple[Path, Path]) -> None:
+    study, _ = built
+    corr = pd.read_csv(study / "report" / "tables" / "ces_dci_correlation.csv")
+    data = load_study(study).completed
+    exp = within_group_correlation(
+        data, "ces.mean", "dci.disentanglement", "dataset", n_boot=N_BOOT
+    )
+    got = corr[(corr.analysis == "within dataset") & (corr.method == "pearson")]
+    np.testing.assert_allclose(got.r.to_numpy(), exp.r.to_numpy())
+    np.testing.assert_allclose(got.p.to_numpy(), exp.p.to_numpy())
+    partial = corr[corr.analysis == "partial (all runs)"]
+    assert set(partial.method) == {"pearson", "spearman"}
+    # resolution and latent size are constant in the fixture, so only the factor count stays
+    assert all(c == "number of factors" for c in partial.controls)
+
+
+def test_claims_follow_the_adjusted_pvalues(tmp_path: Path) -> None:
+    study = make_fake_study(
+        tmp_path,
+        datasets=("synthetic",),
+        seeds=(0, 1, 2, 3),
+        failed=(),
+        no_dci=(),
+        traversals=False,
+    )
+    table = architecture_tests(load_study(study))
+    ces = table.data[table.data.metric == "mean CES"]
+    assert (ces.p_holm < 0.05).any()  # FactorVAE's CES is shifted up by 1.4 in the fixture
+    for row in table.data.itertuples():
+        higher = row.a if row.mean_a > row.mean_b else row.b
+        stated = [
+            c
+            for c in table.claims
+            if f"{row.metric} (" in c
+            and "is higher than" in c
+            and {row.a, row.b} <= {w for w in ("vae", "beta_vae", "factor_vae")}
+            and _names(c) == {row.a, row.b}
+        ]
+        if row.p_holm < 0.05:
+            assert len(stated) == 1 and stated[0].startswith(f"synthetic: {_label(higher)}'s")
+            assert f"{row.p_holm:.3g}" in stated[0] or "p < 0.001" in stated[0]
+        else:
+            assert not stated
+
+
+def _label(arch: str) -> str:
+    return {"vae": "VAE", "beta_vae": "β-VAE", "factor_vae": "FactorVAE"}[arch]
+
+
+def _names(claim: str) -> set[str]:
+    found = set()
+    for arch in ("factor_vae", "beta_vae", "vae"):
+        lab = _label(arch)
+        if f"{lab}'s" in claim:
+            found.add(arch)
+            claim = claim.replace(f"{lab}'s", "")
+    return found
+
+
+def test_one_seed_gives_no_ci_and_does_not_crash(tmp_path: Path) -> None:
+    study = make_fake_study(
+        tmp_path, datasets=("dsprites",), seeds=(0,), failed=(), no_dci=(), traversals=False
+    )
+    text = build_report(study, tmp_path / "out", n_boot=N_BOOT).read_text()
+    assert "Only one seed per configuration" in text
+    t1 = pd.read_csv(tmp_path / "out" / "tables" / "table1_architectures.csv")
+    assert t1.ci_low.isna().all() and (t1.n <= 1).all()
+    md = (tmp_path / "out" / "tables" / "table1_architectures.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert rows and not any("±" in r for r in rows) and all("(n=1)" in r for r in rows[1:])
+    assert "too few runs per architecture to test" in text
+    assert "No run has figures/traversals.png" in text
+
+
+def test_missing_analysis_and_metrics_show_na(tmp_path: Path) -> None:
+    study = make_fake_study(tmp_path, datasets=("synthetic",), seeds=(0, 1), traversals=False)
+    (study / "runs" / "vae-synthetic-s0" / "analysis.json").unlink()
+    (study / "runs" / "beta_vae-synthetic-s0" / "analysis.json").write_text("{not json")
+    text = build_report(study, n_boot=N_BOOT).read_text()
+    assert "vae-synthetic-s0: no analysis.json" in text
+    assert "beta_vae-synthetic-s0" in text and "not valid JSON" in text
+    with pytest.raises(ConfigError, match="mediation_factor: 'colour'"):
+        build_report(study, n_boot=N_BOOT, mediation_factor="colour")
+    t2 = pd.read_csv(study / "report" / "tables" / "table2_dimensions.csv")
+    assert (t2[t2.architecture == "vae"].n == 1).all()  # only s1's analysis is left
+
+
+def test_errors_and_formatting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"study\.sqlite"):
+        build_report(tmp_path)
+    with pytest.raises(ConfigError, match="not a directory"):
+        build_report(tmp_path / "nope")
+    assert fmt_ci(float("nan"), np.nan, np.nan, 0) == "n/a"
+    assert fmt_ci(2.0, 1.0, 3.0, 3) == "2 ± 1 (n=3)"
+    md = to_markdown(pd.DataFrame({"a|b": ["x|y"], "c": [1]}))
+    assert md.splitlines()[0] == "| a\\|b | c |" and "x\\|y" in md
+
+
+def test_study_without_completed_runs(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "study.sqlite") as store:
+        store.add_runs([{"run_id": "r0", "architecture": "vae", "dataset": "dsprites", "seed": 0}])
+    text = build_report(tmp_path, n_boot=N_BOOT).read_text()
+    assert "r0" in text and "pending" in text
+    with pytest.raises(ConfigError, match="n_boot"):
+        build_report(tmp_path, n_boot=-1)
+    t1 = (tmp_path / "report" / "tables" / "table1_architectures.md").read_text()
+    assert "| dsprites | Mean CES (seeds' form) | n/a |" in t1
