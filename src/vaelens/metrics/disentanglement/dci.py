@@ -83,7 +83,7 @@ def _fit_lightgbm(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
         import lightgbm
     except ImportError as exc:  # pragma: no cover - lightgbm is a declared extra
         raise ConfigError(
-            "estimator='lightgbm' needs the lightgbm package (pip install 'vaelens[fast]')"
+            "estimator='lightgbm' needs the lightgbm package (pip install lightgbm)"
         ) from exc
     model = lightgbm.LGBMClassifier(
         n_estimators=100,
