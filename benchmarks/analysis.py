@@ -39,6 +39,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,11 @@ def build(checkpoint: str | None) -> tuple[nn.Module, str]:
         source = "vaelens.models.build_model('vae')"
     except Exception as err:  # the models package may not exist yet
         model, source = SeedsVAE(), f"local SeedsVAE ({type(err).__name__})"
+    if checkpoint and Path(checkpoint).is_dir():  # a run directory of `vaelens train`
+        from vaelens.train import load_run
+
+        model, cfg = load_run(checkpoint)
+        return model, f"trained run {checkpoint} ({cfg.model} on {cfg.dataset})"
     if checkpoint:
         from safetensors.torch import load_file
 
@@ -364,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probes", type=int, default=8)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", default=None, help="safetensors state dict of a trained model")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="run directory of `vaelens train` (or a safetensors state dict of build_model('vae'))",
+    )
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument(
         "--full", action="store_true", help="time the full vaelens.analyze (default settings)"

@@ -27,7 +27,8 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     assert counts["completed"] == 2, counts
     with ResultStore(tmp_path / "study.sqlite") as store:
         res = store.results()
-    for col in ("ces.mean", "baseline.ces.mean", "mig.mig", "recon.trained", "recon.baseline"):
+    cols = ("ces.mean", "baseline.ces.mean", "mig.mig", "recon.trained", "recon.baseline")
+    for col in (*cols, "recon.mse_trained", "recon.mse_baseline", "recon.mse_mean_image"):
         assert col in res.columns and res[col].notna().all(), col
     run_dir = tmp_path / "runs" / "vae-synthetic-s0"
     for name in ("analysis.json", "disentanglement.json", "result.json", "status.json"):
@@ -39,3 +40,53 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     report = build_report(tmp_path, n_boot=20)
     html = report.read_text()
     assert "vae-synthetic-s0" in html or "VAE" in html
+
+
+def _rows(db: Path) -> list[tuple]:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        runs = con.execute(
+            "SELECT run_id, architecture, dataset, seed, hparams, status FROM runs ORDER BY run_id"
+        ).fetchall()
+        metrics = con.execute(
+            "SELECT run_id, name, value FROM metrics ORDER BY run_id, name"
+        ).fetchall()
+    finally:
+        con.close()
+    return runs + metrics
+
+
+def test_real_study_killed_mid_training_resumes_to_the_same_database(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = dict(TINY, train={**TINY["train"], "steps": 40, "checkpoint_every": 5})
+    cfg_file = tmp_path / "tiny.json"
+    cfg_file.write_text(json.dumps(spec))
+    script = (
+        "import json, sys\n"
+        "from vaelens.study.config import study_config_from_dict\n"
+        "from vaelens.study.runner import run_study\n"
+        "run_study(study_config_from_dict(json.load(open(sys.argv[1]))), sys.argv[2], workers=1)\n"
+    )
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(cfg_file), str(killed)])
+    # kill once the second run has written a checkpoint but not finished training
+    ckpts = killed / "runs" / "vae-synthetic-s0" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if ckpts.is_dir() and any(p.suffix == ".json" for p in ckpts.iterdir()):
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "runs" / "vae-synthetic-s0" / "result.json").exists()
+    subprocess.run([sys.executable, "-c", script, str(cfg_file), str(killed)], check=True)
+    fresh = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-c", script, str(cfg_file), str(fresh)], check=True)
+    assert _rows(killed / "study.sqlite") == _rows(fresh / "study.sqlite")

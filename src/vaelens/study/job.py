@@ -78,7 +78,8 @@ def summarise_analysis(analysis: dict[str, Any]) -> dict[str, Any]:
 
     ``ces.mean``, ``specificity.mean``, ``modularity.<layer>``, ``monosemantic_fraction.<layer>``,
     ``cluster_coherence.<layer>``, ``polysemanticity.<layer>``, ``mediation.<factor>.<layer>``,
-    ``recon.trained``/``recon.baseline``, and the same causal metrics under ``baseline.``.
+    ``recon.trained``/``recon.baseline`` (NLL per image), ``recon.mse_*`` (per pixel, image
+    space: trained, random twin, mean-image predictor), and the same causal metrics under ``baseline.``.
     None values are kept as NaN.
     """
     out = _layer_scalars(analysis)
@@ -87,6 +88,9 @@ def summarise_analysis(analysis: dict[str, Any]) -> dict[str, Any]:
     out["recon"] = {
         "trained": meta.get("recon_error"),
         "baseline": meta.get("recon_error_baseline"),
+        "mse_trained": meta.get("recon_mse"),
+        "mse_baseline": meta.get("recon_mse_baseline"),
+        "mse_mean_image": meta.get("recon_mse_mean_image"),
     }
     if analysis.get("baseline"):
         out["baseline"] = _layer_scalars(analysis["baseline"])
