@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -27,3 +28,21 @@ def fake_job(spec: dict[str, Any], storage: str) -> dict[str, Any]:
         "train_seconds": delay,
         "analysis_seconds": 0.0,
     }
+
+
+def db_snapshot(db: Path) -> list[tuple]:
+    """Runs (identity and status) and metrics of a study database, in a stable order.
+
+    Timings are left out: they differ between an interrupted and an uninterrupted study.
+    """
+    con = sqlite3.connect(db)
+    try:
+        runs = con.execute(
+            "SELECT run_id, architecture, dataset, seed, hparams, status FROM runs ORDER BY run_id"
+        ).fetchall()
+        metrics = con.execute(
+            "SELECT run_id, name, value FROM metrics ORDER BY run_id, name"
+        ).fetchall()
+    finally:
+        con.close()
+    return runs + metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from _study_jobs import db_snapshot
 from vaelens.report import build_report
 from vaelens.study.config import study_config_from_dict
 from vaelens.study.runner import run_study
@@ -42,22 +43,6 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     assert "vae-synthetic-s0" in html or "VAE" in html
 
 
-def _rows(db: Path) -> list[tuple]:
-    import sqlite3
-
-    con = sqlite3.connect(db)
-    try:
-        runs = con.execute(
-            "SELECT run_id, architecture, dataset, seed, hparams, status FROM runs ORDER BY run_id"
-        ).fetchall()
-        metrics = con.execute(
-            "SELECT run_id, name, value FROM metrics ORDER BY run_id, name"
-        ).fetchall()
-    finally:
-        con.close()
-    return runs + metrics
-
-
 def test_real_study_killed_mid_training_resumes_to_the_same_database(tmp_path: Path) -> None:
     import os
     import signal
@@ -89,4 +74,4 @@ def test_real_study_killed_mid_training_resumes_to_the_same_database(tmp_path: P
     subprocess.run([sys.executable, "-c", script, str(cfg_file), str(killed)], check=True)
     fresh = tmp_path / "fresh"
     subprocess.run([sys.executable, "-c", script, str(cfg_file), str(fresh)], check=True)
-    assert _rows(killed / "study.sqlite") == _rows(fresh / "study.sqlite")
+    assert db_snapshot(killed / "study.sqlite") == db_snapshot(fresh / "study.sqlite")

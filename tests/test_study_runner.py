@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from _study_jobs import db_snapshot
 from vaelens.errors import ConfigError
 from vaelens.study.config import load_study_config, plan_runs, study_config_from_dict
 from vaelens.study.runner import run_study, study_status
@@ -101,20 +102,6 @@ def test_process_pool_executor(tmp_path: Path) -> None:
     assert counts["completed"] == 4
 
 
-def _snapshot(db: Path) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        runs = con.execute(
-            "SELECT run_id, architecture, dataset, seed, hparams, status FROM runs ORDER BY run_id"
-        ).fetchall()
-        metrics = con.execute(
-            "SELECT run_id, name, value FROM metrics ORDER BY run_id, name"
-        ).fetchall()
-    finally:
-        con.close()
-    return runs + metrics
-
-
 def test_kill_midway_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     spec = {
         "name": "k",
@@ -160,7 +147,7 @@ def test_kill_midway_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script, str(study_file), str(killed)], check=True)
     fresh = tmp_path / "fresh"
     subprocess.run([sys.executable, "-c", script, str(study_file), str(fresh)], check=True)
-    assert _snapshot(db) == _snapshot(fresh / "study.sqlite")
+    assert db_snapshot(db) == db_snapshot(fresh / "study.sqlite")
     assert study_status(killed)["counts"]["completed"] == 8
 
 
