@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaelens.io import atomic_open, atomic_save_npy, atomic_write_json, to_jsonable
+from vaelens.io import atomic_open, atomic_path, atomic_save_npy, atomic_write_json, to_jsonable
 
 
 def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
@@ -48,3 +48,19 @@ def test_npy_roundtrip_memory_maps(tmp_path: Path) -> None:
     arr = np.arange(12, dtype=np.uint8).reshape(3, 4)
     atomic_save_npy(tmp_path / "a.npy", arr)
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy", mmap_mode="r"), arr)
+
+
+def test_atomic_path_serves_writers_that_need_a_file_name(tmp_path: Path) -> None:
+    dest = tmp_path / "big.npy"
+    with atomic_path(dest) as tmp:
+        assert tmp.parent == tmp_path and not dest.exists()
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(3, 2))
+        out[:] = 7
+        out.flush()
+        del out
+    np.testing.assert_array_equal(np.load(dest), np.full((3, 2), 7, np.uint8))
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("boom")
+    assert np.load(dest).shape == (3, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npy"]

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from vaelens.data.base import validate_factors
 from vaelens.data.download import cache_dir, find_file
 from vaelens.data.registry import DatasetSpec, RemoteFile, register_dataset
 from vaelens.errors import DatasetError
+from vaelens.io import atomic_path
 
 __all__ = [
     "CELEBA_ATTRIBUTES",
@@ -314,10 +314,7 @@ def _build_cache(
     npy: Path, filenames: list[str], faces: _FaceFiles, crop: int | None, size: int
 ) -> None:
     """Preprocess every image into ``npy`` (written to a temporary file, then renamed)."""
-    npy.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{npy.name}.", suffix=".tmp", dir=npy.parent)
-    os.close(fd)
-    try:
+    with atomic_path(npy) as tmp:
         out = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.uint8, shape=(len(filenames), size, size, 3)
         )
@@ -328,13 +325,6 @@ def _build_cache(
                     log.info("celeba: preprocessed %d / %d images", i, len(filenames))
         out.flush()
         del out
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, npy)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- the dataset
