@@ -57,7 +57,7 @@ def test_dci_formulas_on_hand_made_importance_matrices():
         disentanglement(np.array([[-1.0, 2.0]]))
 
 
-@pytest.mark.parametrize("estimator", ["lightgbm", "gbt"])
+@pytest.mark.parametrize("estimator", ["gbt-hist", "lightgbm", "gbt"])
 def test_dci_oracle_scores_one_and_rotation_much_lower(data, estimator):
     z, f = data
     n = 300 if estimator == "gbt" else 900  # keep the faithful estimator cheap
@@ -70,13 +70,40 @@ def test_dci_oracle_scores_one_and_rotation_much_lower(data, estimator):
     assert rot["completeness"] < ora["completeness"] - 0.4
 
 
-def test_dci_fast_matches_faithful_on_small_bank(data):
+@pytest.mark.parametrize("estimator", ["gbt-hist", "lightgbm"])
+def test_dci_fast_matches_faithful_on_small_bank(data, estimator):
     z, f = data
     z, f = z[:300], f[:300]
     for rep in (z, z @ HADAMARD, np.concatenate([z, z[:, :1]], axis=1)):
         a = dci(rep, f, estimator="gbt", random_state=0)
-        b = dci(rep, f, estimator="lightgbm", random_state=0)
+        b = dci(rep, f, estimator=estimator, random_state=0)
         assert abs(a["disentanglement"] - b["disentanglement"]) < 0.05
+
+
+@pytest.mark.parametrize(("n_classes", "seed"), [(2, 2), (4, 0)])
+def test_gbt_hist_is_sklearns_boosting_on_histogram_trees(n_classes, seed):
+    """With a bin per distinct value the trees partition the training points as sklearn's
+    do, so the raw scores agree to rounding. (Where two splits tie to float32 precision,
+    LightGBM's float32 gradients may pick the other one and the fits drift apart; these
+    data have no such tie. Importances differ only by splits of tied codes.)"""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from vaelens.metrics.disentanglement.dci import _HistGBT
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(240, 5))
+    latent = x[:, 0] + 0.6 * x[:, 1] + 0.4 * rng.normal(size=240)
+    y = np.searchsorted(np.quantile(latent, np.linspace(0, 1, n_classes + 1)[1:-1]), latent)
+    ref = GradientBoostingClassifier(random_state=0).fit(x, y)
+    ours = _HistGBT(seed=0).fit(x, y)  # 240 points: one bin per distinct value
+    ref_raw = ref.decision_function(x).reshape(len(x), -1)
+    np.testing.assert_allclose(ours.raw_predict(x), ref_raw, atol=1e-8)
+    np.testing.assert_array_equal(ours.predict(x), ref.predict(x))
+    np.testing.assert_allclose(ours.feature_importances_, ref.feature_importances_, atol=0.02)
+    assert ours.feature_importances_.sum() == pytest.approx(1.0)
+    # coarse bins move the split candidates but not the picture
+    binned = _HistGBT(seed=0, max_bin=32).fit(x, y)
+    np.testing.assert_allclose(binned.feature_importances_, ref.feature_importances_, atol=0.05)
 
 
 def test_dci_directions_dead_noise_duplicate(data):

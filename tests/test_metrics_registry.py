@@ -33,6 +33,7 @@ def test_registry_has_every_metric_with_both_presets():
     for spec in METRICS.values():
         assert set(spec.presets) == set(PRESETS)
     assert METRICS["dci"].presets["faithful"]["estimator"] == "gbt"
+    assert METRICS["dci"].presets["fast"]["estimator"] == "gbt-hist"
     assert METRICS["factor_vae"].presets["faithful"]["num_train"] == 10_000
     assert METRICS["factor_vae"].presets["faithful"]["prune_threshold"] == 0.05
 

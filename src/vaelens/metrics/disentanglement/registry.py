@@ -71,7 +71,7 @@ METRICS: dict[str, MetricSpec] = {
         "arrays",
         uses_test=True,
         random=True,
-        presets={"faithful": {"estimator": "gbt"}, "fast": {"estimator": "lightgbm"}},
+        presets={"faithful": {"estimator": "gbt"}, "fast": {"estimator": "gbt-hist"}},
     ),
     "mig": MetricSpec(
         mig, "arrays", uses_test=False, random=False, presets={"faithful": {}, "fast": {}}
