@@ -109,48 +109,49 @@ def test_gbt_hist_is_sklearns_boosting_on_histogram_trees(n_classes, seed):
 def test_dci_directions_dead_noise_duplicate(data):
     z, f = data
     rng = np.random.default_rng(1)
-    base = dci(z, f, estimator="lightgbm")
-    dead = dci(np.concatenate([z, np.zeros((len(z), 1))], axis=1), f, estimator="lightgbm")
+    base = dci(z, f, estimator="gbt-hist")
+    dead = dci(np.concatenate([z, np.zeros((len(z), 1))], axis=1), f, estimator="gbt-hist")
     noisy_codes = np.concatenate([z, rng.normal(size=(len(z), 2))], axis=1)
-    noisy = dci(noisy_codes, f, estimator="lightgbm")
-    # duplicated factor code: faithful GBT splits the credit between the copies (random
-    # feature order breaks ties), so C drops; LightGBM credits the first of two perfectly
-    # tied copies (documented), so the direction is tested on the faithful estimator.
+    noisy = dci(noisy_codes, f, estimator="gbt-hist")
+    # duplicated factor code: the copies tie, sklearn breaks ties in a random code order
+    # at every node and gbt-hist in a random one at every stage, so both split the credit
+    # between the copies and C drops
     zd = np.concatenate([z, z[:, :1] + 0.01 * rng.normal(size=(len(z), 1))], axis=1)[:300]
-    dup = dci(zd, f[:300], estimator="gbt")
-    base_gbt = dci(z[:300], f[:300], estimator="gbt")
+    dups = {e: dci(zd, f[:300], estimator=e) for e in ("gbt", "gbt-hist")}
+    base_300 = {e: dci(z[:300], f[:300], estimator=e) for e in ("gbt", "gbt-hist")}
     assert dead["disentanglement"] == pytest.approx(base["disentanglement"], abs=1e-9)
     # a dead latent gets no importance; C changes only through its entropy base log(D)
     expected_c = 1 - (1 - base["completeness"]) * np.log(4) / np.log(5)
     assert dead["completeness"] == pytest.approx(expected_c, abs=1e-9)
     # noise latents take a little importance (overfitting splits) and move D only slightly
     assert noisy["disentanglement"] == pytest.approx(base["disentanglement"], abs=0.03)
-    r, _, _ = importance_matrix(noisy_codes, f, estimator="lightgbm")
+    r, _, _ = importance_matrix(noisy_codes, f, estimator="gbt-hist")
     assert r[4:].sum() < 0.1 * r.sum()
-    assert dup["completeness"] < base_gbt["completeness"] - 0.05
-    assert dup["disentanglement"] > 0.9
+    for e, dup in dups.items():
+        assert dup["completeness"] < base_300[e]["completeness"] - 0.05, e
+        assert dup["disentanglement"] > 0.9, e
 
 
 def test_dci_single_level_factor_is_skipped_and_constant_codes_score_zero(data):
     z, f = data
     f1 = f.copy()
     f1[:, 3] = 2
-    out = dci(z, f1, estimator="lightgbm")
+    out = dci(z, f1, estimator="gbt-hist")
     assert out["num_skipped_factors"] == 1
     assert out["disentanglement"] > 0.9  # latent 3 carries nothing now, others are dedicated
-    const = dci(np.ones_like(z), f, estimator="lightgbm")
+    const = dci(np.ones_like(z), f, estimator="gbt-hist")
     assert const["disentanglement"] == 0.0 and const["completeness"] == 0.0
 
 
 def test_dci_more_and_fewer_latents_and_one_factor(data):
     z, f = data
-    full = dci(z, f, estimator="lightgbm")
-    fewer = dci(z[:, :2], f, estimator="lightgbm")
+    full = dci(z, f, estimator="gbt-hist")
+    fewer = dci(z[:, :2], f, estimator="gbt-hist")
     # the classifiers of the two unrepresented factors spread their importance over the
     # two codes, so D drops; informativeness drops as two factors cannot be predicted
     assert fewer["disentanglement"] < full["disentanglement"] - 0.3
     assert fewer["informativeness_test"] < full["informativeness_test"] - 0.3
-    one = dci(z, f[:, :1], estimator="lightgbm")
+    one = dci(z, f[:, :1], estimator="gbt-hist")
     assert one["disentanglement"] == pytest.approx(1.0)  # every code serves the only factor
     assert one["completeness"] > 0.9
 
@@ -242,7 +243,7 @@ def test_modularity_formula_and_directions(data):
 @pytest.mark.parametrize(
     "fn",
     [
-        lambda z, f: dci(z, f, estimator="lightgbm"),
+        lambda z, f: dci(z, f, estimator="gbt-hist"),
         mig,
         sap,
         irs,

@@ -5,7 +5,8 @@ Every metric is registered by name with its kind and two presets of keyword argu
 * ``"faithful"``: disentanglement_lib's estimators and sample sizes (10,000 train / 5,000
   test points for the array metrics, batches of 64 and 10,000 / 5,000 votes for the
   intervention metrics, GradientBoostingClassifier for DCI).
-* ``"fast"``: smaller samples and LightGBM importances for DCI, for smoke runs and sweeps.
+* ``"fast"``: smaller samples and DCI's ``"gbt-hist"`` estimator (sklearn's boosting on
+  LightGBM's histogram trees), for smoke runs and sweeps.
 
 Array metrics (``dci``, ``mig``, ``sap``, ``irs``, ``modularity``) take codes and factors;
 given a representation function and a dataset instead, :func:`compute_metrics` samples
