@@ -2,13 +2,15 @@
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/metrics.py            # full: ~15 min on 2 cores
+    OMP_NUM_THREADS=1 python benchmarks/metrics.py            # full: ~20 min
     OMP_NUM_THREADS=1 python benchmarks/metrics.py --quick    # small sizes, a few minutes
     python benchmarks/metrics.py --quick --out results.json
 
-Full mode (~15 min on 2 cores): part 1 at reference sizes including faithful DCI on
+Full mode (~20 min on one core): part 1 at reference sizes including faithful DCI on
 the oracle (the speed-up at reference size), part 2's bank at 2,000 / 1,000 points (pass
-``--bank-train 10000 --bank-test 5000`` for the reference size: about 9 x 5 minutes).
+``--bank-train 10000 --bank-test 5000`` for the reference size: about 9 x 6 minutes, or
+split it over processes with ``--bank``). The bank is drawn from ``--seed`` after part 1's
+points, so runs with and without ``--skip-timing`` compare on different draws.
 Quick mode: part 1 without faithful DCI, the bank at 500 / 250 points.
 
 Part 1 times every metric at disentanglement_lib's sizes (10,000 train / 5,000 test
