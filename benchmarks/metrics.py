@@ -94,6 +94,14 @@ def bank(factors: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]
     }
 
 
+def dci_row(name: str, label: str, scores: dict[str, Any], dt: float) -> str:
+    """One printed line of the bank: D, C, test informativeness and time."""
+    return (
+        f"{name:16s} {label:8s} D {scores['disentanglement']:.3f} C {scores['completeness']:.3f}"
+        f" I {scores['informativeness_test']:.3f}  {dt:6.1f} s"
+    )
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     t = time.perf_counter()
     out = fn()
@@ -189,32 +197,22 @@ def main() -> None:
         slow, dts = timed(lambda a=args_: dci(*a, estimator="gbt", random_state=0))
         t_slow += dts
         row: dict[str, Any] = {"faithful": slow, "t_faithful": dts}
-        line = f"{name:16s} gbt      D {slow['disentanglement']:.3f} C {slow['completeness']:.3f}"
-        line += f" I {slow['informativeness_test']:.3f}  {dts:6.1f} s"
-        print(line, flush=True)
+        print(dci_row(name, "gbt", slow, dts), flush=True)
         for s in range(1, args.faithful_seeds):
             other, dto = timed(lambda a=args_, s=s: dci(*a, estimator="gbt", random_state=s))
             for k in keys:
                 spread[k] = max(spread[k], abs(other[k] - slow[k]))
             row[f"faithful_seed{s}"] = other
-            print(
-                f"{'':16s} {'gbt s=' + str(s):8s} D {other['disentanglement']:.3f}"
-                f" C {other['completeness']:.3f} I {other['informativeness_test']:.3f}"
-                f"  {dto:6.1f} s  |dD| {abs(other['disentanglement'] - slow['disentanglement']):.3f}",
-                flush=True,
-            )
+            d_d = abs(other["disentanglement"] - slow["disentanglement"])
+            print(f"{dci_row('', f'gbt s={s}', other, dto)}  |dD| {d_d:.3f}", flush=True)
         for est in fast_names:
             fast, dtf = timed(lambda a=args_, e=est: dci(*a, estimator=e, random_state=0))
             t_fast[est] += dtf
             for k in keys:
                 worst[est][k] = max(worst[est][k], abs(fast[k] - slow[k]))
             row[est] = {"scores": fast, "t": dtf}
-            print(
-                f"{'':16s} {est:8s} D {fast['disentanglement']:.3f} C {fast['completeness']:.3f}"
-                f" I {fast['informativeness_test']:.3f}  {dtf:6.1f} s  x{dts / dtf:5.1f}"
-                f"  |dD| {abs(fast['disentanglement'] - slow['disentanglement']):.3f}",
-                flush=True,
-            )
+            d_d = abs(fast["disentanglement"] - slow["disentanglement"])
+            print(f"{dci_row('', est, fast, dtf)}  x{dts / dtf:5.1f}  |dD| {d_d:.3f}", flush=True)
         results["dci_bank"][name] = row
     timing = results["timing_s"]
     if "dci_faithful(gbt)" in timing:

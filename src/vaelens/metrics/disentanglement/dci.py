@@ -92,7 +92,7 @@ DCI_ESTIMATORS = ("gbt", "gbt-hist", "lightgbm")
 def _fit_gbt(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
     model = GradientBoostingClassifier(random_state=seed)
     model.fit(x, y)
-    return model, np.abs(model.feature_importances_)
+    return model, np.abs(model.feature_importances_), model.predict(x)
 
 
 def _import_lightgbm() -> Any:
@@ -145,7 +145,9 @@ class _HistGBT:
         # whose datasets hold the codes in different random orders, so that tied codes
         # share the credit across stages as they do in sklearn.
         rng = np.random.default_rng(self.seed)
-        n_orders = min(self.n_orders, math.factorial(n_codes))
+        # with no varying code nothing can split anywhere: the prior is the model
+        varies = bool((x.max(axis=0) > x.min(axis=0)).any())
+        n_orders = min(self.n_orders, math.factorial(n_codes)) if varies else 0
         self.perms = [rng.permutation(n_codes) for _ in range(n_orders)]
         prior = np.bincount(y, minlength=n_classes) / n
         target = np.zeros((kt, n))
@@ -182,18 +184,16 @@ class _HistGBT:
             "verbose": -1,
         }
         data_params = {"max_bin": max_bin, "min_data_in_bin": 1, "verbose": -1}
-        if not (x.max(axis=0) > x.min(axis=0)).any():
-            self.perms = []  # no code varies: no split anywhere, the prior is the model
         xs = [np.ascontiguousarray(x[:, perm], dtype=np.float64) for perm in self.perms]
         boosters = [
             lightgbm.Booster(params=params, train_set=lightgbm.Dataset(xp, params=data_params))
             for xp in xs
         ]
-        n_orders = len(boosters)
-        grown = [0] * n_orders  # stages grown by each booster so far
+        # stages[b]: the stages grown by booster b, in order (its iterations 0, 1, ...)
+        stages: list[list[int]] = [[] for _ in boosters]
         offsets = (np.arange(kt) * self.max_leaves)[:, None]
-        values, where = [], []
-        for _stage in range(self.n_estimators if boosters else 0):
+        values = []
+        for stage in range(self.n_estimators if n_orders else 0):
             b = int(rng.integers(n_orders))
             if binary:
                 p = 1.0 / (1.0 + np.exp(-raw))
@@ -205,10 +205,9 @@ class _HistGBT:
             if boosters[b].update(fobj=lambda _preds, _data: (grad_view, hess_view)):
                 break  # no code can split any node: sklearn's later stages change nothing
             leaves = boosters[b].predict(
-                xs[b], pred_leaf=True, start_iteration=grown[b], num_iteration=1
+                xs[b], pred_leaf=True, start_iteration=len(stages[b]), num_iteration=1
             )
-            where.append((b, grown[b]))
-            grown[b] += 1
+            stages[b].append(stage)
             key = (np.asarray(leaves).reshape(n, kt).T + offsets).ravel()
             size = kt * self.max_leaves
             num = np.bincount(key, weights=resid.ravel(), minlength=size)
@@ -223,12 +222,12 @@ class _HistGBT:
             raw += self.learning_rate * step[key].reshape(kt, n)
         self.boosters, self.init, self.binary, self.kt = boosters, init, binary, kt
         self.values = np.stack(values) if values else np.zeros((0, kt, self.max_leaves))
-        self.where = where  # (booster, its iteration) of each stage
+        self.stages = stages
         # predictions on the training points, from the raw scores kept during the fit
-        self.train_pred_ = (raw[0] > 0).astype(np.int64) if binary else raw.argmax(axis=0)
+        self.train_pred_ = self._decide(raw.T)
         imp = np.zeros(n_codes)
-        for booster, perm, count in zip(boosters, self.perms, grown, strict=True):
-            if count:
+        for booster, perm, grown in zip(boosters, self.perms, stages, strict=True):
+            if grown:
                 imp[perm] += booster.feature_importance(importance_type="gain")
         total = imp.sum()
         self.feature_importances_ = imp / total if total > 0 else imp
@@ -239,29 +238,29 @@ class _HistGBT:
         n = x.shape[0]
         raw = np.repeat(self.init[None, :], n, axis=0)
         cls = np.arange(self.kt)[None, None, :]
-        stage_of = {bi: s for s, bi in enumerate(self.where)}
-        for b, (booster, perm) in enumerate(zip(self.boosters, self.perms, strict=True)):
-            count = sum(1 for w in self.where if w[0] == b)
+        for booster, perm, grown in zip(self.boosters, self.perms, self.stages, strict=True):
             xb = np.ascontiguousarray(x[:, perm], dtype=np.float64)
-            for start in range(0, count, chunk):
-                m = min(chunk, count - start)
+            for start in range(0, len(grown), chunk):
+                m = min(chunk, len(grown) - start)
                 leaves = booster.predict(xb, pred_leaf=True, start_iteration=start, num_iteration=m)
                 leaves = np.asarray(leaves).reshape(n, m, self.kt)
-                stages = [stage_of[(b, it)] for it in range(start, start + m)]
-                vals = self.values[stages]
+                vals = self.values[grown[start : start + m]]
                 raw += self.learning_rate * vals[np.arange(m)[None, :, None], cls, leaves].sum(1)
         return raw
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        raw = self.raw_predict(x)
+    def _decide(self, raw: np.ndarray) -> np.ndarray:
+        """Class labels from raw scores ``(N, kt)``, as sklearn's ``predict``."""
         if self.binary:
             return (raw[:, 0] > 0).astype(np.int64)
         return raw.argmax(axis=1)
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self._decide(self.raw_predict(x))
+
 
 def _fit_gbt_hist(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
     model = _HistGBT(seed).fit(x, y)
-    return model, model.feature_importances_
+    return model, model.feature_importances_, model.train_pred_
 
 
 def _fit_lightgbm(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
@@ -289,9 +288,10 @@ def _fit_lightgbm(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
         model.fit(x, y)
     imp = np.abs(np.asarray(model.feature_importances_, dtype=np.float64))
     total = imp.sum()
-    return model, imp / total if total > 0 else imp
+    return model, imp / total if total > 0 else imp, model.predict(x)
 
 
+# name -> fit(x, y, seed) returning (model, importances, predictions on x)
 _FITTERS = {"gbt": _fit_gbt, "gbt-hist": _fit_gbt_hist, "lightgbm": _fit_lightgbm}
 
 
@@ -324,10 +324,9 @@ def importance_matrix(
         if not keep[j]:
             continue
         classes, y_enc = np.unique(y[:, j], return_inverse=True)
-        model, imp = _FITTERS[estimator](x, y_enc, seed_from(rng))
+        model, imp, pred_train = _FITTERS[estimator](x, y_enc, seed_from(rng))
         r[:, j] = imp
-        pred = getattr(model, "train_pred_", None)  # gbt-hist has it from its fit
-        acc_train[j] = np.mean(classes[model.predict(x) if pred is None else pred] == y[:, j])
+        acc_train[j] = np.mean(classes[pred_train] == y[:, j])
         acc_test[j] = np.mean(classes[model.predict(xt)] == yt[:, j])
     return r, acc_train, acc_test
 
