@@ -8,13 +8,15 @@ channel of every encoder and decoder conv layer (post-activation):
 - FLOPs of its forwards (``torch.utils.flop_counter.FlopCounterMode``, counted on a small
   batch and scaled linearly in the number of pairs: every forward is per example);
 - utilisation = FLOP/s achieved / dense matmul FLOP/s measured in the same run;
-- speed-up over the looped reference (one full forward per unit, all pairs in the batch)
-  at each n; when ``--loop-units`` is set the loop is timed on that many units per layer and
-  extrapolated to all units (said so in the output), and its largest difference from the
-  batched result is over the units it ran;
+- speed-up over the looped reference (one full forward per unit, all pairs in the batch,
+  in the same channels-last layout as the engine) at each n; when ``--loop-units`` is set
+  the loop is timed on that many units per layer and extrapolated to all units (said so in
+  the output), and its largest difference from the batched result is over the units it ran;
 - attribution patching (Hutchinson L2 estimate): speed-up over exact and Spearman rank
   correlation of the per-unit mean effects with exact (on a random-init model unless
-  ``--checkpoint`` is given).
+  ``--checkpoint`` is given), for each probe count in ``--probes`` (a sweep when several);
+- ``--layout-ab N ...``: at those n, exact patching again with the model's weights left
+  contiguous (``Lens(..., channels_last=False)``), to show the sweep layout's gain.
 
 Floors: exact == loop within 1e-5; exact >= 40 % utilisation at n=1000; >= 10x faster than
 the loop at n=8; attribution >= 20x faster than exact with Spearman >= 0.8.
@@ -28,6 +30,7 @@ its config) instead of a randomly initialised ``build_model("vae")``. Prints the
     OMP_NUM_THREADS=1 python benchmarks/analysis.py --quick
     python benchmarks/analysis.py --full --threads 2 [--checkpoint runs/vae_seed0]
     python benchmarks/analysis.py --threads 2 --n 8 1000 --loop-units 8 --json out.json
+    python benchmarks/analysis.py --threads 2 --n 8 --probes 8 2 4 16 --layout-ab 8
 """
 
 from __future__ import annotations
@@ -156,10 +159,14 @@ def timed(
 def looped(
     lens: Lens, x1: torch.Tensor, x2: torch.Tensor, names: list[str], units: int | None
 ) -> dict[str, torch.Tensor]:
-    """The reference: one full forward per unit (all pairs in one batch), hook replaces the unit."""
+    """The reference: one full forward per unit (all pairs in one batch), hook replaces the unit.
+
+    Run in the engine's memory layout (:meth:`Lens.sweep_layout`, channels-last conv weights
+    on CPU), so that the speed-up measures the batching alone.
+    """
     fn = effect_metric("l2")
     out: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
+    with torch.no_grad(), lens.sweep_layout(probe=x1[:2]):
         clean = lens.forward(x1)
         corrupt, cache = lens.run_with_cache(x2, names)
         for name in names:
@@ -179,6 +186,45 @@ def looped(
                 res[:, u] = fn(patched.unsqueeze(0), clean, corrupt)[0]
             out[name] = res
     return out
+
+
+def attribution_row(
+    lens: Lens,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    names: list[str],
+    exact: dict[str, torch.Tensor],
+    probes: int,
+    args: argparse.Namespace,
+    dev: torch.device,
+) -> dict[str, Any]:
+    """Attribution patching (L2, ``probes`` Hutchinson probes): time and rank agreement with exact."""
+    seconds, attr = timed(
+        lambda: attribution_patching(
+            lens, x1, x2, names, probes=probes, seed=0, max_batch=args.max_batch
+        ),
+        args.repeats,
+        dev,
+    )
+
+    def rho(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(spearmanr(a.numpy(), b.numpy()).statistic)
+
+    return {
+        "probes": probes,
+        "seconds": seconds,
+        "spearman_unit_means": rho(
+            torch.cat([exact[k].mean(0) for k in names]),
+            torch.cat([attr[k].mean(0) for k in names]),
+        ),
+        "spearman_pairs_units": rho(
+            torch.cat([exact[k].flatten() for k in names]),
+            torch.cat([attr[k].flatten() for k in names]),
+        ),
+        "spearman_per_layer": {
+            k: rho(exact[k].mean(0), attr[k].mean(0)) for k in names if exact[k].shape[1] > 1
+        },
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -233,27 +279,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ran_units = sum(v.shape[1] for v in loop.values())
         t_loop_full = t_loop * total_units / ran_units
         diff = max(float((exact[k][:, : v.shape[1]] - v).abs().max()) for k, v in loop.items())
-        t_attr, attr = timed(
-            lambda x1=x1, x2=x2: attribution_patching(
-                lens, x1, x2, names, probes=args.probes, seed=0, max_batch=args.max_batch
-            ),
-            args.repeats,
-            dev,
+        attribution = [
+            attribution_row(lens, x1, x2, names, exact, probes, args, dev) for probes in args.probes
+        ]
+        head = attribution[0]
+        t_attr, rho, rho_pairs = (
+            head["seconds"],
+            head["spearman_unit_means"],
+            head["spearman_pairs_units"],
         )
-        e = torch.cat([exact[k].mean(0) for k in names]).numpy()
-        a = torch.cat([attr[k].mean(0) for k in names]).numpy()
-        rho = float(spearmanr(e, a).statistic)
-        rho_pairs = float(
-            spearmanr(
-                torch.cat([exact[k].flatten() for k in names]).numpy(),
-                torch.cat([attr[k].flatten() for k in names]).numpy(),
-            ).statistic
-        )
-        rho_layers = {
-            k: float(spearmanr(exact[k].mean(0).numpy(), attr[k].mean(0).numpy()).statistic)
-            for k in names
-            if units[k] > 1
-        }
+        rho_layers = head["spearman_per_layer"]
+        t_contig = None
+        if n in args.layout_ab:  # the same sweep with the model's weights left contiguous
+            plain = Lens(lens.model, example=x1[:2], channels_last=False)
+            t_contig, _ = timed(
+                lambda x1=x1, x2=x2, plain=plain: activation_patching(
+                    plain, x1, x2, names, max_batch=args.max_batch
+                ),
+                args.repeats,
+                dev,
+            )
         per_pair = None
         if n <= 8:  # the loop written straight from eq. 5-6: one forward per (pair, unit)
             k = 2
@@ -279,12 +324,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "loop_units_run": ran_units,
             "speedup_vs_loop": t_loop_full / t_exact,
             "max_abs_diff_vs_loop": diff,
+            "exact_contiguous_s": t_contig,
             "attribution_s": t_attr,
-            "attribution_probes": args.probes,
+            "attribution_probes": args.probes[0],
             "attribution_speedup": t_exact / t_attr,
             "spearman_unit_means": rho,
             "spearman_pairs_units": rho_pairs,
             "spearman_per_layer": rho_layers,
+            "attribution": [{**a, "speedup": t_exact / a["seconds"]} for a in attribution],
         }
         report["runs"].append(row)
         est = f" (estimated from {ran_units}/{total_units} units)" if row["loop_estimated"] else ""
@@ -292,7 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"n={n}: exact {t_exact:.2f}s, {flops / 1e9:.1f} GFLOP, "
             f"{flops / t_exact / 1e9:.1f} GFLOP/s = {100 * util:.0f}% of matmul | "
             f"loop {t_loop_full:.2f}s{est}, speed-up {t_loop_full / t_exact:.1f}x, "
-            f"max |exact - loop| {diff:.2e} | attribution ({args.probes} probes) {t_attr:.3f}s, "
+            f"max |exact - loop| {diff:.2e} | attribution ({args.probes[0]} probes) {t_attr:.3f}s, "
             f"{t_exact / t_attr:.1f}x faster, Spearman {rho:.3f} (unit means), "
             f"{rho_pairs:.3f} (pair x unit)"
         )
@@ -302,6 +349,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"2 units a layer), speed-up {per_pair / t_exact:.1f}x"
             )
         print(f"   Spearman per layer: { {k: round(v, 3) for k, v in rho_layers.items()} }")
+        for a in attribution[1:]:
+            print(
+                f"   attribution with {a['probes']} probes: {a['seconds']:.3f}s, "
+                f"{t_exact / a['seconds']:.1f}x faster, Spearman {a['spearman_unit_means']:.3f} "
+                f"(unit means), {a['spearman_pairs_units']:.3f} (pair x unit)"
+            )
+        if t_contig is not None:
+            print(
+                f"   exact with contiguous weights (channels_last=False): {t_contig:.2f}s; "
+                f"the channels-last sweep layout is {t_contig / t_exact:.2f}x faster"
+            )
     return report
 
 
@@ -367,7 +425,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     p.add_argument("--max-batch", type=int, default=None, help="default: 64 on CPU, 2048 on GPU")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--probes", type=int, default=8)
+    p.add_argument(
+        "--probes",
+        type=int,
+        nargs="+",
+        default=[8],
+        help="Hutchinson probes of attribution patching; several values print a sweep "
+        "(the first is the headline)",
+    )
+    p.add_argument(
+        "--layout-ab",
+        type=int,
+        nargs="*",
+        default=[],
+        help="numbers of pairs at which exact patching is also timed with contiguous weights",
+    )
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

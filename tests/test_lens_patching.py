@@ -86,6 +86,79 @@ def test_patching_with_a_skip_connection_and_inplace_relu() -> None:
         )
 
 
+class ViewFlattenVAE(ConvVAE):
+    """Flattens the last conv map with ``.view``, which channels-last strides do not allow."""
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x
+        for layer in list(self.encoder)[:-1]:
+            h = layer(h)
+        h = h.view(h.shape[0], -1)
+        return self.mu(h), self.logvar(h)
+
+
+def _layout(model: nn.Module) -> dict[str, tuple[int, tuple[int, ...]]]:
+    return {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()}
+
+
+def test_sweep_layout_is_channels_last_inside_and_restored_after_even_on_error(conv) -> None:
+    _, x1, x2 = conv
+    lens = Lens(ConvVAE(), example=x1)
+    assert all(p.is_contiguous() for p in lens.model.parameters())
+    before = _layout(lens.model)
+    convs = [p for p in lens.model.parameters() if p.ndim == 4]
+    with lens.sweep_layout(probe=x1) as used:
+        assert used
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+        assert not all(p.is_contiguous() for p in convs)
+    assert _layout(lens.model) == before
+    with pytest.raises(KeyError), lens.sweep_layout(probe=x1):
+        raise KeyError("boom")
+    assert _layout(lens.model) == before
+    activation_patching(lens, x1, x2, ["encoder.1"])
+    assert _layout(lens.model) == before
+
+
+def test_sweep_layout_falls_back_for_a_model_that_cannot_run_channels_last() -> None:
+    torch.manual_seed(3)
+    x1, x2 = torch.rand(3, 1, 16, 16), torch.rand(3, 1, 16, 16)
+    model = ViewFlattenVAE()
+    # the premise: in channels-last layout this model's forward raises
+    probe_model = ViewFlattenVAE().to(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="view"):
+        probe_model.encode(x1.contiguous(memory_format=torch.channels_last))
+    lens = Lens(model, example=x1)
+    before = _layout(model)
+    with lens.sweep_layout(probe=x1) as used:
+        assert not used
+        assert _layout(model) == before
+    effects = activation_patching(lens, x1, x2, ["encoder.2", "decoder.3"])
+    for name in ("encoder.2", "decoder.3"):
+        torch.testing.assert_close(
+            effects[name], looped_patching(lens, x1, x2, name), atol=1e-5, rtol=0
+        )
+    assert _layout(model) == before
+
+
+def test_channels_last_can_be_turned_off_and_is_validated(conv) -> None:
+    _, x1, x2 = conv
+    model = ConvVAE()
+    lens = Lens(model, example=x1, channels_last=False)
+    before = _layout(model)
+    with lens.sweep_layout(probe=x1) as used:
+        assert not used
+        assert _layout(model) == before
+    on = Lens(model, example=x1)
+    torch.testing.assert_close(
+        activation_patching(lens, x1, x2, ["encoder.3"])["encoder.3"],
+        activation_patching(on, x1, x2, ["encoder.3"])["encoder.3"],
+        atol=1e-6,
+        rtol=0,
+    )
+    with pytest.raises(ModelContractError, match="channels_last"):
+        Lens(model, channels_last="yes")  # type: ignore[arg-type]
+
+
 def test_patching_onto_the_latent_mean(conv) -> None:
     lens, x1, x2 = conv
     eff = activation_patching(lens, x1, x2, ["encoder.5", "mu"], target="latent")

@@ -8,7 +8,8 @@ Exact patching of unit ``u`` of layer ``l`` (seeds eq. 5-6)::
 A unit is index 1 of the activation (a channel of ``(N, C, H, W)``, a feature of ``(N, F)``).
 All units of a layer and many examples run in one stacked forward of the suffix
 (:meth:`Lens.run_variants`): the prefix is computed once per block of examples, and the
-stacked batch is chunked to at most ``max_batch`` rows.
+stacked batch is chunked to at most ``max_batch`` rows. The sweep runs in
+:meth:`Lens.sweep_layout` (channels-last conv weights on CPU).
 
 Metrics (``metric=``), each per example:
 
@@ -170,7 +171,7 @@ def patch_sweep(
                 torch.empty(n_total, width) if component == "unit" else torch.empty(n_total)
             )
     block = max(1, min(n_total, max_batch))
-    with torch.no_grad():
+    with torch.no_grad(), lens.sweep_layout(probe=base[:2]):
         for b0 in range(0, n_total, block):
             sl = slice(b0, min(n_total, b0 + block))
             n = sl.stop - sl.start
