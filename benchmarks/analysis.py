@@ -5,8 +5,9 @@ when vaelens.models offers it, else an equivalent local definition), exact patch
 channel of every encoder and decoder conv layer (post-activation):
 
 - time of the batched engine (:func:`vaelens.lens.activation_patching`);
-- FLOPs of its forwards (``torch.utils.flop_counter.FlopCounterMode``, counted on a small
-  batch and scaled linearly in the number of pairs: every forward is per example);
+- FLOPs of its forwards (``torch.utils.flop_counter.FlopCounterMode``, counted on the first
+  block of the same pairs and scaled to n: the engine skips units the patch leaves unchanged,
+  so its FLOPs depend on the inputs; the loop's are counted once on 4 pairs);
 - utilisation = FLOP/s achieved / dense matmul FLOP/s measured in the same run;
 - speed-up over the looped reference (one full forward per unit, all pairs in the batch,
   in the same channels-last layout as the engine) at each n; when ``--loop-units`` is set
@@ -14,7 +15,9 @@ channel of every encoder and decoder conv layer (post-activation):
   the output), and its largest difference from the batched result is over the units it ran;
 - attribution patching (Hutchinson L2 estimate): speed-up over exact and Spearman rank
   correlation of the per-unit mean effects with exact (on a random-init model unless
-  ``--checkpoint`` is given), for each probe count in ``--probes`` (a sweep when several);
+  ``--checkpoint`` is given), for each probe count in ``--probes`` (a sweep when several),
+  and of the projection metric (exact first order, one backward; what ``vaelens.analyze``
+  uses) against exact patching's projection effects from the same sweep;
 - ``--layout-ab N ...``: at those n, exact patching again with the model's weights left
   contiguous (``Lens(..., channels_last=False)``), to show the sweep layout's gain.
 
@@ -52,6 +55,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from vaelens.lens import Lens, activation_patching, attribution_patching, effect_metric
+from vaelens.lens.patching import patch_sweep, resolve_max_batch
 
 
 class SeedsVAE(nn.Module):
@@ -197,11 +201,13 @@ def attribution_row(
     probes: int,
     args: argparse.Namespace,
     dev: torch.device,
+    metric: str = "l2",
 ) -> dict[str, Any]:
-    """Attribution patching (L2, ``probes`` Hutchinson probes): time and rank agreement with exact."""
+    """Attribution patching (``metric``; ``probes`` Hutchinson probes for L2): time and rank
+    agreement with the exact effects of the same metric."""
     seconds, attr = timed(
         lambda: attribution_patching(
-            lens, x1, x2, names, probes=probes, seed=0, max_batch=args.max_batch
+            lens, x1, x2, names, metric=metric, probes=probes, seed=0, max_batch=args.max_batch
         ),
         args.repeats,
         dev,
@@ -210,17 +216,24 @@ def attribution_row(
     def rho(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(spearmanr(a.numpy(), b.numpy()).statistic)
 
+    def rho_live(a: torch.Tensor, b: torch.Tensor) -> float:
+        keep = (a != 0) | (b != 0)  # drop entries both call exactly zero (dead units)
+        return rho(a[keep], b[keep])
+
+    e_pairs = torch.cat([exact[k].flatten() for k in names])
+    a_pairs = torch.cat([attr[k].flatten() for k in names])
+
     return {
-        "probes": probes,
+        "metric": metric,
+        "probes": probes if metric != "projection" else None,
         "seconds": seconds,
         "spearman_unit_means": rho(
             torch.cat([exact[k].mean(0) for k in names]),
             torch.cat([attr[k].mean(0) for k in names]),
         ),
-        "spearman_pairs_units": rho(
-            torch.cat([exact[k].flatten() for k in names]),
-            torch.cat([attr[k].flatten() for k in names]),
-        ),
+        "spearman_pairs_units": rho(e_pairs, a_pairs),
+        "spearman_pairs_units_live": rho_live(e_pairs, a_pairs),
+        "share_zero_in_both": float(((e_pairs == 0) & (a_pairs == 0)).float().mean()),
         "spearman_per_layer": {
             k: rho(exact[k].mean(0), attr[k].mean(0)) for k in names if exact[k].shape[1] > 1
         },
@@ -249,30 +262,44 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(f"model: {source} ({report['weights']}); layers: {units}")
     print(f"dense matmul: {peak / 1e9:.1f} GFLOP/s on {args.threads} thread(s)")
-    # FLOPs per pair of the exact engine (all its forwards), counted once on a small batch
+    # FLOPs per pair of the loop (every forward is per example: counted once on a small batch)
     nf = 4
     xf1, xf2 = sprites(nf, 1).to(dev), sprites(nf, 2).to(dev)
     with FlopCounterMode(display=False) as fc:
-        activation_patching(lens, xf1, xf2, names, max_batch=args.max_batch)
-    flops_per_pair = fc.get_total_flops() / nf
-    with FlopCounterMode(display=False) as fc:
         looped(lens, xf1, xf2, names, None)
     loop_flops_per_pair = fc.get_total_flops() / nf
-    report["gflop_per_pair"] = {"exact": flops_per_pair / 1e9, "loop": loop_flops_per_pair / 1e9}
-    print(
-        f"FLOPs per pair: exact {flops_per_pair / 1e9:.2f} G, loop {loop_flops_per_pair / 1e9:.2f} G "
-        f"(the loop/exact FLOP ratio {loop_flops_per_pair / flops_per_pair:.2f} bounds the speed-up "
-        "wherever the loop's forwards already run near peak)"
-    )
+    report["loop_gflop_per_pair"] = loop_flops_per_pair / 1e9
+    print(f"FLOPs per pair of the loop: {loop_flops_per_pair / 1e9:.2f} G")
+    block = resolve_max_batch(args.max_batch, lens)
     for n in args.n:
         x1, x2 = sprites(n, 10 + n).to(dev), sprites(n, 20 + n).to(dev)
-        t_exact, exact = timed(
-            lambda x1=x1, x2=x2: activation_patching(lens, x1, x2, names, max_batch=args.max_batch),
+        # the exact engine skips units that the patch leaves unchanged (dead channels), so its
+        # FLOPs depend on the inputs: counted on the first block of these pairs, scaled to n
+        nb = min(n, block)
+        with FlopCounterMode(display=False) as fc:
+            activation_patching(lens, x1[:nb], x2[:nb], names, max_batch=args.max_batch)
+        flops_per_pair = fc.get_total_flops() / nb
+        # one exact sweep gives both metrics (L2 and projection; the metric costs nothing)
+        t_exact, both = timed(
+            lambda x1=x1, x2=x2: patch_sweep(
+                lens,
+                x1,
+                x2,
+                names,
+                {"l2": "l2", "projection": "projection"},
+                max_batch=args.max_batch,
+            ),
             args.repeats,
             dev,
         )
+        exact = both["l2"]
         flops = flops_per_pair * n
         util = flops / t_exact / peak
+        print(
+            f"n={n}: FLOPs per pair of exact {flops_per_pair / 1e9:.2f} G (counted on {nb} pairs), "
+            f"loop/exact FLOP ratio {loop_flops_per_pair / flops_per_pair:.2f} (it bounds the "
+            "speed-up wherever the loop's forwards already run near peak)"
+        )
         sub = None if (args.loop_units is None or n <= 8) else args.loop_units
         t_loop, loop = timed(lambda x1=x1, x2=x2, sub=sub: looped(lens, x1, x2, names, sub), 1, dev)
         total_units = sum(units.values())
@@ -282,6 +309,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         attribution = [
             attribution_row(lens, x1, x2, names, exact, probes, args, dev) for probes in args.probes
         ]
+        projection = attribution_row(
+            lens, x1, x2, names, both["projection"], 1, args, dev, metric="projection"
+        )
         head = attribution[0]
         t_attr, rho, rho_pairs = (
             head["seconds"],
@@ -317,6 +347,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "speedup_vs_loop_per_pair": None if per_pair is None else per_pair / t_exact,
             "exact_s": t_exact,
             "exact_gflop": flops / 1e9,
+            "exact_gflop_per_pair": flops_per_pair / 1e9,
             "exact_gflops_per_s": flops / t_exact / 1e9,
             "utilisation": util,
             "loop_s": t_loop_full,
@@ -331,7 +362,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "spearman_unit_means": rho,
             "spearman_pairs_units": rho_pairs,
             "spearman_per_layer": rho_layers,
-            "attribution": [{**a, "speedup": t_exact / a["seconds"]} for a in attribution],
+            "attribution": [
+                {**a, "speedup": t_exact / a["seconds"]} for a in [*attribution, projection]
+            ],
         }
         report["runs"].append(row)
         est = f" (estimated from {ran_units}/{total_units} units)" if row["loop_estimated"] else ""
@@ -341,7 +374,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"loop {t_loop_full:.2f}s{est}, speed-up {t_loop_full / t_exact:.1f}x, "
             f"max |exact - loop| {diff:.2e} | attribution ({args.probes[0]} probes) {t_attr:.3f}s, "
             f"{t_exact / t_attr:.1f}x faster, Spearman {rho:.3f} (unit means), "
-            f"{rho_pairs:.3f} (pair x unit)"
+            f"{rho_pairs:.3f} (pair x unit), {head['spearman_pairs_units_live']:.3f} (pair x unit, "
+            f"without the {100 * head['share_zero_in_both']:.0f}% both call exactly 0)"
         )
         if per_pair is not None:
             print(
@@ -353,8 +387,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"   attribution with {a['probes']} probes: {a['seconds']:.3f}s, "
                 f"{t_exact / a['seconds']:.1f}x faster, Spearman {a['spearman_unit_means']:.3f} "
-                f"(unit means), {a['spearman_pairs_units']:.3f} (pair x unit)"
+                f"(unit means), {a['spearman_pairs_units']:.3f} (pair x unit), "
+                f"{a['spearman_pairs_units_live']:.3f} (live)"
             )
+        print(
+            f"   attribution of the projection metric (1 backward; the form vaelens.analyze uses): "
+            f"{projection['seconds']:.3f}s, {t_exact / projection['seconds']:.1f}x faster, Spearman "
+            f"{projection['spearman_unit_means']:.3f} (unit means), "
+            f"{projection['spearman_pairs_units']:.3f} (pair x unit), "
+            f"{projection['spearman_pairs_units_live']:.3f} (live)"
+        )
         if t_contig is not None:
             print(
                 f"   exact with contiguous weights (channels_last=False): {t_contig:.2f}s; "

@@ -15,6 +15,7 @@ from vaelens.lens import (
     attribution_patching,
     effect_metric,
     layer_patching,
+    patch_sweep,
 )
 
 
@@ -157,6 +158,44 @@ def test_channels_last_can_be_turned_off_and_is_validated(conv) -> None:
     )
     with pytest.raises(ModelContractError, match="channels_last"):
         Lens(model, channels_last="yes")  # type: ignore[arg-type]
+
+
+def _rows_through_decoder(model: ConvVAE, x1: torch.Tensor, x2: torch.Tensor, name: str):
+    """(effects, rows the last decoder layer ran) of patching every unit of ``name``."""
+    rows = []
+    handle = model.decoder[-1].register_forward_hook(lambda m, a, o: rows.append(o.shape[0]))
+    try:
+        effects = activation_patching(Lens(model, example=x1), x1, x2, [name], max_batch=64)
+    finally:
+        handle.remove()
+    return effects[name], sum(rows)
+
+
+def test_units_unchanged_by_the_patch_are_not_run_and_read_exactly_clean() -> None:
+    torch.manual_seed(4)
+    x1, x2 = torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16)
+    model = ConvVAE()
+    _, rows_all = _rows_through_decoder(model, x1, x2, "encoder.1")
+    with torch.no_grad():  # ReLU channels 0 and 1 of the first layer dead on every input
+        model.encoder[0].bias[:2] = -1e3
+    eff, rows_dead = _rows_through_decoder(model, x1, x2, "encoder.1")
+    _, rows_same = _rows_through_decoder(model, x1, x1.clone(), "encoder.1")
+    n = x1.shape[0]
+    assert rows_all - rows_dead == 2 * n  # two units skipped
+    assert rows_all - rows_same == 4 * n  # every unit skipped when x2 == x1
+    assert torch.equal(eff[:, :2], torch.zeros(n, 2))
+    assert eff[:, 2:].abs().max() > 1e-3
+    torch.testing.assert_close(
+        eff, looped_patching(Lens(model, example=x1), x1, x2, "encoder.1"), atol=1e-5, rtol=0
+    )
+    # with explicit references the skipped units read metric(clean output, ref0, ref1)
+    lens = Lens(model, example=x1)
+    ref0, ref1 = torch.rand(n, 1, 16, 16), torch.rand(n, 1, 16, 16)
+    res = patch_sweep(lens, x1, x2, ["encoder.1"], {"m": "l2"}, ref0=ref0, ref1=ref1)
+    clean = lens.forward(x1)
+    torch.testing.assert_close(
+        res["m"]["encoder.1"][:, :2], (clean - ref0).flatten(1).norm(dim=1)[:, None].expand(n, 2)
+    )
 
 
 def test_patching_onto_the_latent_mean(conv) -> None:

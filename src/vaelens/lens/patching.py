@@ -8,8 +8,9 @@ Exact patching of unit ``u`` of layer ``l`` (seeds eq. 5-6)::
 A unit is index 1 of the activation (a channel of ``(N, C, H, W)``, a feature of ``(N, F)``).
 All units of a layer and many examples run in one stacked forward of the suffix
 (:meth:`Lens.run_variants`): the prefix is computed once per block of examples, and the
-stacked batch is chunked to at most ``max_batch`` rows. The sweep runs in
-:meth:`Lens.sweep_layout` (channels-last conv weights on CPU).
+stacked batch is chunked to at most ``max_batch`` rows. Units whose activation is the same
+on ``x1`` and ``x2`` throughout a block (dead units) are not run: their effect is that of the
+clean output. The sweep runs in :meth:`Lens.sweep_layout` (channels-last conv weights on CPU).
 
 Metrics (``metric=``), each per example:
 
@@ -148,6 +149,10 @@ def patch_sweep(
     ``m(out~, ref0, ref1)`` with ``ref0``/``ref1`` defaulting to the outputs of ``base`` and
     ``source``. Returns ``result[metric_name][layer]`` of shape ``(N, units)`` (``(N,)`` for
     ``component="layer"``). ``target="latent"`` measures on the latent mean (encoder layers).
+
+    A unit (or layer) whose activation is identical on ``base`` and ``source`` for every
+    example of a block (a dead ReLU channel, say) is not run: its patched output is the clean
+    output, so its effect is ``m(out(base), ref0, ref1)`` exactly.
     """
     _check_pair(base, source, "base", "source")
     max_batch = resolve_max_batch(max_batch, lens)
@@ -180,22 +185,33 @@ def patch_sweep(
             clean = cap.output if target == "output" else cap.latent
             r0 = clean if ref0 is None else ref0[sl]
             r1 = lens.forward(source[sl], target=target) if ref1 is None else ref1[sl]
+            # a patch that changes nothing leaves the clean output: no forward needed
+            unpatched = {k: fn(clean.unsqueeze(0), r0, r1)[0].cpu() for k, fn in fns.items()}
             for name in layer_names:
                 a1, a2 = cap.activations[name], src[name]
+                # changed[u]: unit u differs between base and source on some example of the block
+                changed = (a1 != a2).reshape(n, a1.shape[1], -1).any(-1).any(0).cpu()
                 if component == "layer":
+                    if not changed.any():
+                        for k in fns:
+                            out[k][name][sl] = unpatched[k]
+                        continue
                     outs = lens.run_variants(name, a2.unsqueeze(0), cap, target=target)
                     for k, fn in fns.items():
                         out[k][name][sl] = fn(outs, r0, r1)[0].cpu()
                     continue
                 n_units = a1.shape[1]
+                for k in fns:
+                    out[k][name][sl, ~changed] = unpatched[k].unsqueeze(1)
+                live = torch.nonzero(changed).flatten()
                 kb = max(1, max_batch // n)
-                for u0 in range(0, n_units, kb):
-                    units = torch.arange(u0, min(n_units, u0 + kb))
+                for c0 in range(0, len(live), kb):
+                    units = live[c0 : c0 + kb]
                     mask = unit_mask(units, n_units, a1.ndim).to(a1.device)
                     variants = torch.where(mask, a2.unsqueeze(0), a1.unsqueeze(0))
                     outs = lens.run_variants(name, variants, cap, target=target)
                     for k, fn in fns.items():
-                        out[k][name][sl, u0 : u0 + len(units)] = fn(outs, r0, r1).T.cpu()
+                        out[k][name][sl, units] = fn(outs, r0, r1).T.cpu()
     return out
 
 
