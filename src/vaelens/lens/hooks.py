@@ -360,22 +360,30 @@ class Lens:
         saved = {
             p: p.data for p in weights if not p.is_contiguous(memory_format=torch.channels_last)
         }
-        if not use or not saved:
-            yield use
-            return
-        try:
-            for p in saved:
-                p.data = p.data.contiguous(memory_format=torch.channels_last)
-            if self._channels_last is None and self._layout_works is None and probe is not None:
+        first = self._channels_last is None and self._layout_works is None
+        if use and saved and first and probe is not None:
+            with self._channels_last_weights(saved):
                 try:
                     with torch.no_grad():
                         self._execute(_Run(), x=self._check_input(probe)[:2])
                     self._layout_works = True
                 except RuntimeError:
                     self._layout_works = False
-                    for p, data in saved.items():
-                        p.data = data
-            yield self._layout_works is not False or self._channels_last is True
+            use = bool(self._layout_works)
+        if not use or not saved:
+            yield use
+            return
+        with self._channels_last_weights(saved):
+            yield True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _channels_last_weights(saved: dict[nn.Parameter, torch.Tensor]) -> Iterator[None]:
+        """Within: each parameter of ``saved`` (parameter -> its own data) in channels-last."""
+        try:
+            for p in saved:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+            yield
         finally:
             for p, data in saved.items():
                 p.data = data
