@@ -313,13 +313,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         projection = attribution_row(
             lens, x1, x2, names, both["projection"], 1, args, dev, metric="projection"
         )
-        head = attribution[0]
-        t_attr, rho, rho_pairs = (
-            head["seconds"],
-            head["spearman_unit_means"],
-            head["spearman_pairs_units"],
-        )
-        rho_layers = head["spearman_per_layer"]
         layout = None
         if n in args.layout_ab:  # the same sweep with contiguous weights, runs interleaved
             plain = Lens(lens.model, example=x1[:2], channels_last=False)
@@ -362,12 +355,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "speedup_vs_loop": t_loop_full / t_exact,
             "max_abs_diff_vs_loop": diff,
             "layout_ab_s": layout,
-            "attribution_s": t_attr,
-            "attribution_probes": args.probes[0],
-            "attribution_speedup": t_exact / t_attr,
-            "spearman_unit_means": rho,
-            "spearman_pairs_units": rho_pairs,
-            "spearman_per_layer": rho_layers,
             "attribution": [
                 {**a, "speedup": t_exact / a["seconds"]} for a in [*attribution, projection]
             ],
@@ -378,31 +365,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"n={n}: exact {t_exact:.2f}s, {flops / 1e9:.1f} GFLOP, "
             f"{flops / t_exact / 1e9:.1f} GFLOP/s = {100 * util:.0f}% of matmul | "
             f"loop {t_loop_full:.2f}s{est}, speed-up {t_loop_full / t_exact:.1f}x, "
-            f"max |exact - loop| {diff:.2e} | attribution ({args.probes[0]} probes) {t_attr:.3f}s, "
-            f"{t_exact / t_attr:.1f}x faster, Spearman {rho:.3f} (unit means), "
-            f"{rho_pairs:.3f} (pair x unit), {head['spearman_pairs_units_live']:.3f} (pair x unit, "
-            f"without the {100 * head['share_zero_in_both']:.0f}% both call exactly 0)"
+            f"max |exact - loop| {diff:.2e}"
         )
         if per_pair is not None:
             print(
                 f"   loop with one forward per (pair, unit), batch 1: {per_pair:.2f}s (estimated from "
                 f"2 units a layer), speed-up {per_pair / t_exact:.1f}x"
             )
-        print(f"   Spearman per layer: { {k: round(v, 3) for k, v in rho_layers.items()} }")
-        for a in attribution[1:]:
+        for a in row["attribution"]:
+            form = f"L2, {a['probes']} probes" if a["probes"] else "projection, 1 backward"
             print(
-                f"   attribution with {a['probes']} probes: {a['seconds']:.3f}s, "
-                f"{t_exact / a['seconds']:.1f}x faster, Spearman {a['spearman_unit_means']:.3f} "
-                f"(unit means), {a['spearman_pairs_units']:.3f} (pair x unit), "
-                f"{a['spearman_pairs_units_live']:.3f} (live)"
+                f"   attribution ({form}): {a['seconds']:.3f}s, {a['speedup']:.1f}x faster, "
+                f"Spearman {a['spearman_unit_means']:.3f} (unit means), "
+                f"{a['spearman_pairs_units']:.3f} (pair x unit), "
+                f"{a['spearman_pairs_units_live']:.3f} (pair x unit without the "
+                f"{100 * a['share_zero_in_both']:.0f}% both call exactly 0); per layer "
+                f"{ {k: round(v, 3) for k, v in a['spearman_per_layer'].items()} }"
             )
-        print(
-            f"   attribution of the projection metric (1 backward; the form vaelens.analyze uses): "
-            f"{projection['seconds']:.3f}s, {t_exact / projection['seconds']:.1f}x faster, Spearman "
-            f"{projection['spearman_unit_means']:.3f} (unit means), "
-            f"{projection['spearman_pairs_units']:.3f} (pair x unit), "
-            f"{projection['spearman_pairs_units_live']:.3f} (live)"
-        )
         if layout is not None:
             print(
                 f"   layout A/B ({layout['runs_each']} interleaved runs each, best): contiguous "
@@ -479,8 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         nargs="+",
         default=[8],
-        help="Hutchinson probes of attribution patching; several values print a sweep "
-        "(the first is the headline)",
+        help="Hutchinson probes of attribution patching (L2 form); several values print a sweep",
     )
     p.add_argument(
         "--layout-ab",
