@@ -2,8 +2,8 @@
 
 :func:`make_fake_study` writes ``study.sqlite`` through :class:`ResultStore` (runs planned,
 completed with the flat metrics a study stores, one run failed) and, for every completed
-run, ``runs/<run_id>/analysis.json`` following the analysis schema (random numbers of the
-right shapes) and ``figures/traversals.png``. Usable from the command line to make a demo
+run, ``runs/<run_id>/analysis.json`` written from the typed analysis result (random
+numbers of the right shapes) and ``figures/traversals.png``. Usable from the command line to make a demo
 study: ``python tests/report_fixtures.py OUT_DIR``.
 """
 
@@ -16,7 +16,20 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vaelens.io import atomic_write_json
+from vaelens.analysis import (
+    AnalysisMeta,
+    AnalysisResult,
+    AnalysisSettings,
+    CausalGraph,
+    Clusters,
+    LatentEffects,
+    LayerMetrics,
+    Mediation,
+    ModelAnalysis,
+    Modularity,
+    Monosemanticity,
+    Polysemanticity,
+)
 from vaelens.study.store import ResultStore
 
 FACTORS = {
@@ -30,156 +43,106 @@ UNITS = {"encoder.conv_0": 8, "encoder.conv_1": 12, "decoder.conv_0": 8}
 ARCH_SHIFT = {"vae": 0.0, "beta_vae": -0.6, "factor_vae": 0.8}
 
 
+def _layer(rng: np.random.Generator, arch: str, u: int, n_f: int, dead_last: bool) -> LayerMetrics:
+    resp = rng.gamma(1.0, 1.0, size=(u, n_f))
+    resp[np.arange(u), rng.integers(0, n_f, u)] *= 6.0 if arch == "factor_vae" else 2.0
+    part = resp.sum(1) ** 2 / (resp**2).sum(1)
+    seeds_form = n_f * (resp**2).sum(1) / resp.sum(1) ** 2
+    if dead_last:
+        part[-1] = seeds_form[-1] = np.nan
+    mono = int((part < 1.5).sum())
+    k = 3
+    labels = rng.integers(0, k, u)
+    return LayerMetrics(
+        responses=resp,
+        polysemanticity=Polysemanticity(participation=part, seeds_form=seeds_form),
+        monosemantic=Monosemanticity(
+            fraction=mono / u,
+            n_monosemantic=mono,
+            n_live=u,
+            n_units=u,
+            ci=[max(0.0, mono / u - 0.2), min(1.0, mono / u + 0.2)],
+        ),
+        modularity=Modularity(seeds=rng.uniform(0.05, 0.5), signed=rng.uniform(-0.2, 0.5)),
+        clusters=Clusters(
+            labels=labels,
+            n_clusters=k,
+            coherence=rng.uniform(0.3, 0.8),
+            majority_factor=rng.integers(0, n_f, k),
+            sizes=np.bincount(labels, minlength=k),
+        ),
+    )
+
+
 def _causal_block(
     rng: np.random.Generator, arch: str, factors: list[str], latent: int, strength: float
-) -> dict[str, Any]:
+) -> ModelAnalysis:
     n_f = len(factors)
     shift = ARCH_SHIFT.get(arch, 0.0)
     ces = np.abs(rng.normal(strength + shift, 0.5, latent))
     spec = rng.uniform(0.25, 0.35, latent)
-    spec_list: list[float | None] = [float(v) for v in spec]
-    spec_list[-1] = None  # a dead latent dimension
-    out: dict[str, Any] = {
-        "ces": {
-            "per_dim": ces.tolist(),
-            "per_dim_normalised": (ces / 64.0).tolist(),
-            "per_dim_ci": [[float(v - 0.1), float(v + 0.1)] for v in ces],
-            "mean": float(ces.mean()),
-            "mean_ci": [float(ces.mean() - 0.1), float(ces.mean() + 0.1)],
-            "mean_normalised": float(ces.mean() / 64.0),
-        },
-        "specificity": {
-            "per_dim": spec_list,
-            "per_dim_normalised": [float(v) / 2 for v in spec],
-            "null_fraction": rng.uniform(0, 0.1, latent).tolist(),
-            "mean": float(np.nanmean(spec[:-1])),
-            "mean_normalised": float(np.nanmean(spec[:-1]) / 2),
-        },
-    }
-    layers = ENCODER + DECODER
+    spec[-1] = np.nan  # a dead latent dimension
+    lat = LatentEffects(
+        units="latent dimensions",
+        ces=ces,
+        ces_normalised=ces / 64.0,
+        ces_ci=np.stack([ces - 0.1, ces + 0.1], axis=1),
+        ces_mean_ci=[ces.mean() - 0.1, ces.mean() + 0.1],
+        specificity=spec,
+        specificity_normalised=spec / 2,
+        null_fraction=rng.uniform(0, 0.1, latent),
+        n_samples=64,
+    )
     units = {**UNITS, "encoder.mu": latent}
-    out["modularity"] = {
-        layer: {"seeds": float(rng.uniform(0.05, 0.5)), "signed": float(rng.uniform(-0.2, 0.5))}
-        for layer in layers
+    layers = {
+        layer: _layer(rng, arch, units[layer], n_f, layer == "encoder.mu")
+        for layer in ENCODER + DECODER
     }
-    out["polysemanticity"] = {}
-    out["monosemantic_fraction"] = {}
-    out["unit_responses"] = {}
-    out["clusters"] = {}
-    for layer in layers:
-        u = units[layer]
-        resp = rng.gamma(1.0, 1.0, size=(u, n_f))
-        resp[np.arange(u), rng.integers(0, n_f, u)] *= 6.0 if arch == "factor_vae" else 2.0
-        part = resp.sum(1) ** 2 / (resp**2).sum(1)
-        seeds_form = n_f * (resp**2).sum(1) / resp.sum(1) ** 2
-        part_list: list[float | None] = part.tolist()
-        if layer == "encoder.mu":
-            part_list[-1] = None
-        mono = int((part < 1.5).sum())
-        k = 3
-        labels = rng.integers(0, k, u)
-        out["polysemanticity"][layer] = {
-            "participation": part_list,
-            "seeds_form": seeds_form.tolist(),
-            "mean_participation": float(np.nanmean(part)),
-            "mean_seeds_form": float(seeds_form.mean()),
-        }
-        out["monosemantic_fraction"][layer] = {
-            "fraction": mono / u,
-            "n_monosemantic": mono,
-            "n_live": u,
-            "n_units": u,
-            "ci": [max(0.0, mono / u - 0.2), min(1.0, mono / u + 0.2)],
-        }
-        out["unit_responses"][layer] = resp.tolist()
-        out["clusters"][layer] = {
-            "labels": labels.tolist(),
-            "n_clusters": k,
-            "coherence": float(rng.uniform(0.3, 0.8)),
-            "majority_factor": rng.integers(0, n_f, k).tolist(),
-            "sizes": np.bincount(labels, minlength=k).tolist(),
-        }
     enc = [layer for layer in ENCODER if layer != "encoder.mu"]
-    out["mediation"] = {
-        "target": "latent",
-        "by_layer": {f: {layer: float(rng.uniform(0, 1)) for layer in enc} for f in factors},
-        "by_channel": {
-            f: {layer: rng.uniform(0, 0.2, units[layer]).tolist() for layer in enc} for f in factors
+    med = Mediation(
+        target="latent",
+        by_layer={f: {layer: rng.uniform(0, 1) for layer in enc} for f in factors},
+        by_channel={
+            f: {layer: rng.uniform(0, 0.2, units[layer]) for layer in enc} for f in factors
         },
-    }
+        by_channel_attribution={f: {} for f in factors},
+        method="fake",
+    )
     l2f = rng.uniform(0, 1, size=(latent, n_f)) ** 3
-    out["causal_graph"] = {
-        "latent_to_factor": l2f.tolist(),
-        "factor_to_latent": l2f.T.tolist(),
-        "method": "fake",
-        "factor_graph": None,
-    }
-    out["vq"] = None
-    return out
+    graph = CausalGraph(
+        latent_to_factor=l2f, factor_to_latent=l2f.T, edges=np.argwhere(l2f >= 0.1),
+        edge_threshold=0.1, probe_r2=np.full(n_f, 0.5), probe_r2_min=0.2,
+        latent_units="latent dimensions", method="fake",
+    )  # fmt: skip
+    return ModelAnalysis(
+        latent=lat, layers=layers, mediation=med, causal_graph=graph,
+        recon_error=rng.uniform(50, 150) * (1 if strength > 2 else 20),
+        recon_mse=rng.uniform(0.005, 0.02) * (1 if strength > 2 else 12),
+    )  # fmt: skip
 
 
 def make_analysis(
     rng: np.random.Generator, arch: str, dataset: str, seed: int, latent: int = 6
-) -> dict[str, Any]:
-    """One run's analysis dict (schema of ``vaelens.analysis``) with random numbers."""
+) -> AnalysisResult:
+    """One run's typed analysis with random numbers of the right shapes."""
     factors = FACTORS[dataset]
     trained = _causal_block(rng, arch, factors, latent, strength=4.0)
     baseline = _causal_block(rng, arch, factors, latent, strength=1.0)
-    meta = {
-        "model": arch,
-        "dataset": dataset,
-        "factor_names": factors,
-        "latent_dim": latent,
-        "n_samples": 64,
-        "seed": seed,
-        "latent_values": [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0],
-        "encoder_layers": ENCODER,
-        "decoder_layers": DECODER,
-        "layers": ENCODER + DECODER,
-        "vq": False,
-        "recon_error": float(rng.uniform(50, 150)),
-        "recon_error_baseline": float(rng.uniform(2000, 3000)),
-        "recon_mse": float(rng.uniform(0.005, 0.02)),
-        "recon_mse_baseline": float(rng.uniform(0.2, 0.25)),
-        "recon_mse_mean_image": float(rng.uniform(0.03, 0.05)),
-        "seconds": 1.0,
-        "notes": [],
-    }
-    return {"meta": meta, **trained, "baseline": baseline}
+    meta = AnalysisMeta(
+        model=arch, dataset=dataset, factor_names=factors, image_shape=[1, 64, 64],
+        latent_dim=latent, latent_dim_raw=latent, vq=False, encoder_layers=ENCODER,
+        decoder_layers=DECODER, channel_layers=ENCODER[-2:-1], recon_error_kind="bce_per_image",
+        recon_mse_mean_image=rng.uniform(0.03, 0.05), n_probe=256,
+        settings=AnalysisSettings(seed=seed), seconds=1.0, notes=[],
+    )  # fmt: skip
+    return AnalysisResult(meta=meta, trained=trained, baseline=baseline)
 
 
-def flat_metrics(analysis: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    """The nested scalar metrics a study stores for one run (flattened by the store)."""
-
-    def block(d: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "ces": {"mean": d["ces"]["mean"], "mean_normalised": d["ces"]["mean_normalised"]},
-            "specificity": {
-                "mean": d["specificity"]["mean"],
-                "mean_normalised": d["specificity"]["mean_normalised"],
-            },
-            "modularity": {k: v["seeds"] for k, v in d["modularity"].items()},
-            "monosemantic_fraction": {
-                k: v["fraction"] for k, v in d["monosemantic_fraction"].items()
-            },
-            "cluster_coherence": {k: v["coherence"] for k, v in d["clusters"].items()},
-            "polysemanticity": {
-                k: v["mean_participation"] for k, v in d["polysemanticity"].items()
-            },
-        }
-
-    out = block(analysis)
-    out["mediation"] = analysis["mediation"]["by_layer"]
-    out["recon"] = {
-        "trained": analysis["meta"]["recon_error"],
-        "baseline": analysis["meta"]["recon_error_baseline"],
-        "mse_trained": analysis["meta"]["recon_mse"],
-        "mse_baseline": analysis["meta"]["recon_mse_baseline"],
-        "mse_mean_image": analysis["meta"]["recon_mse_mean_image"],
-    }
-    out["baseline"] = block(analysis["baseline"])
+def flat_metrics(analysis: AnalysisResult, rng: np.random.Generator) -> dict[str, Any]:
+    """The scalar metrics a study stores for one run: the analysis' and fake scores."""
+    out: dict[str, Any] = analysis.scalars()
     # DCI loosely tied to CES so that a correlation exists to be found
-    d = 0.05 + 0.02 * analysis["ces"]["mean"] + rng.normal(0, 0.02)
+    d = 0.05 + 0.02 * analysis.trained.latent.ces_mean + rng.normal(0, 0.02)
     out["dci"] = {"disentanglement": d, "completeness": d * 0.9, "informativeness": 0.7}
     out["mig"] = float(rng.uniform(0, 0.2))
     out["sap"] = float(rng.uniform(0, 0.1))
@@ -227,7 +190,7 @@ def make_fake_study(
                 continue
             analysis = make_analysis(rng, r["architecture"], r["dataset"], r["seed"])
             run_dir = root / r["run_dir"]
-            atomic_write_json(run_dir / "analysis.json", analysis)
+            analysis.save(run_dir / "analysis.json")
             if traversals:
                 img = (rng.uniform(0, 1, size=(6 * 16, 7 * 16)) * 255).astype(np.uint8)
                 (run_dir / "figures").mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ import pytest
 import torch
 from torch import nn
 
-from vaelens.analysis import analyze, random_baseline
-from vaelens.errors import ModelContractError
+from vaelens.analysis import SCHEMA_VERSION, AnalysisResult, analyze, load_analysis, random_baseline
+from vaelens.errors import ConfigError, ModelContractError
 
 LEVELS = 4
 
@@ -81,37 +81,73 @@ class HalvesModel(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def result() -> dict:
+def result() -> AnalysisResult:
     torch.manual_seed(0)
-    res = analyze(HalvesModel(), HalvesDataset(), n_samples=24, seed=1, n_boot=200)
-    return res.to_dict()
+    return analyze(HalvesModel(), HalvesDataset(), n_samples=24, seed=1, n_boot=200)
 
 
-def test_json_round_trip_and_schema(result: dict) -> None:
-    text = json.dumps(result, allow_nan=False)
-    back = json.loads(text)
-    for key in (
-        "meta", "ces", "specificity", "modularity", "polysemanticity", "monosemantic_fraction",
-        "unit_responses", "clusters", "mediation", "causal_graph", "vq", "baseline",
-    ):  # fmt: skip
-        assert key in back
-    assert back["meta"]["factor_names"] == ["nuisance", "left", "right"]
-    assert back["meta"]["latent_dim"] == 3
-    assert back["meta"]["layers"] == ["enc", "mu", "logvar", "dec"]
-    assert back["meta"]["encoder_layers"] == ["enc", "mu", "logvar"]
-    assert back["meta"]["channel_layers"] == ["enc"]
-    assert back["vq"] is None
-    assert set(back["baseline"]) >= {"ces", "specificity", "causal_graph", "mediation"}
+def _leaves(tree: object) -> list:
+    if isinstance(tree, dict):
+        return [(k, *rest) for k, v in tree.items() for rest in _leaves(v)]
+    if isinstance(tree, list) and tree and isinstance(tree[0], list | dict):
+        return [(i, *rest) for i, v in enumerate(tree) for rest in _leaves(v)]
+    return [(tree,)]
 
 
-def test_causal_graph_edges(result: dict) -> None:
-    cg = result["causal_graph"]
-    assert sorted(map(tuple, cg["edges"])) == [(0, 1), (1, 2)]  # (latent, factor)
-    l2f = np.array(cg["latent_to_factor"])
+def test_json_round_trip_is_exact(result: AnalysisResult, tmp_path) -> None:
+    text = json.dumps(result.to_json(), allow_nan=False)  # strict JSON: NaN became null
+    back = AnalysisResult.from_json(json.loads(text))
+    assert back.to_json() == result.to_json()
+    assert back.scalars().keys() == result.scalars().keys()
+    for k, v in result.scalars().items():
+        assert v == back.scalars()[k] or (np.isnan(v) and np.isnan(back.scalars()[k])), k
+    np.testing.assert_array_equal(back.trained.layers["enc"].responses,
+                                  result.trained.layers["enc"].responses)  # fmt: skip
+    assert np.isnan(back.trained.latent.specificity[2])  # null read back as NaN
+    assert back.meta.settings == result.meta.settings
+    path = result.save(tmp_path / "analysis.json")
+    assert load_analysis(path).to_json() == result.to_json()
+    # every leaf of the JSON is a plain number, string, bool or null
+    assert all(isinstance(leaf[-1], int | float | str | bool | type(None) | list)
+               for leaf in _leaves(result.to_json()))  # fmt: skip
+
+
+def test_schema_version_and_bad_files_are_one_line_errors(result: AnalysisResult, tmp_path) -> None:
+    data = result.to_json()
+    assert data["schema_version"] == SCHEMA_VERSION
+    old = dict(data, schema_version=1)
+    with pytest.raises(ConfigError, match="schema version 1"):
+        AnalysisResult.from_json(old, source="run/analysis.json")
+    broken = json.loads(json.dumps(data))
+    broken["trained"]["latent"]["n_samples"] = "many"
+    with pytest.raises(ConfigError, match=r"trained\.latent\.n_samples") as exc:
+        AnalysisResult.from_json(broken)
+    assert "\n" not in str(exc.value)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"bad\.json"):
+        load_analysis(tmp_path / "bad.json")
+
+
+def test_meta(result: AnalysisResult) -> None:
+    meta = result.meta
+    assert meta.factor_names == ["nuisance", "left", "right"]
+    assert meta.latent_dim == 3
+    assert meta.layers == ["enc", "mu", "logvar", "dec"]
+    assert meta.encoder_layers == ["enc", "mu", "logvar"]
+    assert meta.channel_layers == ["enc"]
+    assert meta.settings.n_samples == 24 and meta.settings.seed == 1
+    assert result.trained.vq is None
+    assert result.baseline is not None and set(result.baseline.layers) == set(meta.layers)
+
+
+def test_causal_graph_edges(result: AnalysisResult) -> None:
+    cg = result.trained.causal_graph
+    assert sorted(map(tuple, cg.edges.tolist())) == [(0, 1), (1, 2)]  # (latent, factor)
+    l2f = cg.latent_to_factor
     assert l2f[2].tolist() == [0.0, 0.0, 0.0]  # the dead latent moves nothing
     # the nuisance factor is not in the pixels: its probe fails and gates its edges off
-    assert cg["probe_r2"][0] < 0.2 < min(cg["probe_r2"][1:])
-    f2l = np.array(cg["factor_to_latent"])
+    assert cg.probe_r2[0] < 0.2 < min(cg.probe_r2[1:])
+    f2l = cg.factor_to_latent
     assert f2l.shape == (3, 3)  # (factor, latent)
     assert f2l[1, 0] > 0.2 and f2l[2, 1] > 0.2  # |delta| ~ 0.3, spread ~ 1 (logvar 0)
     np.testing.assert_allclose(f2l[1, 1:], 0.0, atol=1e-6)
@@ -119,43 +155,49 @@ def test_causal_graph_edges(result: dict) -> None:
     np.testing.assert_allclose(f2l[0], 0.0, atol=1e-12)  # nuisance changes nothing
 
 
-def test_dead_latent_has_zero_effect(result: dict) -> None:
-    ces = result["ces"]["per_dim"]
-    assert ces[2] == 0.0 and ces[0] > 0 and ces[1] > 0
-    assert result["specificity"]["per_dim"][2] is None
-    assert result["specificity"]["null_fraction"][2] == 1.0
-    assert result["specificity"]["null_fraction"][0] == 0.0
+def test_dead_latent_has_zero_effect(result: AnalysisResult) -> None:
+    lat = result.trained.latent
+    assert lat.ces[2] == 0.0 and lat.ces[0] > 0 and lat.ces[1] > 0
+    assert np.isnan(lat.specificity[2])
+    assert lat.null_fraction[2] == 1.0
+    assert lat.null_fraction[0] == 0.0
     # z0 changes exactly half of the pixels uniformly: H = log 32
-    np.testing.assert_allclose(result["specificity"]["per_dim"][0], 1 / np.log(32), rtol=1e-6)
+    np.testing.assert_allclose(lat.specificity[0], 1 / np.log(32), rtol=1e-6)
+    assert lat.specificity_mean == pytest.approx(np.nanmean(lat.specificity))
 
 
-def test_monosemantic_and_polysemantic_units(result: dict) -> None:
-    R = np.array(result["unit_responses"]["enc"])
+def test_monosemantic_and_polysemantic_units(result: AnalysisResult) -> None:
+    enc = result.trained.layers["enc"]
+    R = enc.responses
     assert R.shape == (3, 3)
     np.testing.assert_allclose(R[:, 0], 0.0)  # nuisance: no response
     assert R[0, 1] > 0 and R[0, 2] == 0 and R[2, 1] == 0 and R[2, 2] > 0
-    pr = result["polysemanticity"]["enc"]["participation"]
+    pr = enc.polysemanticity.participation
     assert pr[0] == pytest.approx(1.0) and pr[2] == pytest.approx(1.0)
     assert pr[1] > 1.5  # reads both halves
-    mono = result["monosemantic_fraction"]["enc"]
-    assert (mono["n_monosemantic"], mono["n_live"], mono["n_units"]) == (2, 3, 3)
+    mono = enc.monosemantic
+    assert (mono.n_monosemantic, mono.n_live, mono.n_units) == (2, 3, 3)
     # logvar is wired to nothing: every unit dead
-    assert result["monosemantic_fraction"]["logvar"]["n_live"] == 0
-    assert all(v is None for v in result["polysemanticity"]["logvar"]["participation"])
+    logvar = result.trained.layers["logvar"]
+    assert logvar.monosemantic.n_live == 0
+    assert np.isnan(logvar.polysemanticity.participation).all()
+    assert np.isnan(result.scalars()["polysemanticity.logvar"])
 
 
-def test_mediating_channel(result: dict) -> None:
-    ch = result["mediation"]["by_channel"]
+def test_mediating_channel(result: AnalysisResult) -> None:
+    med = result.trained.mediation
+    ch = med.by_channel
     np.testing.assert_allclose(ch["right"]["enc"], [0.0, 1.0, 0.0], atol=1e-5)
     np.testing.assert_allclose(ch["left"]["enc"], [1.0, 0.0, 0.0], atol=1e-5)
-    assert all(v is None for v in ch["nuisance"]["enc"])  # no effect to mediate
+    assert np.isnan(ch["nuisance"]["enc"]).all()  # no effect to mediate
     # the network is linear on these inputs: the first-order estimate is exact
-    att = result["mediation"]["by_channel_attribution"]
+    att = med.by_channel_attribution
     np.testing.assert_allclose(att["right"]["enc"], [0.0, 1.0, 0.0], atol=1e-5)
     np.testing.assert_allclose(att["left"]["mu"], [1.0, 0.0, 0.0], atol=1e-5)
-    by = result["mediation"]["by_layer"]
+    by = med.by_layer
     assert by["left"]["enc"] == pytest.approx(1.0)
     assert by["left"]["logvar"] == pytest.approx(0.0)
+    assert result.scalars()["mediation.left.enc"] == pytest.approx(1.0)
 
 
 def test_random_baseline_reinitialises_and_is_seeded() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import base64
 import re
 from pathlib import Path
@@ -165,9 +166,12 @@ def test_missing_analysis_and_metrics_show_na(tmp_path: Path) -> None:
     study = make_fake_study(tmp_path, datasets=("synthetic",), seeds=(0, 1), traversals=False)
     (study / "runs" / "vae-synthetic-s0" / "analysis.json").unlink()
     (study / "runs" / "beta_vae-synthetic-s0" / "analysis.json").write_text("{not json")
+    old = study / "runs" / "factor_vae-synthetic-s0" / "analysis.json"
+    old.write_text(json.dumps({**json.loads(old.read_text()), "schema_version": 1}))
     text = build_report(study, n_boot=N_BOOT).read_text()
     assert "vae-synthetic-s0: no analysis.json" in text
-    assert "beta_vae-synthetic-s0" in text and "not valid JSON" in text
+    assert "beta_vae-synthetic-s0" in text and "not a readable JSON file" in text
+    assert "factor_vae-synthetic-s0" in text and "analysis schema version 1" in text
     with pytest.raises(ConfigError, match="mediation_factor: 'colour'"):
         build_report(study, n_boot=N_BOOT, mediation_factor="colour")
     t2 = pd.read_csv(study / "report" / "tables" / "table2_dimensions.csv")

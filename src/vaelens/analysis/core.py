@@ -46,45 +46,39 @@ the code-swap effect, so the two can be compared.
 from __future__ import annotations
 
 import copy
-import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelens.analysis.levels import (
+    Inputs,
+    PixelProbe,
+    causal_graph,
+    input_level,
+    latent_level,
+    layer_metrics,
+    mediation_level,
+    patching_level,
+    vq_effects,
+)
+from vaelens.analysis.result import (
+    AnalysisMeta,
+    AnalysisResult,
+    FactorGraph,
+    Mediation,
+    ModelAnalysis,
+)
+from vaelens.analysis.settings import AnalysisSettings, settings_from
 from vaelens.data import check_dataset
 from vaelens.errors import ConfigError, ModelContractError
-from vaelens.io import to_jsonable
-from vaelens.lens import (
-    DEFAULT_VALUES,
-    Lens,
-    attribution_patching,
-    code_swap_effects,
-    codebook_size,
-    encode_codes,
-    factor_pairs,
-    input_intervention,
-    is_vq,
-    latent_shift_effects,
-    latent_traversal,
-    mediation,
-)
-from vaelens.metrics.causal import (
-    bootstrap_ci,
-    causal_effect_strength,
-    circuit_clusters,
-    circuit_modularity,
-    intervention_specificity,
-    monosemantic_fraction,
-    polysemanticity,
-)
+from vaelens.lens import Lens, factor_pairs, is_vq
+from vaelens.lens.patching import resolve_max_batch
 
-__all__ = ["AnalysisResult", "analyze", "default_layers", "random_baseline"]
+__all__ = ["analyze", "analyze_network", "default_layers", "random_baseline"]
 
 _ACTIVATIONS = tuple(
     getattr(nn, n)
@@ -222,60 +216,6 @@ def _channel_layer_default(
     return cands[-1:]
 
 
-# --------------------------------------------------------------------------- result
-
-
-@dataclass
-class AnalysisResult:
-    """What :func:`analyze` found. ``data`` is the nested result (the analysis.json schema).
-
-    ``traversals``: example traversals ``(n_show, rows, cols, C, H, W)`` for the figures
-    (rows: latent dims or VQ positions named in ``traversal_rows``), not serialised.
-    """
-
-    data: dict[str, Any]
-    traversals: np.ndarray | None = field(default=None, repr=False)
-    traversal_rows: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Strict-JSON-ready dict (NaN/Inf -> ``None``, numpy -> lists)."""
-        return to_jsonable(self.data)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def scalars(self) -> dict[str, float | None]:
-        """The flat scalar metrics a study stores (``"ces.mean"``, ``"modularity.<layer>"``, ...)."""
-        d = self.to_dict()
-        out: dict[str, float | None] = {}
-
-        def put(prefix: str, part: dict[str, Any]) -> None:
-            out[f"{prefix}ces.mean"] = part["ces"]["mean"]
-            out[f"{prefix}specificity.mean"] = part["specificity"]["mean"]
-            for layer, m in part["modularity"].items():
-                out[f"{prefix}modularity.{layer}"] = m["seeds"]
-            for layer, m in part["monosemantic_fraction"].items():
-                out[f"{prefix}monosemantic_fraction.{layer}"] = m["fraction"]
-            if not prefix:
-                out["ces.mean_normalised"] = part["ces"]["mean_normalised"]
-                out["specificity.mean_normalised"] = part["specificity"]["mean_normalised"]
-                for layer, c in part["clusters"].items():
-                    out[f"cluster_coherence.{layer}"] = c["coherence"]
-                for fac, by in part["mediation"]["by_layer"].items():
-                    for layer, s in by.items():
-                        out[f"mediation.{fac}.{layer}"] = s
-
-        put("", d)
-        if d.get("baseline"):
-            put("baseline.", d["baseline"])
-        out["recon.trained"] = d["meta"]["recon_error"]
-        out["recon.baseline"] = d["meta"]["recon_error_baseline"]
-        out["recon.mse_trained"] = d["meta"].get("recon_mse")
-        out["recon.mse_baseline"] = d["meta"].get("recon_mse_baseline")
-        out["recon.mse_mean_image"] = d["meta"].get("recon_mse_mean_image")
-        return out
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -323,374 +263,42 @@ def _posterior_var(model: nn.Module, x: torch.Tensor) -> np.ndarray | float:
     return 0.0
 
 
-def _ci_pairs(values: np.ndarray, n_boot: int, seed: int) -> list[list[float]]:
-    return [list(bootstrap_ci(v, n_boot=n_boot, random_state=seed)[1:]) for v in values]
-
-
-class _Probe:
-    """Pixel-space ridge probe of the factors (targets scaled to [0, 1] by level count)."""
-
-    def __init__(self, images: np.ndarray, factors: np.ndarray, sizes: Sequence[int]) -> None:
-        from sklearn.linear_model import RidgeCV
-
-        scale = np.maximum(np.asarray(sizes, dtype=np.float64) - 1, 1)
-        y = factors / scale
-        xf = images.reshape(images.shape[0], -1).astype(np.float64)
-        n_fit = max(2, round(0.8 * xf.shape[0]))
-        self.model = RidgeCV(alphas=np.logspace(-3, 3, 7)).fit(xf[:n_fit], y[:n_fit])
-        pred = self.model.predict(xf[n_fit:])
-        yt = y[n_fit:]
-        ss_res = ((yt - pred) ** 2).sum(0)
-        ss_tot = ((yt - yt.mean(0)) ** 2).sum(0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.nan)
-
-    def sweep(self, perturbed: np.ndarray) -> np.ndarray:
-        """``(L, V, N, *pix)`` images -> ``(L, F)`` mean over N of the range over V of predictions."""
-        lv = perturbed.shape[:3]
-        pred = self.model.predict(perturbed.reshape(int(np.prod(lv)), -1).astype(np.float64))
-        pred = pred.reshape(*lv, -1)
-        return (pred.max(1) - pred.min(1)).mean(1)
-
-
-@dataclass
-class _Inputs:
-    x: torch.Tensor
-    pairs: list[tuple[torch.Tensor, torch.Tensor] | None]
-    factor_names: list[str]
-    probe: _Probe
-    values: list[float]
-
-
-def _code_swaps(
-    model: nn.Module, lens: Lens, x: torch.Tensor, swaps: int, seed: int, max_batch: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Base ``(N, *pix)`` and code-swapped outputs ``(P, V, N, *pix)`` of a VQ model."""
-    codes = encode_codes(lens, x)
-    n, grid = codes.shape[0], tuple(codes.shape[1:])
-    flat = codes.reshape(n, -1)
-    p = flat.shape[1]
-    k = codebook_size(model)
-    if k < 2:
-        raise ModelContractError(f"{type(model).__name__}: a code swap needs at least 2 codes")
-    gen = torch.Generator().manual_seed(int(seed))
-    shift = torch.randint(1, k, (p, swaps, n), generator=gen)
-    new = (flat.T.unsqueeze(1) + shift) % k  # (P, V, N)
-    variants = flat.unsqueeze(0).unsqueeze(0).repeat(p, swaps, 1, 1)  # (P, V, N, P)
-    idx = torch.arange(p)
-    variants[idx, :, :, idx] = new[idx]
-    rows = variants.reshape(-1, *grid)
-    with torch.no_grad():
-        base = lens.output_map(model.decode_codes(codes))
-        outs = torch.cat(
-            [
-                lens.output_map(model.decode_codes(rows[s : s + max_batch]))
-                for s in range(0, rows.shape[0], max_batch)
-            ]
-        )
-    return base.numpy(), outs.reshape(p, swaps, n, *outs.shape[1:]).numpy(), p
-
-
-def _layer_metrics(
-    R: dict[str, np.ndarray], n_boot: int, seed: int, threshold: float
-) -> dict[str, Any]:
-    poly: dict[str, Any] = {}
-    mono: dict[str, Any] = {}
-    modul: dict[str, Any] = {}
-    clus: dict[str, Any] = {}
-    for layer, r in R.items():
-        pr = polysemanticity(r, form="participation")
-        ps = polysemanticity(r, form="seeds")
-        live = ~np.isnan(pr)
-        poly[layer] = {
-            "participation": pr,
-            "seeds_form": ps,
-            "mean_participation": float(pr[live].mean()) if live.any() else None,
-            "mean_seeds_form": float(ps[live].mean()) if live.any() else None,
-        }
-        frac, n_mono, n_live = monosemantic_fraction(r, threshold=threshold)
-        ci = bootstrap_ci((pr[live] < threshold).astype(float), n_boot=n_boot, random_state=seed)
-        mono[layer] = {
-            "fraction": frac,
-            "n_monosemantic": n_mono,
-            "n_live": n_live,
-            "n_units": int(r.shape[0]),
-            "ci": [ci[1], ci[2]],
-        }
-        modul[layer] = {
-            "seeds": circuit_modularity(r, form="seeds"),
-            "signed": circuit_modularity(r, form="signed"),
-        }
-        clus[layer] = circuit_clusters(r, random_state=seed).to_dict()
-    return {"polysemanticity": poly, "monosemantic_fraction": mono, "modularity": modul,
-            "clusters": clus}  # fmt: skip
-
-
-def _analyze_one(
-    model: nn.Module,
-    lens: Lens,
-    inp: _Inputs,
-    *,
-    layers: list[str],
-    enc_layers: list[str],
-    channel_layers: list[str],
-    vq: bool,
-    n_boot: int,
-    seed: int,
-    edge_threshold: float,
-    probe_r2_min: float,
-    mono_threshold: float,
-    vq_swaps: int,
-    vq_samples: int,
-    max_batch: int,
-    n_show: int,
-) -> tuple[dict[str, Any], float, np.ndarray, list[str]]:
-    x = inp.x
-    fnames = inp.factor_names
-    with torch.no_grad():
-        z = lens.encode_mean(x)
-    recon = _recon_error(model, lens, x, z)
-    notes: list[str] = []
-
-    # ---- level 2: latent interventions -> CES, specificity, latent -> factor
-    if vq:
-        xs = x[:vq_samples]
-        base, pert, n_units = _code_swaps(model, lens, xs, vq_swaps, seed, max_batch)
-        rows = [f"pos {i}" for i in range(n_units)]
-        show = pert[:, :, :n_show]
-        order = np.argsort(-causal_effect_strength(base[:n_show], show))[:10]
-        trav = show[order].transpose(2, 0, 1, *range(3, show.ndim))
-        rows = [rows[i] for i in order]
-    else:
-        with torch.no_grad():
-            base = lens.decode_output(z).numpy()
-            t = latent_traversal(lens, z, values=inp.values, max_batch=max_batch).numpy()
-        pert = t.transpose(1, 2, 0, *range(3, t.ndim))  # (L, V, N, ...)
-        n_units = pert.shape[0]
-        trav = t[:n_show]
-        rows = [f"z{i}" for i in range(n_units)]
-    ces = causal_effect_strength(base, pert)
-    ces_n = causal_effect_strength(base, pert, normalise=True)
-    per_sample = np.stack(
-        [causal_effect_strength(base[i : i + 1], pert[:, :, i : i + 1]) for i in range(len(base))],
-        axis=1,
-    )  # (L, N)
-    _, mlo, mhi = bootstrap_ci(per_sample.mean(0), n_boot=n_boot, random_state=seed)
-    spec, null = intervention_specificity(base, pert, form="seeds")
-    spec_n, _ = intervention_specificity(base, pert, form="normalised")
-    live_spec = ~np.isnan(spec)
-    out: dict[str, Any] = {
-        "ces": {
-            "per_dim": ces,
-            "per_dim_normalised": ces_n,
-            "per_dim_ci": _ci_pairs(per_sample, n_boot, seed),
-            "mean": float(ces.mean()),
-            "mean_ci": [mlo, mhi],
-            "mean_normalised": float(ces_n.mean()),
-            "n_samples": len(base),
-        },
-        "specificity": {
-            "per_dim": spec,
-            "per_dim_normalised": spec_n,
-            "null_fraction": null,
-            "mean": float(spec[live_spec].mean()) if live_spec.any() else None,
-            "mean_normalised": float(spec_n[live_spec].mean()) if live_spec.any() else None,
-        },
-    }
-    l2f = inp.probe.sweep(pert)  # (L, F)
-    del pert
-
-    # ---- level 1: input interventions -> unit responses, factor -> latent
-    spread = np.sqrt(z.numpy().astype(np.float64).var(0) + _posterior_var(model, x))
-    if vq:  # mean over the code dimensions of each position (z_e is (code_dim, g, g) flat)
-        spread = spread.reshape(-1, n_units).mean(0)
-    R = {name: np.zeros((lens.units(name), len(fnames))) for name in layers}
-    f2l = np.zeros((len(fnames), n_units))
-    for f, pair in enumerate(inp.pairs):
-        if pair is None:
-            continue
-        res = input_intervention(lens, pair[0], pair[1], layers, max_batch=max_batch)
-        for name in layers:
-            R[name][:, f] = res.deltas[name].mean(0).numpy()
-        dz = res.delta_z.abs().numpy().astype(np.float64)
-        if vq:
-            dz = dz.reshape(dz.shape[0], -1, n_units).mean(1)
-        shift = dz.mean(0)
-        f2l[f] = np.divide(shift, spread, out=np.zeros_like(shift), where=spread > 1e-12)
-    out["unit_responses"] = {k: v for k, v in R.items()}
-    out.update(_layer_metrics(R, n_boot, seed, mono_threshold))
-
-    # ---- levels 3-4: patching / mediation onto the latent mean
-    by_layer: dict[str, dict[str, float]] = {}
-    by_channel: dict[str, dict[str, Any]] = {}
-    by_attr: dict[str, dict[str, Any]] = {}
-    for f, pair in enumerate(inp.pairs):
-        name = fnames[f]
-        by_layer[name] = {}
-        by_channel[name] = {}
-        by_attr[name] = {}
-        if pair is None:
-            continue
-        if enc_layers:
-            att = attribution_patching(lens, pair[0], pair[1], enc_layers, metric="projection",
-                                       target="latent", max_batch=max_batch)  # fmt: skip
-            with torch.no_grad():
-                moved = (lens.encode_mean(pair[1]) - lens.encode_mean(pair[0])).abs().sum(1) > 0
-            by_attr[name] = {
-                n: (att[n][moved].mean(0).numpy() if bool(moved.any())
-                    else np.full(lens.units(n), np.nan))
-                for n in enc_layers
-            }  # fmt: skip
-        if enc_layers:
-            med = mediation(lens, pair[0], pair[1], enc_layers, component="layer",
-                            target="latent", max_batch=max_batch)  # fmt: skip
-            by_layer[name] = {n: float(med.mean_indirect_share(n)) for n in enc_layers}
-            if not bool((med.total > 0).any()):
-                by_layer[name] = {n: float("nan") for n in enc_layers}
-        if channel_layers:
-            medc = mediation(lens, pair[0], pair[1], channel_layers, component="unit",
-                             target="latent", max_batch=max_batch)  # fmt: skip
-            zero = not bool((medc.total > 0).any())
-            by_channel[name] = {
-                n: (np.full(lens.units(n), np.nan) if zero else medc.mean_indirect_share(n).numpy())
-                for n in channel_layers
-            }
-    out["mediation"] = {
-        "target": "latent",
-        "by_layer": by_layer,
-        "by_channel": by_channel,
-        "by_channel_attribution": by_attr,
-        "method": (
-            "indirect share <NIE, TE> / ||TE||^2 of the latent-mean shift TE caused by an input "
-            "intervention on the factor, averaged over pairs with TE != 0 (null where no pair "
-            "moves the latent); by_layer patches the whole layer, by_channel one channel at a "
-            "time (exact, channel_layers only); by_channel_attribution: first-order "
-            "(attribution patching, projection metric) estimate for every encoder layer"
-        ),
-    }
-
-    # ---- causal graph
-    usable = np.nan_to_num(inp.probe.r2, nan=-np.inf) >= probe_r2_min
-    edges = [
-        [int(i), int(f)]
-        for i, f in zip(*np.nonzero(l2f >= edge_threshold), strict=True)
-        if usable[f]
-    ]
-    out["causal_graph"] = {
-        "latent_to_factor": l2f,
-        "factor_to_latent": f2l,
-        "edges": edges,
-        "edge_threshold": edge_threshold,
-        "probe_r2": inp.probe.r2,
-        "probe_r2_min": probe_r2_min,
-        "latent_units": "code positions" if vq else "latent dimensions",
-        "method": (
-            "latent_to_factor[i][f]: mean over samples of the range, over the traversal values "
-            "of unit i, of a pixel-space ridge probe of factor f (targets scaled to [0, 1]) "
-            "applied to the decoded traversals; factor_to_latent[f][i]: E|delta mu_i| under an "
-            "input intervention on f divided by sqrt(Var(mu_i) + E[sigma_i^2]) (0 for "
-            "zero-spread latents); edges: "
-            "latent_to_factor >= edge_threshold for factors with held-out probe R^2 >= "
-            "probe_r2_min"
-        ),
-    }
-    if vq:
-        notes.append(
-            f"VQ: latent units are the {n_units} code positions; latent interventions replace the "
-            f"code at one position by {vq_swaps} random other codes on {len(base)} samples"
-        )
-    out["_notes"] = notes
-    return out, recon, trav, rows
-
-
-def _vq_block(lens: Lens, x: torch.Tensor, seed: int, max_batch: int) -> dict[str, Any]:
-    with torch.no_grad():
-        z = lens.encode_mean(x)
-    g = torch.Generator().manual_seed(int(seed))
-    dims = torch.randperm(z.shape[1], generator=g)[: min(64, z.shape[1])].tolist()
-    cont = latent_shift_effects(lens, z, 1.0, dims, max_batch=max_batch).numpy()
-    swap, _ = code_swap_effects(lens, x, seed=seed, max_batch=max_batch)
-    swap = swap.numpy()
-    return {
-        "code_swap_effect_mean": float(swap.mean()),
-        "code_swap_effect_ci": list(bootstrap_ci(swap.mean(1), random_state=seed)[1:]),
-        "continuous_effect_mean": float(cont.mean()),
-        "continuous_zero_fraction": float((cont <= 1e-7).mean()),
-        "continuous_shift": 1.0,
-        "continuous_dims": dims,
-        "n_positions": int(swap.shape[1]),
-    }
-
-
 # --------------------------------------------------------------------------- analyze
 
+MEDIATION_METHOD = (
+    "indirect share <NIE, TE> / ||TE||^2 of the latent-mean shift TE caused by an input "
+    "intervention on the factor, averaged over pairs with TE != 0 (null where no pair "
+    "moves the latent); by_layer patches the whole layer, by_channel one channel at a "
+    "time (exact, channel_layers only); by_channel_attribution: first-order "
+    "(attribution patching, projection metric) estimate for every encoder layer"
+)
 
-def analyze(
-    model: nn.Module,
-    dataset: object,
-    *,
-    n_samples: int = 64,
-    seed: int = 0,
-    values: Sequence[float] | None = None,
-    layers: Sequence[str] | None = None,
-    channel_layers: Sequence[str] | None = None,
-    baseline: bool = True,
-    n_probe: int | None = None,
-    edge_threshold: float = 0.1,
-    probe_r2_min: float = 0.2,
-    mono_threshold: float = 1.5,
-    n_boot: int = 1000,
-    vq_swaps: int = 3,
-    vq_samples: int = 32,
-    max_batch: int | None = None,
-    n_show: int = 3,
-) -> AnalysisResult:
-    """Run the four interventions and the causal metrics on ``model`` and on its random twin.
 
-    Parameters
-    ----------
-    model: any ``nn.Module`` with ``encode(x)`` (tensor, ``(mean, logvar)`` or ``.mean``) and
-        ``decode(z)``; vaelens models' ``output_mean`` maps decoded logits to images.
-    dataset: any object meeting the ground-truth dataset contract.
-    n_samples: examples for the traversals and pairs per factor for the input interventions
-        and mediation (bootstrap intervals over them are reported).
-    seed: seeds the samples, pairs, probe data, bootstrap, clustering and the baseline.
-    values: latent intervention values (default the seeds' 7 over ``[-3, 3]``).
-    layers: hook points for unit responses (default :func:`default_layers`).
-    channel_layers: encoder hook points mediated channel by channel (default: the encoder
-        layer nearest the latent that is not latent-sized); every analysed encoder layer is
-        mediated as a whole.
-    baseline: also analyse :func:`random_baseline` ``(model, seed)``.
-    n_probe: dataset images for the pixel-space factor probe (default ``max(256, 4 n)``).
+@dataclass(frozen=True)
+class LayerPlan:
+    """Which hook points an analysis reads, fixed once for the model and its twin."""
 
-    Returns an :class:`AnalysisResult` (``to_dict()``: the analysis.json schema; see the
-    module docstring for the causal-graph and VQ conventions).
-    """
-    t0 = time.perf_counter()
-    ds = check_dataset(dataset)
-    if not isinstance(model, nn.Module):
-        raise ModelContractError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(n_samples, int) or n_samples < 2:
-        raise ConfigError(f"n_samples: expected an int >= 2, got {n_samples!r}")
-    for arg, v in (("n_boot", n_boot), ("vq_swaps", vq_swaps), ("vq_samples", vq_samples)):
-        if not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{arg}: expected a positive int, got {v!r}")
-    vals = [float(v) for v in (DEFAULT_VALUES if values is None else values)]
-    if not vals or not all(math.isfinite(v) for v in vals):
-        raise ConfigError(f"values: expected a non-empty list of finite floats, got {values!r}")
-    rng = np.random.default_rng(seed)
+    encoder: list[str]
+    decoder: list[str]
+    channel: list[str]
+    latent_dim: int
+    vq: bool
+    max_batch: int
+
+    @property
+    def layers(self) -> list[str]:
+        return [*self.encoder, *self.decoder]
+
+
+def _inputs(ds: object, s: AnalysisSettings) -> tuple[Inputs, list[str]]:
+    """Samples, per-factor pairs and the pixel probe, all drawn from one ``seed`` stream."""
+    rng = np.random.default_rng(s.seed)
     fnames = [str(n) for n in ds.factor_names]
-    factors = ds.sample_factors(n_samples, rng)
+    factors = ds.sample_factors(s.n_samples, rng)
     x = torch.from_numpy(np.ascontiguousarray(ds.images(factors), dtype=np.float32))
     if tuple(x.shape[1:]) != tuple(ds.image_shape):
         raise ConfigError(
             f"dataset {ds.name}: images are {tuple(x.shape[1:])}, image_shape says {ds.image_shape}"
-        )
-    model_shape = getattr(model, "image_shape", None)
-    if model_shape is not None and tuple(model_shape) != tuple(ds.image_shape):
-        raise ConfigError(
-            f"dataset {ds.name}: images are {tuple(ds.image_shape)} but the model "
-            f"{type(model).__name__} takes image_shape {tuple(model_shape)}"
         )
     notes: list[str] = []
     pairs: list[tuple[torch.Tensor, torch.Tensor] | None] = []
@@ -699,17 +307,15 @@ def analyze(
             pairs.append(None)
             notes.append(f"factor {fnames[f]!r} has one level: not intervened on (zero column)")
             continue
-        xa, xb, _, _ = factor_pairs(ds, f, n_samples, seed=rng)
+        xa, xb, _, _ = factor_pairs(ds, f, s.n_samples, seed=rng)
         pairs.append((xa, xb))
-    npb = n_probe if n_probe is not None else max(256, 4 * n_samples)
-    pf = ds.sample_factors(int(npb), rng)
-    probe = _Probe(np.asarray(ds.images(pf), dtype=np.float32), pf, ds.factor_sizes)
-    inp = _Inputs(x=x, pairs=pairs, factor_names=fnames, probe=probe, values=vals)
+    pf = ds.sample_factors(s.probe_size(), rng)
+    probe = PixelProbe(np.asarray(ds.images(pf), dtype=np.float32), pf, ds.factor_sizes)
+    return Inputs(x=x, pairs=pairs, factor_names=fnames, probe=probe), notes
 
-    lens = Lens(model, example=x[:2])
-    vq = is_vq(model)
-    mb = int(max_batch) if max_batch is not None else 64
-    chosen = list(layers) if layers is not None else default_layers(lens, x)
+
+def _plan(model: nn.Module, lens: Lens, x: torch.Tensor, s: AnalysisSettings) -> LayerPlan:
+    chosen = list(s.layers) if s.layers is not None else default_layers(lens, x)
     for n in chosen:
         lens.hook_point(n)
     if not chosen:
@@ -718,89 +324,171 @@ def analyze(
     dec = [n for n in chosen if lens.hook_point(n).phase == "decode"]
     with torch.no_grad():
         latent_dim = int(lens.encode_mean(x[:2]).shape[1])
-    if channel_layers is None:
+    if s.channel_layers is None:
         chan = _channel_layer_default(lens, x, enc, latent_dim)
     else:
-        chan = list(channel_layers)
+        chan = list(s.channel_layers)
         bad = [n for n in chan if lens.hook_point(n).phase != "encode"]
         if bad:
             raise ConfigError(f"channel_layers: {bad} are not encoder hook points")
+    mb = resolve_max_batch(s.max_batch, lens)
+    return LayerPlan(enc, dec, chan, latent_dim, is_vq(model), mb)
 
-    kw = dict(
-        layers=chosen, enc_layers=enc, channel_layers=chan, vq=vq, n_boot=n_boot, seed=seed,
-        edge_threshold=edge_threshold, probe_r2_min=probe_r2_min, mono_threshold=mono_threshold,
-        vq_swaps=vq_swaps, vq_samples=min(vq_samples, n_samples), max_batch=mb, n_show=n_show,
-    )  # fmt: skip
-    main, recon, trav, rows = _analyze_one(model, lens, inp, **kw)  # type: ignore[arg-type]
-    notes += main.pop("_notes")
-    main["vq"] = _vq_block(lens, x[: min(vq_samples, n_samples)], seed, mb) if vq else None
-    adj = getattr(ds, "adjacency", None)
-    main["causal_graph"]["factor_graph"] = (
-        {"names": fnames, "adjacency": np.asarray(adj()).tolist()} if callable(adj) else None
+
+def _spread(model: nn.Module, z: torch.Tensor, x: torch.Tensor, n_units: int, vq: bool):
+    """``s_i = sqrt(Var_x(mu_i) + E_x[sigma_i^2])`` per latent unit (VQ: mean per position)."""
+    spread = np.sqrt(z.numpy().astype(np.float64).var(0) + _posterior_var(model, x))
+    return spread.reshape(-1, n_units).mean(0) if vq else spread
+
+
+def analyze_network(
+    model: nn.Module,
+    lens: Lens,
+    inp: Inputs,
+    plan: LayerPlan,
+    s: AnalysisSettings,
+    factor_graph: FactorGraph | None = None,
+) -> tuple[ModelAnalysis, np.ndarray, list[str]]:
+    """The four levels and the causal metrics on one network: ``(block, traversals, rows)``."""
+    x, mb = inp.x, plan.max_batch
+    with torch.no_grad():
+        z = lens.encode_mean(x)
+    latent, l2f, trav, rows = latent_level(lens, inp, s, vq=plan.vq, max_batch=mb)
+    n_units = int(latent.ces.shape[0])
+    spread = _spread(model, z, x, n_units, plan.vq)
+    R, f2l = input_level(lens, inp, plan.layers, spread, n_units=n_units, vq=plan.vq, max_batch=mb)
+    by_layer, by_channel = mediation_level(lens, inp, plan.encoder, plan.channel, max_batch=mb)
+    med = Mediation(
+        target="latent",
+        by_layer=by_layer,
+        by_channel=by_channel,
+        by_channel_attribution=patching_level(lens, inp, plan.encoder, max_batch=mb),
+        method=MEDIATION_METHOD,
     )
-    recon_base: float | None = None
-    mse_base: float | None = None
-    mse = _recon_mse(lens, x)
-    if baseline:
-        twin = random_baseline(model, seed)
-        same = all(
-            torch.equal(a, b)
-            for a, b in zip(model.state_dict().values(), twin.state_dict().values(), strict=True)
+    block = ModelAnalysis(
+        latent=latent,
+        layers=layer_metrics(R, s),
+        mediation=med,
+        causal_graph=causal_graph(l2f, f2l, inp.probe, s, vq=plan.vq, factor_graph=factor_graph),
+        vq=vq_effects(lens, x, s, max_batch=mb) if plan.vq else None,
+        recon_error=_recon_error(model, lens, x, z),
+        recon_mse=_recon_mse(lens, x),
+    )
+    return block, trav, rows
+
+
+def _twin_notes(model: nn.Module, twin: nn.Module) -> list[str]:
+    notes = []
+    same = all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), twin.state_dict().values(), strict=True)
+    )
+    if same:
+        notes.append(
+            "baseline: the random twin equals the model (it was initialised with the same "
+            "seed and never trained): the comparison is void"
         )
-        if same:
-            notes.append(
-                "baseline: the random twin equals the model (it was initialised with the same "
-                "seed and never trained): the comparison is void"
-            )
-        not_reset = getattr(twin, "_vaelens_not_reset", [])
-        if not_reset:
-            notes.append(
-                f"baseline: modules without reset_parameters kept their values: {not_reset}"
-            )
-        blens = Lens(twin, output=lens.output_map, example=x[:2])
-        base_res, recon_base, _, _ = _analyze_one(twin, blens, inp, **kw)  # type: ignore[arg-type]
-        mse_base = _recon_mse(blens, x)
-        base_res.pop("_notes")
-        base_res["vq"] = _vq_block(blens, x[: min(vq_samples, n_samples)], seed, mb) if vq else None
-        base_res["causal_graph"]["factor_graph"] = main["causal_graph"]["factor_graph"]
-        main["baseline"] = base_res
-    else:
-        main["baseline"] = None
-    if enc:
+    not_reset = getattr(twin, "_vaelens_not_reset", [])
+    if not_reset:
+        notes.append(f"baseline: modules without reset_parameters kept their values: {not_reset}")
+    return notes
+
+
+def _check_inputs(model: object, ds: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise ModelContractError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    model_shape = getattr(model, "image_shape", None)
+    if model_shape is not None and tuple(model_shape) != tuple(ds.image_shape):
+        raise ConfigError(
+            f"dataset {ds.name}: images are {tuple(ds.image_shape)} but the model "
+            f"{type(model).__name__} takes image_shape {tuple(model_shape)}"
+        )
+
+
+def _factor_graph(ds: object, names: list[str]) -> FactorGraph | None:
+    adj = getattr(ds, "adjacency", None)
+    return FactorGraph(names=names, adjacency=np.asarray(adj())) if callable(adj) else None
+
+
+def _meta(
+    model: nn.Module, ds: object, inp: Inputs, plan: LayerPlan, s: AnalysisSettings,
+    n_units: int, notes: list[str], seconds: float,
+) -> AnalysisMeta:  # fmt: skip
+    x = inp.x
+    bernoulli = getattr(model, "likelihood", None) == "bernoulli"
+    return AnalysisMeta(
+        model=type(model).__name__,
+        variant=getattr(model, "variant", None),
+        dataset=str(ds.name),
+        factor_names=inp.factor_names,
+        image_shape=list(ds.image_shape),
+        latent_dim=n_units,
+        latent_dim_raw=plan.latent_dim,
+        vq=plan.vq,
+        encoder_layers=plan.encoder,
+        decoder_layers=plan.decoder,
+        channel_layers=plan.channel,
+        recon_error_kind="bce_per_image" if bernoulli else "sse_per_image",
+        recon_mse_mean_image=float(((x - x.mean(0, keepdim=True)) ** 2).mean()),
+        n_probe=s.probe_size(),
+        settings=s,
+        seconds=seconds,
+        notes=notes,
+    )
+
+
+def _notes_after(plan: LayerPlan, s: AnalysisSettings, n_units: int, n: int) -> list[str]:
+    notes = []
+    if plan.encoder:
         notes.append(
             "mediation.by_layer patches a whole layer: in a sequential encoder every layer is a "
             "cut of the graph, so its share is 1 wherever the factor moves the latent (0 for a "
             "layer off the path to the mean, e.g. logvar); by_channel is the informative part"
         )
-    meta = {
-        "model": type(model).__name__,
-        "variant": getattr(model, "variant", None),
-        "dataset": str(ds.name),
-        "factor_names": fnames,
-        "latent_dim": int(main["ces"]["per_dim"].shape[0]),
-        "latent_dim_raw": latent_dim,
-        "n_samples": int(n_samples),
-        "seed": int(seed),
-        "latent_values": vals if not vq else [],
-        "encoder_layers": enc,
-        "decoder_layers": dec,
-        "layers": chosen,
-        "channel_layers": chan,
-        "vq": bool(vq),
-        "recon_error": recon,
-        "recon_error_kind": (
-            "bce_per_image"
-            if getattr(model, "likelihood", None) == "bernoulli"
-            else "sse_per_image"
-        ),
-        "recon_error_baseline": recon_base,
-        "recon_mse": mse,
-        "recon_mse_baseline": mse_base,
-        "recon_mse_mean_image": float(((x - x.mean(0, keepdim=True)) ** 2).mean()),
-        "n_probe": int(npb),
-        "n_boot": int(n_boot),
-        "seconds": time.perf_counter() - t0,
-        "notes": notes,
-    }
-    data = {"meta": meta, **main}
-    return AnalysisResult(data=data, traversals=trav, traversal_rows=rows)
+    if plan.vq:
+        notes.append(
+            f"VQ: latent units are the {n_units} code positions; latent interventions replace "
+            f"the code at one position by {s.vq_swaps} random other codes on {n} samples"
+        )
+    return notes
+
+
+def analyze(
+    model: nn.Module,
+    dataset: object,
+    settings: AnalysisSettings | None = None,
+    **overrides: object,
+) -> AnalysisResult:
+    """Run the four interventions and the causal metrics on ``model`` and on its random twin.
+
+    ``model``: any ``nn.Module`` with ``encode(x)`` (tensor, ``(mean, logvar)`` or ``.mean``)
+    and ``decode(z)``; vaelens models' ``output_mean`` maps decoded logits to images.
+    ``dataset``: any object meeting the ground-truth dataset contract. ``settings`` (an
+    :class:`AnalysisSettings`) and keyword ``overrides`` of its fields (``n_samples``,
+    ``seed``, ``latent_values``, ``layers``, ``baseline``, ...) say what is computed; each
+    field's default and bound are documented there. ``seed`` seeds the samples, pairs,
+    probe data, bootstrap, clustering and the baseline.
+
+    Returns an :class:`AnalysisResult` (see the module docstring for the causal-graph and
+    VQ conventions; ``to_json()`` is the analysis.json).
+    """
+    t0 = time.perf_counter()
+    s = settings_from(settings, source="analyze", **overrides)
+    ds = check_dataset(dataset)
+    _check_inputs(model, ds)
+    inp, notes = _inputs(ds, s)
+    lens = Lens(model, example=inp.x[:2])
+    plan = _plan(model, lens, inp.x, s)
+    graph = _factor_graph(ds, inp.factor_names)
+    trained, trav, rows = analyze_network(model, lens, inp, plan, s, graph)
+    baseline = None
+    if s.baseline:
+        twin = random_baseline(model, s.seed)
+        notes += _twin_notes(model, twin)
+        blens = Lens(twin, output=lens.output_map, example=inp.x[:2])
+        baseline = analyze_network(twin, blens, inp, plan, s, graph)[0]
+    n_units = int(trained.latent.ces.shape[0])
+    notes += _notes_after(plan, s, n_units, min(s.vq_samples, s.n_samples))
+    meta = _meta(model, ds, inp, plan, s, n_units, notes, time.perf_counter() - t0)
+    result = AnalysisResult(meta=meta, trained=trained, baseline=baseline)
+    return result.with_traversals(trav, rows)

@@ -7,27 +7,32 @@ from typing import Any
 
 from vaelens.analysis.core import analyze
 from vaelens.analysis.figures import write_figures
+from vaelens.analysis.result import AnalysisResult
+from vaelens.analysis.settings import AnalysisSettings
 from vaelens.data import load_dataset
-from vaelens.io import atomic_write_json
 
-__all__ = ["analyze_run"]
+__all__ = ["analyze_run", "write_analysis"]
+
+
+def write_analysis(result: AnalysisResult, out: str | Path) -> Path:
+    """Write ``<out>/analysis.json`` (atomic, strict JSON) and ``<out>/figures/*.png``."""
+    dest = Path(out)
+    dest.mkdir(parents=True, exist_ok=True)
+    write_figures(result, dest / "figures")
+    return result.save(dest / "analysis.json")
 
 
 def analyze_run(
     run_dir: str | Path,
+    settings: AnalysisSettings | None = None,
     *,
-    n_samples: int | None = None,
-    seed: int = 0,
     out: str | Path | None = None,
-    **options: Any,
+    **overrides: Any,
 ) -> Path:
     """Analyse the run in ``run_dir``; return the path of the ``analysis.json`` written.
 
-    ``load_run(run_dir)`` rebuilds the model; the dataset comes from its config
-    (``dataset``, ``dataset_source``, ``dataset_root``, ``dataset_params``). Writes
-    ``<out>/analysis.json`` (atomic, strict JSON) and ``<out>/figures/*.png``; ``out``
-    defaults to ``run_dir``. ``n_samples`` defaults to :func:`analyze`'s default; other
-    keyword ``options`` (``values``, ``baseline``, ``layers``, ...) go to :func:`analyze`.
+    The model and dataset come from the run directory; ``settings`` and keyword
+    ``overrides`` go to :func:`analyze`. ``out`` defaults to ``run_dir``.
     """
     from vaelens.train import load_run
 
@@ -39,13 +44,5 @@ def analyze_run(
         config.dataset_root,
         **dict(config.dataset_params),
     )
-    kwargs: dict[str, Any] = dict(options)
-    if n_samples is not None:
-        kwargs["n_samples"] = int(n_samples)
-    result = analyze(model, ds, seed=seed, **kwargs)
-    dest = Path(out) if out is not None else rd
-    dest.mkdir(parents=True, exist_ok=True)
-    write_figures(result, dest / "figures")
-    path = dest / "analysis.json"
-    atomic_write_json(path, result.to_dict())
-    return path
+    result = analyze(model, ds, settings, **overrides)
+    return write_analysis(result, out if out is not None else rd)

@@ -27,7 +27,14 @@ from vaelens.lens.patching import (
     layer_patching,
     patch_sweep,
 )
-from vaelens.lens.vq import code_swap_effects, codebook_size, codebook_vectors, encode_codes, is_vq
+from vaelens.lens.vq import (
+    code_swap_effects,
+    code_swap_outputs,
+    codebook_size,
+    codebook_vectors,
+    encode_codes,
+    is_vq,
+)
 
 __all__ = [
     "DEFAULT_VALUES",
@@ -40,6 +47,7 @@ __all__ = [
     "activation_patching",
     "attribution_patching",
     "code_swap_effects",
+    "code_swap_outputs",
     "codebook_size",
     "codebook_vectors",
     "effect_metric",

@@ -25,7 +25,14 @@ from vaelens.errors import ModelContractError
 from vaelens.lens.hooks import Lens
 from vaelens.lens.patching import Metric, effect_metric, resolve_max_batch
 
-__all__ = ["code_swap_effects", "codebook_size", "codebook_vectors", "encode_codes", "is_vq"]
+__all__ = [
+    "code_swap_effects",
+    "code_swap_outputs",
+    "codebook_size",
+    "codebook_vectors",
+    "encode_codes",
+    "is_vq",
+]
 
 
 def is_vq(model: nn.Module) -> bool:
@@ -75,40 +82,22 @@ def encode_codes(lens: Lens, x: torch.Tensor) -> torch.Tensor:
     return codes.long()
 
 
-def code_swap_effects(
-    lens: Lens,
-    x: torch.Tensor,
-    *,
-    replacement: Literal["random", "nearest"] | int = "random",
-    num_codes: int | None = None,
-    metric: Metric = "l2",
-    seed: int | torch.Generator = 0,
-    max_batch: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Effect of swapping the code at each position: ``(effects (N, P), new_codes (N, P))``.
-
-    ``P = H' * W'`` positions in row-major order. ``replacement``: ``"random"`` draws a code
-    different from the current one uniformly (``seed``); ``"nearest"`` takes the closest
-    *other* codebook vector (the smallest discrete change; needs an exposed codebook); an
-    int uses that code (positions already using it get effect 0).
-    """
-    model = lens.model
-    if not is_vq(model):
-        raise ModelContractError(f"{type(model).__name__} has no decode_codes: not a VQ model")
-    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
-    max_batch = resolve_max_batch(max_batch, lens)
-    codes = encode_codes(lens, x)
-    n = codes.shape[0]
-    grid = codes.shape[1:]
-    flat = codes.reshape(n, -1)
-    p = flat.shape[1]
+def _replacement_codes(
+    model: nn.Module,
+    flat: torch.Tensor,
+    replacement: Literal["random", "nearest"] | int,
+    num_codes: int | None,
+    swaps: int,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """New codes ``(swaps, N, P)`` for the current codes ``flat`` ``(N, P)``."""
     if replacement == "random":
         k = num_codes if num_codes is not None else codebook_size(model)
         if k < 2:
             raise ModelContractError(f"num_codes: a swap needs at least 2 codes, got {k}")
-        shift = torch.randint(1, k, flat.shape, generator=gen).to(flat.device)
-        new = (flat + shift) % k
-    elif replacement == "nearest":
+        shift = torch.randint(1, k, (swaps, *flat.shape), generator=gen).to(flat.device)
+        return (flat.unsqueeze(0) + shift) % k
+    if replacement == "nearest":
         book = codebook_vectors(model)
         if book is None:
             raise ModelContractError(
@@ -123,16 +112,76 @@ def code_swap_effects(
         raise ModelContractError(
             f"replacement: expected 'random', 'nearest' or a code index, got {replacement!r}"
         )
-    fn = effect_metric(metric)
-    effects = torch.empty(n, p)
+    return new.unsqueeze(0).expand(swaps, *flat.shape)
+
+
+def code_swap_outputs(
+    lens: Lens,
+    x: torch.Tensor,
+    *,
+    swaps: int = 1,
+    replacement: Literal["random", "nearest"] | int = "random",
+    num_codes: int | None = None,
+    seed: int | torch.Generator = 0,
+    max_batch: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoded outputs of every single-position code swap: ``(clean, swapped, new_codes)``.
+
+    ``clean``: ``output_map(decode_codes(codes))`` ``(N, *out)``; ``swapped[p, s]``: the
+    output with the code at position ``p`` (row-major over ``(H', W')``) replaced by its
+    ``s``-th replacement, ``(P, swaps, N, *out)``; ``new_codes``: ``(swaps, N, P)``.
+    ``replacement``: ``"random"`` draws a code different from the current one uniformly
+    (``seed``; ``swaps`` independent draws); ``"nearest"`` takes the closest *other*
+    codebook vector (needs an exposed codebook); an int uses that code. All
+    ``P * swaps`` variants run stacked on the batch axis, ``max_batch`` rows at a time.
+    """
+    model = lens.model
+    if not is_vq(model):
+        raise ModelContractError(f"{type(model).__name__} has no decode_codes: not a VQ model")
+    if not isinstance(swaps, int) or swaps < 1:
+        raise ModelContractError(f"swaps: expected a positive int, got {swaps!r}")
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    max_batch = resolve_max_batch(max_batch, lens)
+    codes = encode_codes(lens, x)
+    n, grid = codes.shape[0], codes.shape[1:]
+    flat = codes.reshape(n, -1)
+    p = flat.shape[1]
+    new = _replacement_codes(model, flat, replacement, num_codes, swaps, gen)  # (S, N, P)
+    combos = [(pos, s) for pos in range(p) for s in range(swaps)]
+    chunk = max(1, max_batch // n)
+    outs: list[torch.Tensor] = []
     with torch.no_grad():
         clean = lens.output_map(model.decode_codes(codes))
-        kb = max(1, max_batch // n)
-        for p0 in range(0, p, kb):
-            pos = torch.arange(p0, min(p, p0 + kb))
-            variants = flat.unsqueeze(0).repeat(len(pos), 1, 1)  # (K, n, P)
-            variants[torch.arange(len(pos)), :, pos] = new[:, pos].T
-            outs = lens.output_map(model.decode_codes(variants.reshape(-1, *grid)))
-            outs = outs.reshape(len(pos), n, *outs.shape[1:])
-            effects[:, pos] = fn(outs, clean, clean).T.cpu()
-    return effects, new.cpu()
+        for c0 in range(0, len(combos), chunk):
+            part = combos[c0 : c0 + chunk]
+            pos = torch.tensor([c[0] for c in part])
+            sw = torch.tensor([c[1] for c in part])
+            variants = flat.unsqueeze(0).repeat(len(part), 1, 1)  # (K, N, P)
+            variants[torch.arange(len(part)), :, pos] = new[sw, :, pos]
+            out = lens.output_map(model.decode_codes(variants.reshape(-1, *grid)))
+            outs.append(out.reshape(len(part), n, *out.shape[1:]).cpu())
+    swapped = torch.cat(outs).reshape(p, swaps, n, *clean.shape[1:])
+    return clean.cpu(), swapped, new.cpu()
+
+
+def code_swap_effects(
+    lens: Lens,
+    x: torch.Tensor,
+    *,
+    replacement: Literal["random", "nearest"] | int = "random",
+    num_codes: int | None = None,
+    metric: Metric = "l2",
+    seed: int | torch.Generator = 0,
+    max_batch: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Effect of swapping the code at each position: ``(effects (N, P), new_codes (N, P))``.
+
+    ``effects[n, p] = metric(swapped, clean)`` over the outputs of :func:`code_swap_outputs`
+    with one swap per position (an int ``replacement`` equal to the current code gives 0).
+    """
+    fn = effect_metric(metric)
+    clean, swapped, new = code_swap_outputs(
+        lens, x, replacement=replacement, num_codes=num_codes, seed=seed, max_batch=max_batch
+    )
+    effects = fn(swapped[:, 0], clean, clean).T.contiguous()
+    return effects, new[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vaelens.analysis import AnalysisMeta, AnalysisResult, load_analysis
 from vaelens.errors import ConfigError
 
 __all__ = [
@@ -82,29 +82,34 @@ class StudyData:
     """Everything the report reads from a study directory.
 
     ``runs``: the runs table (all statuses); ``completed``: one row a completed run with
-    its stored metrics (columns named as in the store, e.g. ``ces.mean``) plus columns the
-    report derives from analysis.json (``ps_seeds.<layer>``, ``modularity_signed.<layer>``)
-    and the covariates ``n_factors``, ``resolution`` and ``latent_dim``; ``analyses``:
-    run_id -> the parsed analysis dict; ``problems``: human-readable notes on files that
-    could not be read.
+    its stored metrics (columns named as in the store, e.g. ``ces.mean``,
+    ``polysemanticity_seeds.<layer>``) plus the covariates ``n_factors``, ``resolution`` and
+    ``latent_dim`` read from each run's analysis; ``analyses``: run_id -> its typed
+    :class:`~vaelens.analysis.AnalysisResult`; ``problems``: human-readable notes on files
+    that could not be read.
     """
 
     study_dir: Path
     name: str
     runs: pd.DataFrame
     completed: pd.DataFrame
-    analyses: dict[str, dict[str, Any]]
+    analyses: dict[str, AnalysisResult]
     run_dirs: dict[str, Path]
     architectures: list[str]
     datasets: list[str]
     problems: list[str] = field(default_factory=list)
 
-    def meta(self, dataset: str) -> dict[str, Any]:
-        """The meta block of the first analysed run of ``dataset`` ({} when none)."""
+    def meta(self, dataset: str) -> AnalysisMeta | None:
+        """The meta block of the first analysed run of ``dataset`` (None when none)."""
         for rid, a in self.analyses.items():
             if self.dataset_of(rid) == dataset:
-                return a.get("meta", {})
-        return {}
+                return a.meta
+        return None
+
+    def factor_names(self, dataset: str) -> list[str]:
+        """The factors of ``dataset`` as its analyses name them ([] when none was analysed)."""
+        meta = self.meta(dataset)
+        return list(meta.factor_names) if meta is not None else []
 
     def dataset_of(self, run_id: str) -> str:
         return str(self.runs.loc[self.runs.run_id == run_id, "dataset"].iloc[0])
@@ -115,27 +120,29 @@ class StudyData:
         sel = c[(c.dataset == dataset) & (c.architecture == arch)].sort_values("seed")
         return list(sel.run_id)
 
+    def analyses_of(self, dataset: str, arch: str) -> list[AnalysisResult]:
+        """The analyses of the completed runs of one (dataset, architecture), by seed."""
+        return [self.analyses[r] for r in self.runs_of(dataset, arch) if r in self.analyses]
+
     def mu_layer(self, dataset: str) -> str | None:
         """The latent-mean layer: the analysed layer whose last name part is ``mu``."""
         meta = self.meta(dataset)
-        layers = list(meta.get("layers", [])) or list(meta.get("encoder_layers", []))
-        for layer in layers:
+        if meta is None:
+            return None
+        for layer in meta.layers:
             if layer.split(".")[-1] in ("mu", "z_e", "latent"):
                 return layer
-        enc = meta.get("encoder_layers", [])
-        return enc[-1] if enc else None
+        return meta.encoder_layers[-1] if meta.encoder_layers else None
 
     def early_layer(self, dataset: str) -> str | None:
         """The earliest analysed encoder layer."""
         meta = self.meta(dataset)
-        enc = [x for x in meta.get("encoder_layers", []) if x != self.mu_layer(dataset)]
+        enc = [x for x in (meta.encoder_layers if meta else []) if x != self.mu_layer(dataset)]
         return enc[0] if enc else None
 
     def layers(self, dataset: str) -> list[str]:
         meta = self.meta(dataset)
-        return list(meta.get("layers", [])) or list(meta.get("encoder_layers", [])) + list(
-            meta.get("decoder_layers", [])
-        )
+        return meta.layers if meta is not None else []
 
 
 def _order(values: list[str], preferred: tuple[str, ...] = ()) -> list[str]:
@@ -143,24 +150,41 @@ def _order(values: list[str], preferred: tuple[str, ...] = ()) -> list[str]:
     return sorted(dict.fromkeys(values), key=lambda v: (rank.get(v, len(rank)), v))
 
 
-def _resolution(dataset: str, meta: dict[str, Any]) -> float:
-    if "image_shape" in meta:
-        shape = meta["image_shape"]
-        return float(shape[-1] * shape[-2]) if len(shape) >= 2 else float("nan")
-    try:
-        from vaelens.data.registry import get_spec
+def _covariates(run_id: str, analysis: AnalysisResult | None, hparams: Any) -> dict[str, Any]:
+    """``n_factors``, ``resolution`` (pixels) and ``latent_dim`` of one run (NaN if unknown)."""
+    rec: dict[str, Any] = {"run_id": run_id, "n_factors": np.nan, "resolution": np.nan}
+    latent = (hparams or {}).get("latent_dim")
+    if analysis is not None:
+        meta = analysis.meta
+        rec["n_factors"] = float(len(meta.factor_names))
+        shape = meta.image_shape
+        rec["resolution"] = float(shape[-1] * shape[-2]) if len(shape) >= 2 else np.nan
+        latent = meta.latent_dim
+    rec["latent_dim"] = float(latent) if latent is not None else np.nan
+    return rec
 
-        shape = get_spec(dataset).image_shape
-        return float(shape[1] * shape[2])
-    except Exception:  # unknown dataset: no covariate
-        return float("nan")
+
+def _read_analyses(
+    completed: pd.DataFrame, run_dirs: dict[str, Path], problems: list[str]
+) -> dict[str, AnalysisResult]:
+    analyses: dict[str, AnalysisResult] = {}
+    for rid in completed.run_id:
+        path = run_dirs[rid] / "analysis.json"
+        if not path.is_file():
+            problems.append(f"{rid}: no analysis.json at {path}")
+            continue
+        try:
+            analyses[rid] = load_analysis(path)
+        except ConfigError as exc:
+            problems.append(f"{rid}: {exc}")
+    return analyses
 
 
 def load_study(study_dir: str | Path) -> StudyData:
     """Read ``study_dir``: its ``study.sqlite`` and each completed run's ``analysis.json``.
 
     Raises :class:`ConfigError` when there is no study database. Unreadable analysis files
-    are not fatal: the run stays in the tables with "n/a" for what the file would give, and
+    (bad JSON, another schema version) are not fatal: the run stays in the tables with "n/a" for what the file would give, and
     the problem is listed.
     """
     from vaelens.study.store import ResultStore
@@ -181,32 +205,11 @@ def load_study(study_dir: str | Path) -> StudyData:
             rd = Path("runs") / row.run_id
         run_dirs[row.run_id] = rd if rd.is_absolute() else study_dir / rd
     completed = results[results.status == "completed"].copy().reset_index(drop=True)
-    analyses: dict[str, dict[str, Any]] = {}
-    for rid in completed.run_id:
-        path = run_dirs[rid] / "analysis.json"
-        if not path.is_file():
-            problems.append(f"{rid}: no analysis.json at {path}")
-            continue
-        try:
-            analyses[rid] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            problems.append(f"{rid}: {path} is not valid JSON ({exc})")
-    extra: list[dict[str, Any]] = []
-    for row in completed.itertuples():
-        a = analyses.get(row.run_id, {})
-        meta = a.get("meta", {})
-        rec: dict[str, Any] = {"run_id": row.run_id}
-        factors = meta.get("factor_names")
-        rec["n_factors"] = float(len(factors)) if factors else float("nan")
-        rec["resolution"] = _resolution(str(row.dataset), meta)
-        latent = meta.get("latent_dim", (row.hparams or {}).get("latent_dim"))
-        rec["latent_dim"] = float(latent) if latent is not None else float("nan")
-        for layer, ps in (a.get("polysemanticity") or {}).items():
-            rec[f"ps_seeds.{layer}"] = _num(ps.get("mean_seeds_form"))
-            rec[f"ps_participation.{layer}"] = _num(ps.get("mean_participation"))
-        for layer, m in (a.get("modularity") or {}).items():
-            rec[f"modularity_signed.{layer}"] = _num(m.get("signed"))
-        extra.append(rec)
+    analyses = _read_analyses(completed, run_dirs, problems)
+    extra = [
+        _covariates(row.run_id, analyses.get(row.run_id), row.hparams)
+        for row in completed.itertuples()
+    ]
     if extra:
         completed = completed.merge(pd.DataFrame(extra), on="run_id", how="left")
     archs = _order(list(runs.architecture), ARCH_ORDER)
@@ -214,10 +217,3 @@ def load_study(study_dir: str | Path) -> StudyData:
     return StudyData(
         study_dir, str(name), runs, completed, analyses, run_dirs, archs, datasets, problems
     )
-
-
-def _num(v: Any) -> float:
-    try:
-        return float("nan") if v is None else float(v)
-    except (TypeError, ValueError):
-        return float("nan")

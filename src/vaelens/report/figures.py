@@ -10,13 +10,13 @@ import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
+from vaelens.analysis import AnalysisResult
 from vaelens.report.data import StudyData, arch_label
 
 __all__ = [
@@ -51,20 +51,9 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _arr(v: Any) -> np.ndarray:
-    def clean(x: Any) -> Any:
-        if isinstance(x, list):
-            return [clean(y) for y in x]
-        return np.nan if x is None else x
-
-    return np.asarray(clean(v), dtype=float)
-
-
-def _first_run(study: StudyData, ds: str, arch: str) -> dict[str, Any] | None:
-    for rid in study.runs_of(ds, arch):
-        if rid in study.analyses:
-            return study.analyses[rid]
-    return None
+def _first_run(study: StudyData, ds: str, arch: str) -> AnalysisResult | None:
+    found = study.analyses_of(ds, arch)
+    return found[0] if found else None
 
 
 def _archs_with_runs(study: StudyData, ds: str) -> list[str]:
@@ -77,19 +66,19 @@ def unit_response_heatmaps(study: StudyData, ds: str, max_layers: int = 4) -> by
     layers = [x for x in study.layers(ds)][:max_layers]
     if not archs or not layers:
         return None
-    factors = study.meta(ds).get("factor_names", [])
+    factors = study.factor_names(ds)
     fig = Figure(figsize=(2.6 * len(layers), 2.4 * len(archs)))
     axes = fig.subplots(len(archs), len(layers), squeeze=False)
     for i, arch in enumerate(archs):
-        a = _first_run(study, ds, arch) or {}
+        a = _first_run(study, ds, arch)
         for j, layer in enumerate(layers):
             ax = axes[i][j]
-            resp = a.get("unit_responses", {}).get(layer)
-            if resp is None:
+            metrics = a.trained.layers.get(layer) if a is not None else None
+            if metrics is None:
                 ax.text(0.5, 0.5, "n/a", ha="center", va="center")
                 ax.set_axis_off()
                 continue
-            r = _arr(resp)
+            r = metrics.responses
             # each unit's responses as shares of its total: shows which factors drive it
             tot = np.nansum(r, axis=1, keepdims=True)
             share = np.divide(r, tot, out=np.zeros_like(r), where=tot > 0)
@@ -106,21 +95,16 @@ def unit_response_heatmaps(study: StudyData, ds: str, max_layers: int = 4) -> by
 
 def causal_graph(study: StudyData, ds: str) -> bytes | None:
     """Bipartite latent -> factor graph per architecture (first seed); edge width ~ weight."""
-    archs = [
-        a
-        for a in _archs_with_runs(study, ds)
-        if (_first_run(study, ds, a) or {}).get("causal_graph")
-    ]
+    archs = _archs_with_runs(study, ds)
     if not archs:
         return None
-    factors = study.meta(ds).get("factor_names", [])
+    factors = study.factor_names(ds)
     fig = Figure(figsize=(3.2 * len(archs), 3.6))
     axes = fig.subplots(1, len(archs), squeeze=False)[0]
     for ax, arch in zip(axes, archs, strict=True):
-        w = _arr((_first_run(study, ds, arch) or {})["causal_graph"]["latent_to_factor"])
-        w = np.nan_to_num(np.atleast_2d(w))
-        if w.shape[0] == len(factors) != w.shape[1]:  # stored factor x latent
-            w = w.T
+        first = _first_run(study, ds, arch)
+        assert first is not None  # _archs_with_runs keeps architectures with an analysis
+        w = np.nan_to_num(np.atleast_2d(first.trained.causal_graph.latent_to_factor))
         n_l, n_f = w.shape
         wmax = w.max() if w.size and w.max() > 0 else 1.0
         yl = np.linspace(1, 0, n_l)
@@ -153,11 +137,7 @@ def causal_graph(study: StudyData, ds: str) -> bytes | None:
 
 
 def _per_dim(study: StudyData, ds: str, arch: str, block: str) -> np.ndarray:
-    vals = [
-        _arr(study.analyses[r][block]["per_dim"])
-        for r in study.runs_of(ds, arch)
-        if r in study.analyses and block in study.analyses[r]
-    ]
+    vals = [getattr(a.trained.latent, block) for a in study.analyses_of(ds, arch)]
     if not vals:
         return np.empty((0, 0))
     n = max(len(v) for v in vals)
@@ -202,7 +182,7 @@ def polysemanticity_hist(study: StudyData, ds: str) -> bytes | None:
         return None
     fig = Figure(figsize=(9, 3.2))
     axes = fig.subplots(1, 2)
-    n_f = max(1, len(study.meta(ds).get("factor_names", [])))
+    n_f = max(1, len(study.factor_names(ds)))
     bins = np.linspace(1, n_f, 16) if n_f > 1 else 10
     drawn = False
     for ax, form, title in zip(
@@ -212,11 +192,11 @@ def polysemanticity_hist(study: StudyData, ds: str) -> bytes | None:
         strict=True,
     ):
         for k, arch in enumerate(archs):
-            vals = []
-            for rid in study.runs_of(ds, arch):
-                ps = study.analyses.get(rid, {}).get("polysemanticity", {}).get(layer)
-                if ps and form in ps:
-                    vals.append(_arr(ps[form]))
+            vals = [
+                getattr(a.trained.layers[layer].polysemanticity, form)
+                for a in study.analyses_of(ds, arch)
+                if layer in a.trained.layers
+            ]
             v = np.concatenate(vals) if vals else np.empty(0)
             v = v[np.isfinite(v)]
             if v.size:
@@ -321,12 +301,12 @@ def modularity_vs_effect(study: StudyData) -> bytes | None:
 def mediation_heatmaps(study: StudyData, ds: str) -> bytes | None:
     """Factor x layer mediation share, mean over seeds, one panel per architecture."""
     archs = _archs_with_runs(study, ds)
-    factors = study.meta(ds).get("factor_names", [])
+    factors = study.factor_names(ds)
     mats, layers_all = {}, []
     for arch in archs:
         stack = []
-        for rid in study.runs_of(ds, arch):
-            by = (study.analyses.get(rid, {}).get("mediation") or {}).get("by_layer", {})
+        for a in study.analyses_of(ds, arch):
+            by = a.trained.mediation.by_layer
             if by:
                 stack.append(by)
                 for f in by.values():
@@ -341,7 +321,7 @@ def mediation_heatmaps(study: StudyData, ds: str) -> bytes | None:
     for ax, (arch, stack) in zip(axes, mats.items(), strict=True):
         m = np.array(
             [
-                [[_num(by.get(f, {}).get(layer)) for layer in layers_all] for f in factors]
+                [[by.get(f, {}).get(layer, np.nan) for layer in layers_all] for f in factors]
                 for by in stack
             ]
         )
@@ -355,10 +335,6 @@ def mediation_heatmaps(study: StudyData, ds: str) -> bytes | None:
         fig.colorbar(im, ax=list(axes), shrink=0.8, label="mediation share")
     fig.suptitle(f"{ds}: mediation share by layer and factor", fontsize=9)
     return png_bytes(fig)
-
-
-def _num(v: Any) -> float:
-    return float("nan") if v is None else float(v)
 
 
 def ces_vs_dci(study: StudyData) -> bytes | None:

@@ -158,14 +158,7 @@ def per_dimension_effects(study: StudyData) -> Table:
     for ds in study.datasets:
         per: dict[str, list[np.ndarray]] = {}
         for arch in study.architectures:
-            per[arch] = [
-                np.asarray(
-                    [np.nan if v is None else v for v in study.analyses[r]["ces"]["per_dim"]],
-                    dtype=float,
-                )
-                for r in study.runs_of(ds, arch)
-                if r in study.analyses and "ces" in study.analyses[r]
-            ]
+            per[arch] = [a.trained.latent.ces for a in study.analyses_of(ds, arch)]
         n_dim = max((len(v) for vs in per.values() for v in vs), default=0)
         for i in range(n_dim):
             rec: dict[str, Any] = {"dataset": ds, "dimension": i}
@@ -200,10 +193,10 @@ def polysemanticity_table(study: StudyData) -> Table:
         return f
 
     rows = [
-        ("Early layer mean PS (participation)", col("ps_participation", "early")),
-        ("Early layer mean PS (seeds' printed form)", col("ps_seeds", "early")),
-        ("Latent (mu) mean PS (participation)", col("ps_participation", "mu")),
-        ("Latent (mu) mean PS (seeds' printed form)", col("ps_seeds", "mu")),
+        ("Early layer mean PS (participation)", col("polysemanticity", "early")),
+        ("Early layer mean PS (seeds' printed form)", col("polysemanticity_seeds", "early")),
+        ("Latent (mu) mean PS (participation)", col("polysemanticity", "mu")),
+        ("Latent (mu) mean PS (seeds' printed form)", col("polysemanticity_seeds", "mu")),
         ("Monosemantic fraction (mu)", col("monosemantic_fraction", "mu")),
         ("Cluster coherence (mu)", col("cluster_coherence", "mu")),
     ]
@@ -263,23 +256,23 @@ def mediation_by_layer(study: StudyData, factor: str | None = None) -> Table:
     """Table 5: mediation share of each encoder layer for one factor (default: the first)."""
     disp, data = [], []
     used = []
-    known = {f for ds in study.datasets for f in study.meta(ds).get("factor_names", [])}
+    known = {f for ds in study.datasets for f in study.factor_names(ds)}
     if factor is not None and known and factor not in known:
         raise ConfigError(
             f"mediation_factor: {factor!r} is not a factor of any dataset; expected one of "
             f"{sorted(known)}"
         )
     for ds in study.datasets:
-        meta = study.meta(ds)
-        names = list(meta.get("factor_names", []))
+        names = study.factor_names(ds)
         f = factor if factor in names else (names[0] if names else None)
         if f is None:
             continue
         used.append(f"{ds}: {f}")
         layers: list[str] = []
-        for rid in study.completed[study.completed.dataset == ds].run_id:
-            by = (study.analyses.get(rid, {}).get("mediation") or {}).get("by_layer", {})
-            layers += [x for x in by.get(f, {}) if x not in layers]
+        for arch in study.architectures:
+            for a in study.analyses_of(ds, arch):
+                by = a.trained.mediation.by_layer.get(f, {})
+                layers += [x for x in by if x not in layers]
         for layer in layers:
             rec = {"dataset": ds, "factor": f, "layer": layer}
             summ = _summary(study, ds, f"mediation.{f}.{layer}")
@@ -596,7 +589,7 @@ def seeds_comparison(study: StudyData) -> Table:
     for ds in study.datasets:
         for metric, seeds in SEEDS.items():
             col = (
-                _layer_metric(study, ds, "ps_participation")
+                _layer_metric(study, ds, "polysemanticity")
                 if metric == "ps.mu"
                 else _resolve(study, ds, metric)
             )

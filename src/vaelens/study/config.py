@@ -20,7 +20,7 @@ A study file (TOML or YAML) looks like::
     [dataset_options.dsprites] # load_dataset keywords of one dataset
     source = "procedural"
 
-    [analysis]
+    [analysis]                 # vaelens.analysis.AnalysisSettings + the metrics to score
     n_samples = 256
     metrics_preset = "fast"
 
@@ -37,23 +37,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vaelens.analysis.settings import AnalysisSettings
 from vaelens.errors import ConfigError
 
-__all__ = ["AnalysisSettings", "RunSpec", "StudyConfig", "load_study_config", "plan_runs"]
+__all__ = ["RunSpec", "StudyAnalysis", "StudyConfig", "load_study_config", "plan_runs"]
 
 
-class AnalysisSettings(BaseModel):
-    """What each run's analysis computes."""
+class StudyAnalysis(AnalysisSettings):
+    """A study's ``[analysis]`` table: :class:`vaelens.analysis.AnalysisSettings` (same
+    defaults and bounds as ``vaelens analyze``) plus the disentanglement metrics to score.
 
-    model_config = ConfigDict(extra="forbid")
+    ``seed`` is not set here: each run's analysis uses the run's seed.
+    """
 
-    n_samples: int = Field(256, ge=8, description="input-intervention pairs per factor")
-    latent_values: list[float] = Field(
-        default_factory=lambda: [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0],
-        description="values each latent dimension is set to",
-    )
     metrics: list[str] = Field(
         default_factory=lambda: ["dci", "mig", "sap", "factor_vae", "beta_vae"],
         description="disentanglement metrics",
@@ -66,7 +64,17 @@ class AnalysisSettings(BaseModel):
     metrics_overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-metric keyword arguments replacing the preset's"
     )
-    baseline: bool = Field(True, description="analyse a random-init twin as the null baseline")
+
+    @model_validator(mode="after")
+    def _seed_from_grid(self) -> StudyAnalysis:
+        if "seed" in self.model_fields_set:
+            raise ValueError("seed is set by the grid (each run's analysis uses the run's seed)")
+        return self
+
+    def for_run(self, seed: int) -> AnalysisSettings:
+        """The analysis settings of one run: these, with the run's ``seed``."""
+        fields = self.model_dump(include=set(AnalysisSettings.model_fields))
+        return AnalysisSettings.model_validate({**fields, "seed": seed})
 
 
 class StudyConfig(BaseModel):
@@ -82,7 +90,7 @@ class StudyConfig(BaseModel):
     model_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     dataset_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    analysis: StudyAnalysis = Field(default_factory=StudyAnalysis)
     resources: dict[str, float] = Field(
         default_factory=lambda: {"num_cpus": 1.0, "num_gpus": 0.0},
         description="per-run request of the Ray executor",
@@ -119,7 +127,7 @@ class RunSpec(BaseModel):
     hparams: dict[str, Any]
     train: dict[str, Any]
     dataset_options: dict[str, Any]
-    analysis: AnalysisSettings
+    analysis: StudyAnalysis
 
 
 def _run_id(arch: str, dataset: str, seed: int, hparams: dict[str, Any]) -> str:

@@ -6,7 +6,8 @@ not redone, so a run interrupted anywhere resumes where it stopped:
 - training resumes from its last checkpoint (``vaelens.train.train``);
 - ``analysis.json`` and ``figures/`` come from :func:`vaelens.analysis.analyze_run`;
 - ``disentanglement.json`` holds the disentanglement metrics;
-- ``result.json`` (written last) holds the scalar summary the driver records.
+- ``result.json`` (written last) holds the scalar summary the driver records: the analysis'
+  :meth:`~vaelens.analysis.AnalysisResult.scalars` and the disentanglement scores.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from vaelens.analysis import load_analysis
 from vaelens.io import atomic_write_json
 from vaelens.study.config import RunSpec
 
-__all__ = ["execute_run", "summarise_analysis"]
+__all__ = ["execute_run"]
 
 #: dataset options that are TrainConfig fields rather than load_dataset keywords
 _SOURCE_KEYS = {"source": "dataset_source", "root": "dataset_root"}
@@ -43,67 +43,6 @@ def _train_config(run: RunSpec, run_dir: Path) -> dict[str, Any]:
         dataset_params=params,
     )
     return data
-
-
-def _mean(values: Any) -> float:
-    arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-    return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
-
-
-def _layer_scalars(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    out[f"{prefix}ces"] = {
-        "mean": d["ces"]["mean"],
-        "mean_normalised": d["ces"].get("mean_normalised"),
-    }
-    out[f"{prefix}specificity"] = {
-        "mean": d["specificity"]["mean"],
-        "mean_normalised": d["specificity"].get("mean_normalised"),
-    }
-    out[f"{prefix}modularity"] = {layer: v.get("seeds") for layer, v in d["modularity"].items()}
-    out[f"{prefix}monosemantic_fraction"] = {
-        layer: v.get("fraction") for layer, v in d["monosemantic_fraction"].items()
-    }
-    out[f"{prefix}cluster_coherence"] = {
-        layer: v.get("coherence") for layer, v in d.get("clusters", {}).items()
-    }
-    out[f"{prefix}polysemanticity"] = {
-        layer: v.get("mean_participation") for layer, v in d["polysemanticity"].items()
-    }
-    return out
-
-
-def summarise_analysis(analysis: dict[str, Any]) -> dict[str, Any]:
-    """The scalar metrics of an analysis dict (the schema of :mod:`vaelens.analysis`), nested.
-
-    ``ces.mean``, ``specificity.mean``, ``modularity.<layer>``, ``monosemantic_fraction.<layer>``,
-    ``cluster_coherence.<layer>``, ``polysemanticity.<layer>``, ``mediation.<factor>.<layer>``,
-    ``recon.trained``/``recon.baseline`` (NLL per image), ``recon.mse_*`` (per pixel, image
-    space: trained, random twin, mean-image predictor), and the same causal metrics under ``baseline.``.
-    None values are kept as NaN.
-    """
-    out = _layer_scalars(analysis)
-    out["mediation"] = analysis.get("mediation", {}).get("by_layer", {})
-    meta = analysis.get("meta", {})
-    out["recon"] = {
-        "trained": meta.get("recon_error"),
-        "baseline": meta.get("recon_error_baseline"),
-        "mse_trained": meta.get("recon_mse"),
-        "mse_baseline": meta.get("recon_mse_baseline"),
-        "mse_mean_image": meta.get("recon_mse_mean_image"),
-    }
-    if analysis.get("baseline"):
-        out["baseline"] = _layer_scalars(analysis["baseline"])
-    vq = analysis.get("vq")
-    if vq:
-        out["vq"] = {k: v for k, v in vq.items() if isinstance(v, int | float)}
-
-    def clean(tree: Any) -> Any:
-        if isinstance(tree, dict):
-            return {k: clean(v) for k, v in tree.items()}
-        return float("nan") if tree is None else tree
-
-    return clean(out)
 
 
 def execute_run(spec: dict[str, Any], storage: str) -> dict[str, Any]:
@@ -129,14 +68,8 @@ def execute_run(spec: dict[str, Any], storage: str) -> dict[str, Any]:
     if not analysis_path.is_file():
         from vaelens.analysis import analyze_run
 
-        analyze_run(
-            run_dir,
-            n_samples=run.analysis.n_samples,
-            seed=run.seed,
-            values=run.analysis.latent_values,
-            baseline=run.analysis.baseline,
-        )
-    analysis = json.loads(analysis_path.read_text())
+        analyze_run(run_dir, run.analysis.for_run(run.seed))
+    analysis = load_analysis(analysis_path)
 
     dis_path = run_dir / "disentanglement.json"
     if dis_path.is_file():
@@ -162,7 +95,7 @@ def execute_run(spec: dict[str, Any], storage: str) -> dict[str, Any]:
         atomic_write_json(dis_path, dis)
     analysis_seconds = time.perf_counter() - t1
 
-    metrics = summarise_analysis(analysis)
+    metrics: dict[str, Any] = analysis.scalars()
     metrics.update(dis)
     result = {
         "metrics": metrics,

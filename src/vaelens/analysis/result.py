@@ -1,0 +1,430 @@
+"""The typed result of an analysis: one pydantic model a block, one JSON round-trip.
+
+``AnalysisResult`` = ``meta`` (what was analysed, and how) + ``trained`` and ``baseline``
+(:class:`ModelAnalysis`: the same measurements on the model and on its random twin). A
+:class:`ModelAnalysis` holds the blocks:
+
+- ``latent`` (:class:`LatentEffects`): CES and intervention specificity per latent unit;
+- ``layers[name]`` (:class:`LayerMetrics`): the unit responses ``R(n, f)`` of one layer and
+  what is computed from them (:class:`Polysemanticity`, :class:`Monosemanticity`,
+  :class:`Modularity`, :class:`Clusters`);
+- ``mediation`` (:class:`Mediation`), ``causal_graph`` (:class:`CausalGraph`), ``vq``
+  (:class:`VQEffects`, VQ models only), and the reconstruction errors.
+
+Arrays are numpy float64 (NaN where undefined: a dead unit, an unmoved latent); in JSON they
+are nested lists with ``null`` for NaN. ``to_json()`` / ``from_json()`` are exact inverses,
+``scalars()`` is the one flattening to the named scalars a study stores. ``analysis.json``
+carries :data:`SCHEMA_VERSION`; a file of another version is refused with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    PrivateAttr,
+    ValidationError,
+)
+
+from vaelens.analysis.settings import AnalysisSettings
+from vaelens.errors import ConfigError
+from vaelens.io import atomic_write_json
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnalysisMeta",
+    "AnalysisResult",
+    "CausalGraph",
+    "Clusters",
+    "FactorGraph",
+    "LatentEffects",
+    "LayerMetrics",
+    "Mediation",
+    "ModelAnalysis",
+    "Modularity",
+    "Monosemanticity",
+    "Polysemanticity",
+    "VQEffects",
+    "load_analysis",
+]
+
+#: Version of the analysis.json layout; bumped whenever a field changes meaning or place.
+SCHEMA_VERSION = 2
+
+
+def _nan_to_none(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_nan_to_none(e) for e in v]
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _float_array(v: Any) -> np.ndarray:
+    if isinstance(v, np.ndarray):
+        return v.astype(np.float64, copy=False)
+    return np.array(_none_to_nan(v), dtype=np.float64)
+
+
+def _none_to_nan(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return [_none_to_nan(e) for e in v]
+    return math.nan if v is None else v
+
+
+def _int_array(v: Any) -> np.ndarray:
+    arr = np.asarray(v)
+    integral = np.issubdtype(arr.dtype, np.integer) or np.all(np.equal(np.mod(arr, 1), 0))
+    if arr.size and not integral:
+        raise ValueError("expected integers")
+    return arr.astype(np.int64)
+
+
+#: float64 array; JSON: nested lists, NaN as null
+FloatArray = Annotated[
+    np.ndarray,
+    BeforeValidator(_float_array),
+    PlainSerializer(lambda a: _nan_to_none(a.tolist()), when_used="json"),
+]
+#: int64 array; JSON: nested lists
+IntArray = Annotated[
+    np.ndarray, BeforeValidator(_int_array), PlainSerializer(lambda a: a.tolist(), when_used="json")
+]
+#: float that may be NaN (undefined); JSON: null
+Num = Annotated[
+    float,
+    BeforeValidator(lambda v: math.nan if v is None else v),
+    PlainSerializer(lambda v: v if math.isfinite(v) else None, when_used="json"),
+]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", frozen=True)
+
+
+def _live_mean(values: np.ndarray, live: np.ndarray) -> float:
+    return float(values[live].mean()) if live.any() else math.nan
+
+
+class LatentEffects(_Block):
+    """Latent interventions: CES (seeds eq. 7) and specificity (eq. 8) per latent unit.
+
+    ``ces[i] = E_{x,v} ||D(z~_{i,v}) - D(z)||_2``; ``ces_normalised`` divides by the number
+    of output elements' square root; ``ces_ci[i]`` is the bootstrap interval over samples.
+    ``specificity[i]`` is NaN for a unit whose traversal moves no output (its share of
+    such (sample, value) cells is ``null_fraction[i]``); means are over the live units.
+    """
+
+    units: Literal["latent dimensions", "code positions"]
+    ces: FloatArray
+    ces_normalised: FloatArray
+    ces_ci: FloatArray
+    ces_mean_ci: FloatArray
+    specificity: FloatArray
+    specificity_normalised: FloatArray
+    null_fraction: FloatArray
+    n_samples: int
+
+    @property
+    def ces_mean(self) -> float:
+        return float(self.ces.mean())
+
+    @property
+    def ces_mean_normalised(self) -> float:
+        return float(self.ces_normalised.mean())
+
+    @property
+    def specificity_mean(self) -> float:
+        return _live_mean(self.specificity, ~np.isnan(self.specificity))
+
+    @property
+    def specificity_mean_normalised(self) -> float:
+        return _live_mean(self.specificity_normalised, ~np.isnan(self.specificity))
+
+    def scalars(self) -> dict[str, float]:
+        return {
+            "ces.mean": self.ces_mean,
+            "ces.mean_normalised": self.ces_mean_normalised,
+            "specificity.mean": self.specificity_mean,
+            "specificity.mean_normalised": self.specificity_mean_normalised,
+        }
+
+
+class Polysemanticity(_Block):
+    """Per unit: participation ratio (1 = monosemantic) and the seeds' eq. 11 as printed.
+
+    NaN for dead units; the means are over the live ones.
+    """
+
+    participation: FloatArray
+    seeds_form: FloatArray
+
+    @property
+    def mean_participation(self) -> float:
+        return _live_mean(self.participation, ~np.isnan(self.participation))
+
+    @property
+    def mean_seeds_form(self) -> float:
+        return _live_mean(self.seeds_form, ~np.isnan(self.participation))
+
+
+class Monosemanticity(_Block):
+    """Share of live units with participation ratio below the threshold, with its CI."""
+
+    fraction: Num
+    n_monosemantic: int
+    n_live: int
+    n_units: int
+    ci: FloatArray
+
+
+class Modularity(_Block):
+    """Circuit modularity of a layer: the seeds' form and the signed form."""
+
+    seeds: Num
+    signed: Num
+
+
+class Clusters(_Block):
+    """k-means circuit clusters of units by response profile (labels -1: dead units)."""
+
+    labels: IntArray
+    n_clusters: int
+    coherence: Num
+    majority_factor: IntArray
+    sizes: IntArray
+
+
+class LayerMetrics(_Block):
+    """One analysed layer: ``responses`` ``R(n, f)`` ``(units, factors)`` and its metrics."""
+
+    responses: FloatArray
+    polysemanticity: Polysemanticity
+    monosemantic: Monosemanticity
+    modularity: Modularity
+    clusters: Clusters
+
+    def scalars(self, layer: str) -> dict[str, float]:
+        return {
+            f"modularity.{layer}": self.modularity.seeds,
+            f"modularity_signed.{layer}": self.modularity.signed,
+            f"monosemantic_fraction.{layer}": self.monosemantic.fraction,
+            f"cluster_coherence.{layer}": self.clusters.coherence,
+            f"polysemanticity.{layer}": self.polysemanticity.mean_participation,
+            f"polysemanticity_seeds.{layer}": self.polysemanticity.mean_seeds_form,
+        }
+
+
+class Mediation(_Block):
+    """Indirect-effect shares ``<NIE, TE> / ||TE||^2`` onto ``target``, per factor.
+
+    ``by_layer[factor][layer]``: the whole layer patched (1 for every cut of a sequential
+    encoder); ``by_channel[factor][layer]``: one channel at a time (exact);
+    ``by_channel_attribution[factor][layer]``: the first-order (attribution patching)
+    estimate for every encoder layer. NaN where no pair moves the target.
+    """
+
+    target: str
+    by_layer: dict[str, dict[str, Num]]
+    by_channel: dict[str, dict[str, FloatArray]]
+    by_channel_attribution: dict[str, dict[str, FloatArray]]
+    method: str
+
+    def scalars(self) -> dict[str, float]:
+        return {
+            f"mediation.{f}.{layer}": share
+            for f, by in self.by_layer.items()
+            for layer, share in by.items()
+        }
+
+
+class FactorGraph(_Block):
+    """The dataset's own causal graph of its factors (``adjacency[i][j]``: i causes j)."""
+
+    names: list[str]
+    adjacency: FloatArray
+
+
+class CausalGraph(_Block):
+    """Latent -> factor and factor -> latent weights, and the edges (see analysis.core)."""
+
+    latent_to_factor: FloatArray
+    factor_to_latent: FloatArray
+    edges: IntArray
+    edge_threshold: float
+    probe_r2: FloatArray
+    probe_r2_min: float
+    latent_units: str
+    method: str
+    factor_graph: FactorGraph | None = None
+
+
+class VQEffects(_Block):
+    """A VQ-VAE's code-swap effect beside the continuous-shift effect of ``z_e``."""
+
+    code_swap_effect_mean: Num
+    code_swap_effect_ci: FloatArray
+    continuous_effect_mean: Num
+    continuous_zero_fraction: Num
+    continuous_shift: float
+    continuous_dims: list[int]
+    n_positions: int
+
+    def scalars(self) -> dict[str, float]:
+        return {
+            "vq.code_swap_effect_mean": self.code_swap_effect_mean,
+            "vq.continuous_effect_mean": self.continuous_effect_mean,
+            "vq.continuous_zero_fraction": self.continuous_zero_fraction,
+            "vq.continuous_shift": self.continuous_shift,
+            "vq.n_positions": float(self.n_positions),
+        }
+
+
+class ModelAnalysis(_Block):
+    """Every measurement on one network (the trained model, or its random twin).
+
+    ``recon_error``: mean per-image NLL term (BCE or summed squared error, see
+    ``meta.recon_error_kind``); ``recon_mse``: mean squared error per pixel in image space.
+    """
+
+    latent: LatentEffects
+    layers: dict[str, LayerMetrics]
+    mediation: Mediation
+    causal_graph: CausalGraph
+    vq: VQEffects | None = None
+    recon_error: Num
+    recon_mse: Num
+
+    def scalars(self) -> dict[str, float]:
+        """The causal metrics as named scalars (``ces.mean``, ``modularity.<layer>``, ...)."""
+        out = self.latent.scalars()
+        for name, layer in self.layers.items():
+            out.update(layer.scalars(name))
+        return out
+
+
+class AnalysisMeta(_Block):
+    """What was analysed and how: model, dataset, layers, settings, timing and notes."""
+
+    model: str
+    variant: str | None = None
+    dataset: str
+    factor_names: list[str]
+    image_shape: list[int]
+    latent_dim: int
+    latent_dim_raw: int
+    vq: bool
+    encoder_layers: list[str]
+    decoder_layers: list[str]
+    channel_layers: list[str]
+    recon_error_kind: str
+    recon_mse_mean_image: Num
+    n_probe: int
+    settings: AnalysisSettings
+    seconds: float
+    notes: list[str]
+
+    @property
+    def layers(self) -> list[str]:
+        """Every analysed hook point in forward order (encoder, then decoder)."""
+        return [*self.encoder_layers, *self.decoder_layers]
+
+
+class AnalysisResult(BaseModel):
+    """What :func:`vaelens.analyze` found; ``analysis.json`` is :meth:`to_json`.
+
+    ``traversals`` (not serialised): example traversals ``(n_show, rows, cols, C, H, W)``
+    for the figures, rows named in ``traversal_rows``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", frozen=True)
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+    meta: AnalysisMeta
+    trained: ModelAnalysis
+    baseline: ModelAnalysis | None = None
+    _traversals: np.ndarray | None = PrivateAttr(default=None)
+    _traversal_rows: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def traversals(self) -> np.ndarray | None:
+        return self._traversals
+
+    @property
+    def traversal_rows(self) -> list[str]:
+        return self._traversal_rows
+
+    def with_traversals(self, traversals: np.ndarray | None, rows: list[str]) -> AnalysisResult:
+        """This result carrying example traversals for the figures (returns ``self``)."""
+        self._traversals = traversals
+        self._traversal_rows = list(rows)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """Strict-JSON-ready dict (NaN -> ``null``, arrays -> lists)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, data: Any, *, source: str = "analysis") -> AnalysisResult:
+        """The inverse of :meth:`to_json`; one-line :class:`ConfigError` naming ``source``."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ConfigError(
+                f"{source}: analysis schema version {version!r}, expected {SCHEMA_VERSION} "
+                "(written by another vaelens version); run `vaelens analyze` on the run again"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"{source}: field {loc!r}: {err['msg']}") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path`` atomically; returns the path."""
+        atomic_write_json(path, self.to_json())
+        return Path(path)
+
+    def scalars(self) -> dict[str, float]:
+        """The named scalars a study stores (NaN where undefined).
+
+        The trained model's causal metrics (``ces.mean``, ``specificity.mean``, their
+        ``_normalised`` forms, ``modularity[_signed].<layer>``, ``monosemantic_fraction.<layer>``,
+        ``cluster_coherence.<layer>``, ``polysemanticity[_seeds].<layer>``), the mediation
+        shares ``mediation.<factor>.<layer>``, the same causal metrics of the random twin
+        under ``baseline.``, ``recon.trained``/``recon.baseline`` (NLL per image),
+        ``recon.mse_trained``/``mse_baseline``/``mse_mean_image`` (per pixel) and ``vq.*``.
+        """
+        out = self.trained.scalars()
+        out.update(self.trained.mediation.scalars())
+        base = self.baseline
+        if base is not None:
+            out.update({f"baseline.{k}": v for k, v in base.scalars().items()})
+        out["recon.trained"] = self.trained.recon_error
+        out["recon.baseline"] = base.recon_error if base is not None else math.nan
+        out["recon.mse_trained"] = self.trained.recon_mse
+        out["recon.mse_baseline"] = base.recon_mse if base is not None else math.nan
+        out["recon.mse_mean_image"] = self.meta.recon_mse_mean_image
+        if self.trained.vq is not None:
+            out.update(self.trained.vq.scalars())
+        return {k: float(v) for k, v in out.items()}
+
+
+def load_analysis(path: str | Path) -> AnalysisResult:
+    """Read an ``analysis.json``; one-line :class:`ConfigError` naming the file when it is bad."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such analysis file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{p}: not a readable JSON file ({exc})") from None
+    return AnalysisResult.from_json(data, source=str(p))
