@@ -75,7 +75,6 @@ from vaelens.lens import (
     mediation,
 )
 from vaelens.metrics.causal import (
-    bootstrap_ci,
     causal_effect_strength,
     circuit_clusters,
     circuit_modularity,
@@ -83,6 +82,7 @@ from vaelens.metrics.causal import (
     monosemantic_fraction,
     polysemanticity,
 )
+from vaelens.stats import bootstrap_ci
 
 __all__ = ["AnalysisResult", "analyze", "default_layers", "random_baseline"]
 

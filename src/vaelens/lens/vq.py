@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from vaelens.errors import ModelContractError
+from vaelens.errors import ArgumentError, ModelContractError
 from vaelens.lens.hooks import Lens
 from vaelens.lens.patching import Metric, effect_metric, resolve_max_batch
 
@@ -105,7 +105,7 @@ def code_swap_effects(
     if replacement == "random":
         k = num_codes if num_codes is not None else codebook_size(model)
         if k < 2:
-            raise ModelContractError(f"num_codes: a swap needs at least 2 codes, got {k}")
+            raise ArgumentError(f"num_codes: a swap needs at least 2 codes, got {k}")
         shift = torch.randint(1, k, flat.shape, generator=gen).to(flat.device)
         new = (flat + shift) % k
     elif replacement == "nearest":
@@ -120,7 +120,7 @@ def code_swap_effects(
     elif isinstance(replacement, int):
         new = torch.full_like(flat, replacement)
     else:
-        raise ModelContractError(
+        raise ArgumentError(
             f"replacement: expected 'random', 'nearest' or a code index, got {replacement!r}"
         )
     fn = effect_metric(metric)
