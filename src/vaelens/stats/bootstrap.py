@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,7 @@ _NAN3 = (float("nan"), float("nan"), float("nan"))
 def _check_args(n_boot: Any, level: Any, method: Any, statistic: Any) -> None:
     if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 1:
         raise ArgumentError(f"n_boot: expected a positive int, got {n_boot!r}")
-    if not isinstance(level, float | int) or not 0 < level < 1:
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise ArgumentError(f"level: expected a number in (0, 1), got {level!r}")
     if method not in BOOT_METHODS:
         raise ArgumentError(f"method: expected one of {BOOT_METHODS}, got {method!r}")
