@@ -8,7 +8,7 @@ import torch
 
 from test_lens_models import ConvVAE, TinyVQ
 from vaelens.data import ArrayDataset
-from vaelens.errors import ModelContractError
+from vaelens.errors import ArgumentError, ModelContractError
 from vaelens.lens import (
     DEFAULT_VALUES,
     Lens,
@@ -70,7 +70,7 @@ def test_input_intervention_gives_latent_shift_and_activation_differences() -> N
     torch.testing.assert_close(signed.deltas["encoder.1"], d1.mean((2, 3)), rtol=0, atol=1e-6)
     full = input_intervention(lens, x, xt, ["encoder.1"], reduce="none")
     torch.testing.assert_close(full.deltas["encoder.1"], d1, rtol=0, atol=1e-6)
-    with pytest.raises(ModelContractError, match="reduce"):
+    with pytest.raises(ArgumentError, match="reduce"):
         input_intervention(lens, x, xt, reduce="max")
 
 
@@ -95,9 +95,9 @@ def test_latent_traversal_shapes_and_values() -> None:
     assert grid.shape == (4 * 17 - 1, 7 * 17 - 1, 1)
     np.testing.assert_allclose(grid[17:33, 0:16, 0], out[0, 1, 0, 0].numpy(), atol=1e-6)
     assert (grid[16, :, 0] == 1.0).all()  # padding row
-    with pytest.raises(ModelContractError, match="values"):
+    with pytest.raises(ArgumentError, match="values"):
         latent_traversal(lens, z, values=[])
-    with pytest.raises(ModelContractError, match="dims"):
+    with pytest.raises(ArgumentError, match="dims"):
         latent_traversal(lens, z, dims=[9])
 
 

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from test_lens_models import ConvVAE, HalfCircuit, LinearAE, SkipAE
-from vaelens.errors import ModelContractError
+from vaelens.errors import ArgumentError
 from vaelens.lens import (
     Lens,
     activation_patching,
@@ -156,7 +156,7 @@ def test_channels_last_can_be_turned_off_and_is_validated(conv) -> None:
         atol=1e-6,
         rtol=0,
     )
-    with pytest.raises(ModelContractError, match="channels_last"):
+    with pytest.raises(ArgumentError, match="channels_last"):
         Lens(model, channels_last="yes")  # type: ignore[arg-type]
 
 
@@ -204,7 +204,7 @@ def test_patching_onto_the_latent_mean(conv) -> None:
     z1, z2 = lens.encode_mean(x1), lens.encode_mean(x2)
     # patching feature u of mu moves only latent u, by |z2_u - z1_u|
     torch.testing.assert_close(eff["mu"], (z2 - z1).abs(), rtol=0, atol=1e-6)
-    with pytest.raises(ModelContractError, match="decoder"):
+    with pytest.raises(ArgumentError, match="decoder"):
         activation_patching(lens, x1, x2, ["decoder.2"], target="latent")
 
 
@@ -260,11 +260,11 @@ def test_attribution_ranks_units_like_exact_patching_on_a_conv_vae(conv) -> None
 
 def test_bad_arguments_raise_clear_errors(conv) -> None:
     lens, x1, x2 = conv
-    with pytest.raises(ModelContractError, match="same shape"):
+    with pytest.raises(ArgumentError, match="same shape"):
         activation_patching(lens, x1, x2[:3])
-    with pytest.raises(ModelContractError, match="metric"):
+    with pytest.raises(ArgumentError, match="metric"):
         activation_patching(lens, x1, x2, metric="cosine")
-    with pytest.raises(ModelContractError, match="max_batch"):
+    with pytest.raises(ArgumentError, match="max_batch"):
         activation_patching(lens, x1, x2, max_batch=0)
-    with pytest.raises(ModelContractError, match="probes"):
+    with pytest.raises(ArgumentError, match="probes"):
         attribution_patching(lens, x1, x2, probes=0)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from vaelens.errors import ArgumentError, VaelensError
 from vaelens.stats import (
     adjust_pvalues,
     compare_groups,
@@ -36,8 +37,11 @@ def test_correlation_edge_cases() -> None:
     assert np.isnan(correlation([1, 1, 1, 1], [1, 2, 3, 4]).r)
     # NaN pairs are dropped
     assert correlation([1, 2, 3, np.nan, 5], [2, 4, 6, 1, 10], n_boot=50).n == 4
-    with pytest.raises(ValueError, match="method"):
-        correlation([1, 2, 3], [1, 2, 3], method="kendall")
+    with pytest.raises(ArgumentError, match=r"^method: expected 'pearson' or 'spearman'") as info:
+        correlation([1, 2, 3], [1, 2, 3], method="kendal")
+    assert isinstance(info.value, ValueError) and isinstance(info.value, VaelensError)
+    three = correlation([1, 2, 3], [1, 3, 2])  # r and p, but no CI below 4 pairs
+    assert np.isfinite(three.r) and np.isnan(three.ci_low) and np.isnan(three.ci_high)
     with pytest.raises(ValueError, match="y: expected 3 values"):
         correlation([1, 2, 3], [1, 2])
 

@@ -1,7 +1,8 @@
 """vaelens: mechanistic interpretability of variational autoencoders through causal interventions.
 
 Layers, data flowing one way: ``data`` -> ``models`` -> ``train`` -> ``lens`` -> ``metrics``
--> ``analysis`` -> ``stats`` -> ``study`` -> ``report``, with ``cli`` on top.
+-> ``analysis`` -> ``study`` -> ``report``, with ``cli`` on top; ``stats``, ``errors`` and
+``io`` sit beneath them all.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Each error message names the file, field or argument at fault and what was expected,
 so that a user can fix the input without reading a traceback.
+
+Imports from: nothing of vaelens (it sits beneath every package).
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ class DownloadError(VaelensError, RuntimeError):
     """A dataset could not be fetched (offline, wrong checksum, server error)."""
 
 
-class ConfigError(VaelensError, ValueError):
-    """A configuration file or argument is invalid."""
+class ArgumentError(VaelensError, ValueError):
+    """A bad argument value: out of range, of the wrong shape, or not among the choices."""
+
+
+class ConfigError(ArgumentError):
+    """A configuration field is invalid (a config field is an argument given in a file)."""
 
 
 class CheckpointError(VaelensError, RuntimeError):
@@ -32,4 +38,7 @@ class TrainingDivergedError(VaelensError, RuntimeError):
 
 
 class ModelContractError(VaelensError, TypeError):
-    """A model does not offer what the lens needs (``encode``/``decode``)."""
+    """A model lacks what the lens needs: ``encode``/``decode``, or outputs of the right shape.
+
+    Bad argument values passed alongside a model raise :class:`ArgumentError` instead.
+    """

@@ -52,11 +52,7 @@ from vaelens.metrics.causal import (
     monosemantic_fraction,
     polysemanticity,
 )
-
-try:  # TEMP until stats.bootstrap_ci lands
-    from vaelens.stats import bootstrap_ci
-except ImportError:
-    from vaelens.metrics.causal import bootstrap_ci
+from vaelens.stats import bootstrap_ci
 
 __all__ = [
     "Inputs",

@@ -1,4 +1,7 @@
-"""Ground-truth datasets: the contract, index arithmetic, the registry and downloads."""
+"""Ground-truth datasets: the contract, index arithmetic, the registry and downloads.
+
+Imports from: errors, io.
+"""
 
 from vaelens.data.base import (
     ArrayDataset,

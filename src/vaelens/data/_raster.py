@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vaelens.errors import ArgumentError
+
 __all__ = [
     "in_box",
     "in_convex_polygon",
@@ -108,7 +110,7 @@ def in_convex_polygon(u: np.ndarray, v: np.ndarray, vertices: np.ndarray) -> np.
     """
     verts = np.asarray(vertices, dtype=np.float64)
     if verts.ndim != 2 or verts.shape[1] != 2 or verts.shape[0] < 3:
-        raise ValueError(f"vertices: expected shape (K>=3, 2), got {verts.shape}")
+        raise ArgumentError(f"vertices: expected shape (K>=3, 2), got {verts.shape}")
     nxt = np.roll(verts, -1, axis=0)
     pos = np.ones(np.broadcast(u, v).shape, dtype=bool)
     neg = np.ones_like(pos)

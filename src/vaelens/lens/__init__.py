@@ -6,6 +6,8 @@
 4. causal mediation (:func:`mediation`),
 
 plus discrete code swaps for VQ-VAEs (:func:`code_swap_effects`).
+
+Imports from: data, errors.
 """
 
 from vaelens.lens.hooks import ActivationCache, Capture, HookPoint, Lens, latent_mean

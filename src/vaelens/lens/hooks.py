@@ -54,7 +54,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from vaelens.errors import ModelContractError
+from vaelens.errors import ArgumentError, ModelContractError
 
 __all__ = [
     "ActivationCache",
@@ -205,7 +205,7 @@ class Lens:
         self.model = model
         self.output_map = self._resolve_output(model, output)
         if channels_last not in (None, True, False):
-            raise ModelContractError(
+            raise ArgumentError(
                 f"channels_last: expected None, True or False, got {channels_last!r}"
             )
         if eval_mode:
@@ -236,9 +236,7 @@ class Lens:
             return torch.sigmoid
         if output == "identity":
             return lambda t: t
-        raise ModelContractError(
-            f"output: expected 'sigmoid', 'identity' or a callable, got {output!r}"
-        )
+        raise ArgumentError(f"output: expected 'sigmoid', 'identity' or a callable, got {output!r}")
 
     def trace(self, x: torch.Tensor) -> list[str]:
         """Record the hook points from one pass on ``x`` (its first two rows); return their names."""
@@ -291,9 +289,9 @@ class Lens:
     @staticmethod
     def _check_input(x: Any, *, trace: bool = True, argument: str = "x") -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
-            raise ModelContractError(f"{argument}: expected a torch.Tensor, got {type(x).__name__}")
+            raise ArgumentError(f"{argument}: expected a torch.Tensor, got {type(x).__name__}")
         if x.ndim < 2 or x.shape[0] < 1:
-            raise ModelContractError(
+            raise ArgumentError(
                 f"{argument}: expected a batch (N, ...) with N >= 1, got shape {tuple(x.shape)}"
             )
         return x
@@ -319,7 +317,7 @@ class Lens:
         """The :class:`HookPoint` called ``name`` (a clear error listing the names otherwise)."""
         points = self._ensure_traced()
         if name not in points:
-            raise ModelContractError(
+            raise ArgumentError(
                 f"hook name {name!r} is not a hook point of {type(self.model).__name__}; "
                 f"expected one of {list(points)}"
             )
@@ -448,7 +446,7 @@ class Lens:
             res = fn(new, hook_name)
             if res is not None:
                 if not isinstance(res, torch.Tensor):
-                    raise ModelContractError(
+                    raise ArgumentError(
                         f"hook on {hook_name!r} returned {type(res).__name__}; expected a tensor or None"
                     )
                 new = res
@@ -466,7 +464,7 @@ class Lens:
     ) -> torch.Tensor:
         """One pass under ``run``: encode (unless ``z`` given), latent hook, decode, output map."""
         if target not in ("output", "latent"):
-            raise ModelContractError(f"target: expected 'output' or 'latent', got {target!r}")
+            raise ArgumentError(f"target: expected 'output' or 'latent', got {target!r}")
         with self._installed(run):
             if z is None:
                 run.phase = "encode"
@@ -489,7 +487,7 @@ class Lens:
         edits: dict[_Key, list[tuple[str, HookFn]]] = defaultdict(list)
         for item in hooks:
             if not (isinstance(item, tuple | list) and len(item) == 2 and callable(item[1])):
-                raise ModelContractError(
+                raise ArgumentError(
                     f"hooks: expected (hook_name, fn) pairs with fn(activation, name), got {item!r}"
                 )
             name, fn = item
@@ -557,7 +555,7 @@ class Lens:
         if target == "latent":
             bad = [n for n in wanted if self.hook_point(n).phase == "decode"]
             if bad and names is not None:
-                raise ModelContractError(
+                raise ArgumentError(
                     f"names: {bad} fire in decode, but target='latent' stops before it"
                 )
             wanted = [n for n in wanted if self.hook_point(n).phase != "decode"]
@@ -611,14 +609,12 @@ class Lens:
         n = capture.batch
         rows = int(activation.shape[0])
         if rows % n or tuple(activation.shape[1:]) != point.shape:
-            raise ModelContractError(
+            raise ArgumentError(
                 f"activation for {name!r}: expected shape (K*{n}, {', '.join(map(str, point.shape))}), "
                 f"got {tuple(activation.shape)}"
             )
         if point.phase == "decode" and target == "latent":
-            raise ModelContractError(
-                f"target='latent' cannot be measured from decoder layer {name!r}"
-            )
+            raise ArgumentError(f"target='latent' cannot be measured from decoder layer {name!r}")
         if point.phase in ("latent", "decode"):
             z = activation if point.phase == "latent" else capture.latent
             if point.phase == "latent":
@@ -630,9 +626,7 @@ class Lens:
             out = self._run_suffix(name, rows, run, x=x, z=z, target=target)
         else:
             if capture.x is None:
-                raise ModelContractError(
-                    "capture has no input x: it cannot replay an encoder layer"
-                )
+                raise ArgumentError("capture has no input x: it cannot replay an encoder layer")
             run = _Run(replay=self._replay_dict(point, activation, capture))
             out = self._run_suffix(name, rows, run, x=capture.x, target=target)
         return self._check_rows(name, rows, out)
@@ -661,7 +655,7 @@ class Lens:
         points_order = {k: i for i, k in enumerate(capture.modules)}
         target_idx = points_order.get(point.key)
         if target_idx is None:
-            raise ModelContractError(f"capture does not hold hook point {point.name!r}")
+            raise ArgumentError(f"capture does not hold hook point {point.name!r}")
         replay = {
             k: v
             for k, v in capture.modules.items()
@@ -687,7 +681,7 @@ class Lens:
         """
         k, n = int(variants.shape[0]), int(variants.shape[1])
         if n != capture.batch:
-            raise ModelContractError(
+            raise ArgumentError(
                 f"variants: expected shape (K, {capture.batch}, ...), got {tuple(variants.shape)}"
             )
         flat = variants.reshape(k * n, *variants.shape[2:])

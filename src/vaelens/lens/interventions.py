@@ -22,7 +22,7 @@ import torch
 
 from vaelens.data import check_dataset, intervention_pairs
 from vaelens.data.base import factor_index
-from vaelens.errors import ModelContractError
+from vaelens.errors import ArgumentError
 from vaelens.lens.hooks import Lens
 from vaelens.lens.patching import Metric, effect_metric, resolve_max_batch
 
@@ -90,9 +90,9 @@ def input_intervention(
 ) -> InputInterventionResult:
     """Latent shift and activation differences at every hook point in ``names`` (default all)."""
     if reduce not in ("mean_abs", "mean", "none"):
-        raise ModelContractError(f"reduce: expected 'mean_abs', 'mean' or 'none', got {reduce!r}")
+        raise ArgumentError(f"reduce: expected 'mean_abs', 'mean' or 'none', got {reduce!r}")
     if x.shape != x_tilde.shape:
-        raise ModelContractError(
+        raise ArgumentError(
             f"x and x_tilde: expected the same shape, got {tuple(x.shape)} and {tuple(x_tilde.shape)}"
         )
     lens._ensure_traced(x)
@@ -118,9 +118,9 @@ def input_intervention(
 def set_latent(z: torch.Tensor, dim: int, value: float | torch.Tensor) -> torch.Tensor:
     """Copy of ``z`` ``(N, L)`` with dimension ``dim`` set to ``value`` (seeds eq. 3)."""
     if z.ndim != 2:
-        raise ModelContractError(f"z: expected shape (N, L), got {tuple(z.shape)}")
+        raise ArgumentError(f"z: expected shape (N, L), got {tuple(z.shape)}")
     if not 0 <= dim < z.shape[1]:
-        raise ModelContractError(f"dim: expected an index in [0, {z.shape[1] - 1}], got {dim}")
+        raise ArgumentError(f"dim: expected an index in [0, {z.shape[1] - 1}], got {dim}")
     out = z.clone()
     out[:, dim] = value
     return out
@@ -129,7 +129,7 @@ def set_latent(z: torch.Tensor, dim: int, value: float | torch.Tensor) -> torch.
 def _values(values: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
     v = torch.as_tensor(DEFAULT_VALUES if values is None else values, dtype=torch.float32)
     if v.ndim != 1 or v.numel() == 0 or not torch.isfinite(v).all():
-        raise ModelContractError(
+        raise ArgumentError(
             f"values: expected a non-empty 1-D sequence of finite floats, got {values!r}"
         )
     return v
@@ -150,11 +150,11 @@ def latent_traversal(
     All variants run as stacked decoder passes of at most ``max_batch`` rows.
     """
     if not isinstance(z, torch.Tensor) or z.ndim != 2:
-        raise ModelContractError(f"z: expected a tensor (N, L), got {getattr(z, 'shape', type(z))}")
+        raise ArgumentError(f"z: expected a tensor (N, L), got {getattr(z, 'shape', type(z))}")
     d = list(range(z.shape[1])) if dims is None else [int(i) for i in dims]
     for i in d:
         if not 0 <= i < z.shape[1]:
-            raise ModelContractError(f"dims: {i} is not in [0, {z.shape[1] - 1}]")
+            raise ArgumentError(f"dims: {i} is not in [0, {z.shape[1] - 1}]")
     v = _values(values).to(device=z.device, dtype=z.dtype)
     max_batch = resolve_max_batch(max_batch, lens)
     n, nd, nv = z.shape[0], len(d), v.numel()
@@ -188,7 +188,7 @@ def latent_shift_effects(
     fn = effect_metric(metric)
     max_batch = resolve_max_batch(max_batch, lens)
     if not isinstance(z, torch.Tensor) or z.ndim != 2:
-        raise ModelContractError(f"z: expected a tensor (N, L), got {getattr(z, 'shape', type(z))}")
+        raise ArgumentError(f"z: expected a tensor (N, L), got {getattr(z, 'shape', type(z))}")
     d = list(range(z.shape[1])) if dims is None else [int(i) for i in dims]
     with torch.no_grad():
         clean = lens.decode_output(z)
@@ -216,7 +216,7 @@ def traversal_grid(
     """
     arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if arr.ndim != 5:
-        raise ModelContractError(f"images: expected (rows, cols, C, H, W), got shape {arr.shape}")
+        raise ArgumentError(f"images: expected (rows, cols, C, H, W), got shape {arr.shape}")
     rows, cols, c, h, w = arr.shape
     grid = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, c), pad_value, dtype=np.float32)
     for r in range(rows):

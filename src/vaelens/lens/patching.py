@@ -45,7 +45,7 @@ from typing import Literal
 
 import torch
 
-from vaelens.errors import ModelContractError
+from vaelens.errors import ArgumentError
 from vaelens.lens.hooks import Capture, Lens, Target
 
 __all__ = [
@@ -85,7 +85,7 @@ def effect_metric(metric: Metric) -> MetricFn:
             return torch.where(dd > 0, num / torch.where(dd > 0, dd, 1.0), 0.0)
 
         return projection
-    raise ModelContractError(
+    raise ArgumentError(
         f"metric: expected 'l2', 'sq_l2', 'projection' or a callable, got {metric!r}"
     )
 
@@ -100,11 +100,9 @@ def unit_mask(units: torch.Tensor, n_units: int, ndim: int) -> torch.Tensor:
 def _check_pair(x1: torch.Tensor, x2: torch.Tensor, a1: str = "x1", a2: str = "x2") -> None:
     for arg, t in ((a1, x1), (a2, x2)):
         if not isinstance(t, torch.Tensor) or t.ndim < 2:
-            raise ModelContractError(
-                f"{arg}: expected a batch tensor (N, ...), got {type(t).__name__}"
-            )
+            raise ArgumentError(f"{arg}: expected a batch tensor (N, ...), got {type(t).__name__}")
     if x1.shape != x2.shape:
-        raise ModelContractError(
+        raise ArgumentError(
             f"{a1} and {a2}: expected the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}"
         )
 
@@ -124,7 +122,7 @@ def resolve_max_batch(max_batch: int | None, lens: Lens | None = None) -> int:
     if max_batch is None and lens is not None:
         return default_max_batch(lens)
     if not isinstance(max_batch, int) or max_batch < 1:
-        raise ModelContractError(f"max_batch: expected a positive int, got {max_batch!r}")
+        raise ArgumentError(f"max_batch: expected a positive int, got {max_batch!r}")
     return max_batch
 
 
@@ -157,14 +155,14 @@ def patch_sweep(
     _check_pair(base, source, "base", "source")
     max_batch = resolve_max_batch(max_batch, lens)
     if component not in ("unit", "layer"):
-        raise ModelContractError(f"component: expected 'unit' or 'layer', got {component!r}")
+        raise ArgumentError(f"component: expected 'unit' or 'layer', got {component!r}")
     fns = {k: effect_metric(m) for k, m in metrics.items()}
     lens._ensure_traced(base)
     layer_names = lens._resolve_names(names)
     if target == "latent":
         bad = [n for n in layer_names if lens.hook_point(n).phase == "decode"]
         if bad:
-            raise ModelContractError(
+            raise ArgumentError(
                 f"names: {bad} are decoder layers; target='latent' needs encoder layers"
             )
     n_total = int(base.shape[0])
@@ -275,9 +273,9 @@ def attribution_patching(
     _check_pair(x1, x2)
     max_batch = resolve_max_batch(max_batch, lens)
     if metric not in ("l2", "sq_l2", "projection"):
-        raise ModelContractError(f"metric: expected 'l2', 'sq_l2' or 'projection', got {metric!r}")
+        raise ArgumentError(f"metric: expected 'l2', 'sq_l2' or 'projection', got {metric!r}")
     if not isinstance(probes, int) or probes < 1:
-        raise ModelContractError(f"probes: expected a positive int, got {probes!r}")
+        raise ArgumentError(f"probes: expected a positive int, got {probes!r}")
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     lens._ensure_traced(x1)
     layer_names = lens._resolve_names(names)

@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from vaelens.errors import ModelContractError
+from vaelens.errors import ArgumentError, ModelContractError
 from vaelens.lens.hooks import Lens
 from vaelens.lens.patching import Metric, effect_metric, resolve_max_batch
 
@@ -94,7 +94,7 @@ def _replacement_codes(
     if replacement == "random":
         k = num_codes if num_codes is not None else codebook_size(model)
         if k < 2:
-            raise ModelContractError(f"num_codes: a swap needs at least 2 codes, got {k}")
+            raise ArgumentError(f"num_codes: a swap needs at least 2 codes, got {k}")
         shift = torch.randint(1, k, (swaps, *flat.shape), generator=gen).to(flat.device)
         return (flat.unsqueeze(0) + shift) % k
     if replacement == "nearest":
@@ -109,7 +109,7 @@ def _replacement_codes(
     elif isinstance(replacement, int):
         new = torch.full_like(flat, replacement)
     else:
-        raise ModelContractError(
+        raise ArgumentError(
             f"replacement: expected 'random', 'nearest' or a code index, got {replacement!r}"
         )
     return new.unsqueeze(0).expand(swaps, *flat.shape)
@@ -139,7 +139,7 @@ def code_swap_outputs(
     if not is_vq(model):
         raise ModelContractError(f"{type(model).__name__} has no decode_codes: not a VQ model")
     if not isinstance(swaps, int) or swaps < 1:
-        raise ModelContractError(f"swaps: expected a positive int, got {swaps!r}")
+        raise ArgumentError(f"swaps: expected a positive int, got {swaps!r}")
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     max_batch = resolve_max_batch(max_batch, lens)
     codes = encode_codes(lens, x)

@@ -1,6 +1,8 @@
 """Metrics of representations: disentanglement scores (:mod:`vaelens.metrics.disentanglement`).
 
 The causal metrics of the seeds live in :mod:`vaelens.metrics.causal`.
+
+Imports from: lens, errors.
 """
 
 from vaelens.metrics.disentanglement import METRICS, compute_metrics

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from vaelens.errors import ArgumentError
+
 __all__ = [
     "ClusterResult",
-    "bootstrap_ci",
     "causal_effect_strength",
     "circuit_clusters",
     "circuit_modularity",
@@ -43,7 +44,7 @@ def _np(a: Any, name: str) -> np.ndarray:
         a = a.detach().cpu().numpy()
     arr = np.asarray(a, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains NaN or Inf")
+        raise ArgumentError(f"{name}: contains NaN or Inf")
     return arr
 
 
@@ -51,9 +52,9 @@ def _check_recon(base: Any, perturbed: Any) -> tuple[np.ndarray, np.ndarray]:
     b = _np(base, "base")
     p = _np(perturbed, "perturbed")
     if b.ndim < 2:
-        raise ValueError(f"base: expected (N, *pixels), got shape {b.shape}")
+        raise ArgumentError(f"base: expected (N, *pixels), got shape {b.shape}")
     if p.ndim != b.ndim + 2 or p.shape[2:] != b.shape:
-        raise ValueError(
+        raise ArgumentError(
             f"perturbed: expected shape (L, V, {', '.join(map(str, b.shape))}), got {p.shape}"
         )
     return b, p
@@ -95,7 +96,7 @@ def intervention_specificity(
     whose every intervention is null (a dead latent).
     """
     if form not in ("seeds", "normalised"):
-        raise ValueError(f"form: expected 'seeds' or 'normalised', got {form!r}")
+        raise ArgumentError(f"form: expected 'seeds' or 'normalised', got {form!r}")
     b, p = _check_recon(base, perturbed)
     d = ((p - b[None, None]) ** 2).reshape(p.shape[0], p.shape[1] * p.shape[2], -1)
     total = d.sum(-1, keepdims=True)
@@ -124,7 +125,7 @@ def unit_responses(acts: Any, acts_changed: Any) -> np.ndarray:
     a = _np(acts, "acts")
     b = _np(acts_changed, "acts_changed")
     if a.shape != b.shape or a.ndim < 2:
-        raise ValueError(f"acts_changed: expected the shape of acts {a.shape}, got {b.shape}")
+        raise ArgumentError(f"acts_changed: expected the shape of acts {a.shape}, got {b.shape}")
     diff = np.abs(a - b).reshape(a.shape[0], a.shape[1], -1)
     return diff.mean(axis=(0, 2))
 
@@ -132,9 +133,9 @@ def unit_responses(acts: Any, acts_changed: Any) -> np.ndarray:
 def _check_R(R: Any) -> np.ndarray:
     r = _np(R, "R")
     if r.ndim != 2 or r.shape[1] < 1:
-        raise ValueError(f"R: expected (units, factors), got shape {r.shape}")
+        raise ArgumentError(f"R: expected (units, factors), got shape {r.shape}")
     if (r < 0).any():
-        raise ValueError("R: responses must be non-negative (mean absolute changes)")
+        raise ArgumentError("R: responses must be non-negative (mean absolute changes)")
     return r
 
 
@@ -160,7 +161,7 @@ def polysemanticity(
     Neither form can produce the means below 1 in the seeds' Table 3.
     """
     if form not in ("participation", "seeds"):
-        raise ValueError(f"form: expected 'participation' or 'seeds', got {form!r}")
+        raise ArgumentError(f"form: expected 'participation' or 'seeds', got {form!r}")
     r = _check_R(R)
     dead = dead_units(r, rtol)
     s1 = r.sum(1)
@@ -207,7 +208,7 @@ def circuit_modularity(R: Any, *, form: str = "seeds") -> float:
     turns these NaNs into zero correlation would print.
     """
     if form not in ("seeds", "signed"):
-        raise ValueError(f"form: expected 'seeds' or 'signed', got {form!r}")
+        raise ArgumentError(f"form: expected 'seeds' or 'signed', got {form!r}")
     r = _check_R(R)
     k = r.shape[1]
     if k < 2 or r.shape[0] < 2:
@@ -267,7 +268,7 @@ def circuit_clusters(
         return ClusterResult(labels, 0, float("nan"), np.zeros(0, np.int64), np.zeros(0, np.int64))
     k = n_clusters if n_clusters is not None else r.shape[1]
     if k < 1:
-        raise ValueError(f"n_clusters: expected a positive int, got {n_clusters}")
+        raise ArgumentError(f"n_clusters: expected a positive int, got {n_clusters}")
     profiles = r[live_idx] / r[live_idx].sum(1, keepdims=True)
     k = int(min(k, live_idx.size, np.unique(profiles.round(12), axis=0).shape[0]))
     km = KMeans(n_clusters=k, n_init=10, random_state=random_state).fit(profiles)
@@ -283,34 +284,3 @@ def circuit_clusters(
         majority[c] = counts.argmax()
         agree += counts.max()
     return ClusterResult(labels, k, agree / live_idx.size, majority, sizes)
-
-
-def bootstrap_ci(
-    values: Any,
-    *,
-    statistic: Any = np.mean,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    random_state: int | np.random.Generator = 0,
-) -> tuple[float, float, float]:
-    """Percentile bootstrap confidence interval of ``statistic`` over the first axis.
-
-    Returns ``(estimate, low, high)``; NaN entries are dropped first. With fewer than two
-    values the interval is ``(nan, nan)``.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    v = v[~np.isnan(v)] if v.ndim == 1 else v
-    if v.shape[0] == 0:
-        return float("nan"), float("nan"), float("nan")
-    est = float(statistic(v))
-    if v.shape[0] < 2:
-        return est, float("nan"), float("nan")
-    rng = (
-        random_state
-        if isinstance(random_state, np.random.Generator)
-        else np.random.default_rng(random_state)
-    )
-    idx = rng.integers(0, v.shape[0], size=(n_boot, v.shape[0]))
-    stats = np.array([statistic(v[i]) for i in idx])
-    alpha = (1 - level) / 2
-    return est, float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))

@@ -2,6 +2,8 @@
 
 Variants: ``vae``, ``beta_vae``, ``factor_vae``, ``beta_tc_vae``, ``dip_vae_i``, ``dip_vae_ii``,
 ``vq_vae``; backbones ``"seeds"`` (3 conv layers) and ``"dlib"`` (disentanglement_lib).
+
+Imports from: errors.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Statistics the seeds' reviewers asked for.
 
+- :func:`bootstrap_ci`: the one bootstrap confidence interval (BCa or percentile, paired
+  samples resampled by whole rows) that every other module uses;
 - :func:`correlation`: Pearson or Spearman with its p-value and a bootstrap CI;
 - :func:`within_group_correlation`: the correlation inside each group (e.g. dataset) and
   pooled over groups after removing each group's mean (so that between-dataset differences
@@ -9,8 +11,14 @@
 - :func:`compare_groups`: omnibus and pairwise tests with multiple-comparison correction;
 - :func:`paired_vs_baseline`: a metric against its random-network baseline;
 - :func:`adjust_pvalues`: Holm, Bonferroni and Benjamini-Hochberg corrections.
+
+Imports from: errors.
+
+It sits beneath every package but ``errors``: any package may import it, and besides
+``errors`` it uses only numpy, scipy and pandas.
 """
 
+from vaelens.stats.bootstrap import BCA_MIN_N, BOOT_METHODS, bootstrap_ci
 from vaelens.stats.core import (
     CorrelationResult,
     adjust_pvalues,
@@ -23,8 +31,11 @@ from vaelens.stats.core import (
 )
 
 __all__ = [
+    "BCA_MIN_N",
+    "BOOT_METHODS",
     "CorrelationResult",
     "adjust_pvalues",
+    "bootstrap_ci",
     "compare_groups",
     "correlation",
     "group_summary",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,16 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = [
-    "CorrelationResult",
-    "adjust_pvalues",
-    "compare_groups",
-    "correlation",
-    "group_summary",
-    "paired_vs_baseline",
-    "partial_correlation",
-    "within_group_correlation",
-]
+from vaelens.errors import ArgumentError
+from vaelens.stats.bootstrap import bootstrap_ci
 
 
 @dataclass
@@ -56,36 +50,49 @@ def _vec(a: Any, name: str) -> np.ndarray:
 def _pair(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     xv, yv = _vec(x, "x"), _vec(y, "y")
     if xv.shape != yv.shape:
-        raise ValueError(f"y: expected {xv.size} values like x, got {yv.size}")
+        raise ArgumentError(f"y: expected {xv.size} values like x, got {yv.size}")
     keep = np.isfinite(xv) & np.isfinite(yv)
     return xv[keep], yv[keep]
 
 
-def _r(x: np.ndarray, y: np.ndarray, method: str) -> float:
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    if method == "pearson":
-        return float(np.corrcoef(x, y)[0, 1])
-    return float(sps.spearmanr(x, y).statistic)
+def _corr_rows(x: np.ndarray, y: np.ndarray, method: str, axis: int = -1) -> np.ndarray:
+    """Pearson r along ``axis`` (Spearman: of the average ranks), NaN for n < 3 or a constant."""
+    x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+    if method == "spearman":
+        x, y = sps.rankdata(x, axis=-1), sps.rankdata(y, axis=-1)
+    if x.shape[-1] < 3:
+        return np.full(x.shape[:-1], np.nan)
+    xc, yc = x - x.mean(-1, keepdims=True), y - y.mean(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (xc * yc).sum(-1) / np.sqrt((xc**2).sum(-1) * (yc**2).sum(-1))
+    constant = (np.ptp(x, axis=-1) == 0) | (np.ptp(y, axis=-1) == 0)
+    return np.where(constant, np.nan, np.clip(r, -1.0, 1.0))
+
+
+def _rows_ci(
+    samples: tuple[np.ndarray, ...],
+    statistic: Callable[..., Any],
+    vectorized: bool,
+    n_boot: int,
+    level: float,
+    random_state: int,
+) -> tuple[float, float]:
+    """Bootstrap CI of ``statistic(*samples)`` resampling whole rows (paired samples)."""
+    _, lo, hi = bootstrap_ci(
+        samples,
+        statistic=statistic,
+        paired=True,
+        vectorized=vectorized,
+        n_boot=n_boot,
+        level=level,
+        random_state=random_state,
+    )
+    return lo, hi
 
 
 def _check_method(method: str) -> None:
     if method not in ("pearson", "spearman"):
-        raise ValueError(f"method: expected 'pearson' or 'spearman', got {method!r}")
-
-
-def _boot_ci(
-    x: np.ndarray, y: np.ndarray, method: str, n_boot: int, level: float, rng: np.random.Generator
-) -> tuple[float, float]:
-    if x.size < 4:
-        return float("nan"), float("nan")
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    rs = np.array([_r(x[i], y[i], method) for i in idx])
-    rs = rs[np.isfinite(rs)]
-    if rs.size < n_boot // 2:
-        return float("nan"), float("nan")
-    a = (1 - level) / 2
-    return float(np.quantile(rs, a)), float(np.quantile(rs, 1 - a))
+        raise ArgumentError(f"method: expected 'pearson' or 'spearman', got {method!r}")
 
 
 def correlation(
@@ -97,29 +104,64 @@ def correlation(
     level: float = 0.95,
     random_state: int = 0,
 ) -> CorrelationResult:
-    """Correlation of ``x`` and ``y`` with a two-sided p-value and a percentile bootstrap CI.
+    """Correlation of ``x`` and ``y`` with a two-sided p-value and a bootstrap CI.
 
     Pearson: ``r = cov(x, y) / (sd(x) sd(y))``, p from the t distribution with ``n - 2`` df;
     Spearman: Pearson's r of the ranks. Pairs with a NaN are dropped. With fewer than 3
-    pairs, or a constant variable, r and p are NaN.
+    pairs, or a constant variable, r and p are NaN. The CI resamples whole pairs
+    (:func:`~vaelens.stats.bootstrap_ci`, ``method="auto"``); none with fewer than 4 pairs or
+    when more than half of the replicates are NaN.
     """
     _check_method(method)
     xv, yv = _pair(x, y)
-    r = _r(xv, yv, method)
+    r = float(_corr_rows(xv, yv, method))
     if np.isnan(r):
         p = float("nan")
     elif method == "pearson":
         p = float(sps.pearsonr(xv, yv).pvalue)
     else:
         p = float(sps.spearmanr(xv, yv).pvalue)
-    lo, hi = _boot_ci(xv, yv, method, n_boot, level, np.random.default_rng(random_state))
+    lo = hi = float("nan")
+    if xv.size >= 4:
+        stat = functools.partial(_corr_rows, method=method)
+        lo, hi = _rows_ci((xv, yv), stat, True, n_boot, level, random_state)
     return CorrelationResult(method, r, p, lo, hi, int(xv.size), level)
 
 
-def _residualise(v: np.ndarray, covariates: np.ndarray) -> np.ndarray:
-    design = np.column_stack([np.ones(v.size), covariates])
-    coef, *_ = np.linalg.lstsq(design, v, rcond=None)
-    return v - design @ coef
+def _partial_r(x: np.ndarray, y: np.ndarray, *covariates: np.ndarray) -> float:
+    """Pearson r of the residuals of ``x`` and ``y`` on an intercept and ``covariates``."""
+    if x.size - 2 - len(covariates) < 1:
+        return float("nan")
+    design = np.column_stack([np.ones(x.size), *covariates])
+    coef, *_ = np.linalg.lstsq(design, np.column_stack([x, y]), rcond=None)
+    rx, ry = (np.column_stack([x, y]) - design @ coef).T
+    if np.ptp(rx) < 1e-12 or np.ptp(ry) < 1e-12:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _partial_rows(
+    x: Any, y: Any, covariates: Any, names: tuple[str, ...], method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Finite rows of ``x``, ``y`` and the varying covariates (ranked for Spearman)."""
+    xv, yv = _vec(x, "x"), _vec(y, "y")
+    cov = np.asarray(covariates, dtype=np.float64)
+    if cov.ndim == 1:
+        cov = cov[:, None]
+    if cov.shape[0] != xv.size or yv.size != xv.size:
+        raise ArgumentError(
+            f"covariates: expected {xv.size} rows like x and y, got x {xv.size}, y {yv.size}, covariates {cov.shape[0]}"
+        )
+    names = names or tuple(f"c{i}" for i in range(cov.shape[1]))
+    keep = np.isfinite(xv) & np.isfinite(yv) & np.all(np.isfinite(cov), axis=1)
+    xv, yv, cov = xv[keep], yv[keep], cov[keep]
+    varying = np.ptp(cov, axis=0) > 0 if cov.shape[0] else np.zeros(cov.shape[1], bool)
+    cov = cov[:, varying]
+    names = tuple(n for n, v in zip(names, varying, strict=True) if v)
+    if method == "spearman":
+        xv, yv = sps.rankdata(xv), sps.rankdata(yv)
+        cov = np.column_stack([sps.rankdata(c) for c in cov.T]) if cov.shape[1] else cov
+    return xv, yv, cov, names
 
 
 def partial_correlation(
@@ -138,40 +180,16 @@ def partial_correlation(
     Both variables are regressed (least squares with an intercept) on the covariates and
     the residuals correlated; Spearman ranks every variable first. The p-value uses the t
     distribution with ``n - 2 - K`` degrees of freedom,
-    ``t = r sqrt((n - 2 - K) / (1 - r^2))``. The bootstrap resamples whole rows, refitting the
-    regressions each time. Covariates constant over the rows are dropped (they carry no
-    information); their names stay out of ``controls``.
+    ``t = r sqrt((n - 2 - K) / (1 - r^2))``. The bootstrap (:func:`~vaelens.stats.bootstrap_ci`,
+    ``method="auto"``) resamples whole rows, refitting the regressions each time; no CI with
+    fewer than ``4 + K`` rows or when more than half of the replicates are NaN. Covariates
+    constant over the rows are dropped (they carry no information); their names stay out of
+    ``controls``.
     """
     _check_method(method)
-    xv, yv = _vec(x, "x"), _vec(y, "y")
-    cov = np.asarray(covariates, dtype=np.float64)
-    if cov.ndim == 1:
-        cov = cov[:, None]
-    if cov.shape[0] != xv.size or yv.size != xv.size:
-        raise ValueError(
-            f"covariates: expected {xv.size} rows like x and y, got x {xv.size}, y {yv.size}, covariates {cov.shape[0]}"
-        )
-    names = covariate_names or tuple(f"c{i}" for i in range(cov.shape[1]))
-    keep = np.isfinite(xv) & np.isfinite(yv) & np.all(np.isfinite(cov), axis=1)
-    xv, yv, cov = xv[keep], yv[keep], cov[keep]
-    varying = np.ptp(cov, axis=0) > 0 if cov.shape[0] else np.zeros(cov.shape[1], bool)
-    cov = cov[:, varying]
-    names = tuple(n for n, v in zip(names, varying, strict=True) if v)
-    if method == "spearman":
-        xv, yv = sps.rankdata(xv), sps.rankdata(yv)
-        cov = np.column_stack([sps.rankdata(c) for c in cov.T]) if cov.shape[1] else cov
-    k = cov.shape[1]
-    n = xv.size
-
-    def pr(xs: np.ndarray, ys: np.ndarray, cs: np.ndarray) -> float:
-        if xs.size - 2 - k < 1:
-            return float("nan")
-        rx, ry = _residualise(xs, cs), _residualise(ys, cs)
-        if np.ptp(rx) < 1e-12 or np.ptp(ry) < 1e-12:
-            return float("nan")
-        return float(np.corrcoef(rx, ry)[0, 1])
-
-    r = pr(xv, yv, cov)
+    xv, yv, cov, names = _partial_rows(x, y, covariates, covariate_names, method)
+    n, k = xv.size, cov.shape[1]
+    r = _partial_r(xv, yv, *cov.T)
     df = n - 2 - k
     if np.isnan(r) or df < 1:
         p = float("nan")
@@ -180,13 +198,7 @@ def partial_correlation(
         p = float(2 * sps.t.sf(abs(t), df))
     lo = hi = float("nan")
     if n >= 4 + k:
-        rng = np.random.default_rng(random_state)
-        idx = rng.integers(0, n, size=(n_boot, n))
-        rs = np.array([pr(xv[i], yv[i], cov[i]) for i in idx])
-        rs = rs[np.isfinite(rs)]
-        if rs.size >= n_boot // 2:
-            a = (1 - level) / 2
-            lo, hi = float(np.quantile(rs, a)), float(np.quantile(rs, 1 - a))
+        lo, hi = _rows_ci((xv, yv, *cov.T), _partial_r, False, n_boot, level, random_state)
     return CorrelationResult(method, r, p, lo, hi, int(n), level, names)
 
 
@@ -211,7 +223,7 @@ def within_group_correlation(
     _check_method(method)
     for col in (x, y, group):
         if col not in df.columns:
-            raise ValueError(f"df: has no column {col!r}; columns are {list(df.columns)}")
+            raise ArgumentError(f"df: has no column {col!r}; columns are {list(df.columns)}")
     rows = []
     centred_x, centred_y = [], []
     for g, sub in df.groupby(group, sort=True):
@@ -245,7 +257,7 @@ def group_summary(values: Any, groups: Any, *, level: float = 0.95) -> pd.DataFr
     v = _vec(values, "values")
     g = np.asarray(groups).ravel()
     if g.size != v.size:
-        raise ValueError(f"groups: expected {v.size} labels like values, got {g.size}")
+        raise ArgumentError(f"groups: expected {v.size} labels like values, got {g.size}")
     rows = []
     for label in pd.unique(g):
         sel = v[(g == label) & np.isfinite(v)]
@@ -288,7 +300,7 @@ def adjust_pvalues(p: Any, method: str = "holm") -> np.ndarray:
     elif method == "fdr_bh":
         adj = np.minimum(1.0, np.minimum.accumulate((ranked * m / np.arange(1, m + 1))[::-1])[::-1])
     else:
-        raise ValueError(f"method: expected 'holm', 'bonferroni' or 'fdr_bh', got {method!r}")
+        raise ArgumentError(f"method: expected 'holm', 'bonferroni' or 'fdr_bh', got {method!r}")
     res = np.empty(m)
     res[order] = adj
     out[ok] = res
@@ -309,11 +321,11 @@ def compare_groups(
     p-values adjusted by ``correction`` over all pairs. Returns ``(omnibus, pairwise)``.
     """
     if test not in ("welch", "mannwhitney"):
-        raise ValueError(f"test: expected 'welch' or 'mannwhitney', got {test!r}")
+        raise ArgumentError(f"test: expected 'welch' or 'mannwhitney', got {test!r}")
     v = _vec(values, "values")
     g = np.asarray(groups).ravel()
     if g.size != v.size:
-        raise ValueError(f"groups: expected {v.size} labels like values, got {g.size}")
+        raise ArgumentError(f"groups: expected {v.size} labels like values, got {g.size}")
     labels = list(pd.unique(g))
     samples = {lab: v[(g == lab) & np.isfinite(v)] for lab in labels}
     usable = [s for s in samples.values() if s.size >= 2]

@@ -2,6 +2,8 @@
 
 ``train(config)`` trains a model into a run directory and resumes it when the directory
 already holds a checkpoint; ``load_run(run_dir)`` rebuilds the trained model.
+
+Imports from: data, models, errors, io.
 """
 
 from vaelens.train.checkpoint import (

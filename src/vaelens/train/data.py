@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vaelens.data.base import check_dataset, index_to_factors, validate_factors
-from vaelens.errors import CheckpointError, DatasetError
+from vaelens.errors import ArgumentError, CheckpointError, DatasetError
 
 __all__ = ["DEFAULT_MAX_BYTES", "EpochOrder", "TrainingSet", "build_training_set"]
 
@@ -44,7 +44,7 @@ class TrainingSet:
         gather: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if (images is None) == (gather is None):
-            raise ValueError("TrainingSet: give exactly one of images and gather")
+            raise ArgumentError("TrainingSet: give exactly one of images and gather")
         if images is not None:
             if (
                 images.dtype != torch.uint8
@@ -228,7 +228,7 @@ class EpochOrder:
         """Positions (int64) of the training images of global step ``step``."""
         epoch, i = divmod(int(step), self.steps_per_epoch)
         if epoch < self.epoch:
-            raise ValueError(
+            raise ArgumentError(
                 f"EpochOrder: step {step} lies in epoch {epoch}, before the current {self.epoch}"
             )
         while self.epoch < epoch:
