@@ -280,15 +280,37 @@ def _add_correlation(rep: _Report, study: StudyData, corr: tabs.Table) -> None:
     rep.table(corr)
 
 
+FigureFn = Callable[[StudyData, str], bytes | None]
+
+
+def _add_section(
+    rep: _Report,
+    study: StudyData,
+    heading: str,
+    table: tabs.Table,
+    figures: tuple[tuple[FigureFn, str, str], ...] = (),
+) -> None:
+    """A numbered section: heading, its table, then each ``(fn, alt, caption)`` per dataset."""
+    rep.add(f"<h2>{heading}</h2>")
+    rep.table(table)
+    for fn, alt, caption in figures:
+        rep.per_dataset(study, fn, alt, caption)
+
+
 def _add_dimensions(rep: _Report, study: StudyData) -> None:
-    rep.add("<h2>3. Effect strength and specificity per latent dimension</h2>")
-    rep.table(tabs.per_dimension_effects(study))
-    rep.per_dataset(
+    _add_section(
+        rep,
         study,
-        figs.ces_specificity_per_dim,
-        "CES and specificity per dimension",
-        "Bars: mean across seeds; error bars: 95% t-CI across seeds (absent with one seed). "
-        "Specificity is the seeds' 1/(H + eps); dead dimensions have none.",
+        "3. Effect strength and specificity per latent dimension",
+        tabs.per_dimension_effects(study),
+        (
+            (
+                figs.ces_specificity_per_dim,
+                "CES and specificity per dimension",
+                "Bars: mean across seeds; error bars: 95% t-CI across seeds (absent with one "
+                "seed). Specificity is the seeds' 1/(H + eps); dead dimensions have none.",
+            ),
+        ),
     )
     rep.add("<h3>Latent-to-factor causal graph</h3>")
     rep.per_dataset(
@@ -301,32 +323,42 @@ def _add_dimensions(rep: _Report, study: StudyData) -> None:
 
 
 def _add_polysemanticity(rep: _Report, study: StudyData) -> None:
-    rep.add("<h2>4. Polysemanticity</h2>")
-    rep.table(tabs.polysemanticity_table(study))
-    rep.per_dataset(
+    _add_section(
+        rep,
         study,
-        figs.polysemanticity_hist,
-        "polysemanticity histograms",
-        "Distribution of per-unit PS in the latent (mu) layer, pooled over seeds, in both "
-        "forms; dead units are left out.",
-    )
-    rep.per_dataset(
-        study,
-        figs.unit_response_heatmaps,
-        "unit-response heatmaps",
-        "Circuit motifs: each row is a unit, each column a factor; colour is the unit's "
-        "response to that factor as a share of its total response (first completed seed).",
+        "4. Polysemanticity",
+        tabs.polysemanticity_table(study),
+        (
+            (
+                figs.polysemanticity_hist,
+                "polysemanticity histograms",
+                "Distribution of per-unit PS in the latent (mu) layer, pooled over seeds, in "
+                "both forms; dead units are left out.",
+            ),
+            (
+                figs.unit_response_heatmaps,
+                "unit-response heatmaps",
+                "Circuit motifs: each row is a unit, each column a factor; colour is the unit's "
+                "response to that factor as a share of its total response (first completed "
+                "seed).",
+            ),
+        ),
     )
 
 
 def _add_modularity(rep: _Report, study: StudyData) -> None:
-    rep.add("<h2>5. Circuit modularity</h2>")
-    rep.table(tabs.modularity_by_layer(study))
-    rep.per_dataset(
+    _add_section(
+        rep,
         study,
-        figs.modularity_layers,
-        "modularity by layer",
-        "Mean across seeds with 95% CI; dotted: the random-initialisation twins.",
+        "5. Circuit modularity",
+        tabs.modularity_by_layer(study),
+        (
+            (
+                figs.modularity_layers,
+                "modularity by layer",
+                "Mean across seeds with 95% CI; dotted: the random-initialisation twins.",
+            ),
+        ),
     )
     rep.figure(
         figs.modularity_vs_effect(study),
@@ -337,22 +369,30 @@ def _add_modularity(rep: _Report, study: StudyData) -> None:
 
 
 def _add_mediation(rep: _Report, study: StudyData, mediation: tabs.Table) -> None:
-    rep.add("<h2>6. Causal mediation</h2>")
-    rep.table(mediation)
-    rep.per_dataset(
+    _add_section(
+        rep,
         study,
-        figs.mediation_heatmaps,
-        "mediation heatmaps",
-        "Share of each factor's total effect on the latent mean carried by each layer, mean "
-        "over seeds.",
+        "6. Causal mediation",
+        mediation,
+        (
+            (
+                figs.mediation_heatmaps,
+                "mediation heatmaps",
+                "Share of each factor's total effect on the latent mean carried by each layer, "
+                "mean over seeds.",
+            ),
+        ),
     )
 
 
 def _add_baseline_and_tests(rep: _Report, study: StudyData, tests: tabs.Table) -> None:
-    rep.add("<h2>7. Causal metrics against the random-network baseline</h2>")
-    rep.table(tabs.baseline_comparison(study))
-    rep.add("<h2>8. Tests of architecture differences</h2>")
-    rep.table(tests)
+    _add_section(
+        rep,
+        study,
+        "7. Causal metrics against the random-network baseline",
+        tabs.baseline_comparison(study),
+    )
+    _add_section(rep, study, "8. Tests of architecture differences", tests)
 
 
 def _add_run_traversal(rep: _Report, study: StudyData, ds: str, arch: str) -> bool:
