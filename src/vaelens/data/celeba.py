@@ -596,6 +596,75 @@ def _find_images(root: str | os.PathLike[str] | None) -> tuple[Path | None, Path
     return None, find_file("celeba", "img_align_celeba.zip", root)
 
 
+def _check_load_args(source: str, split: str, image_size: object, crop: object) -> None:
+    if source not in ("file", "auto"):
+        raise DatasetError(
+            f"source: celeba is read from files only ('file' or 'auto'), got {source!r}"
+        )
+    if split != "all" and split not in _SPLITS:
+        raise DatasetError(f"split: expected 'all' or one of {tuple(_SPLITS)}, got {split!r}")
+    if not isinstance(image_size, int | np.integer) or image_size < 1:
+        raise DatasetError(f"image_size: expected a positive int, got {image_size!r}")
+    if crop is not None and (not isinstance(crop, int | np.integer) or crop < 1):
+        raise DatasetError(f"crop: expected a positive int or None, got {crop!r}")
+
+
+def _load_partition(
+    filenames: list[str], split: str, root: str | os.PathLike[str] | None
+) -> np.ndarray | None:
+    """Each image's partition (0 train, 1 valid, 2 test), or None without the partition file."""
+    part_path = _find_text("list_eval_partition.txt", "Eval", root)
+    if part_path is None:
+        if split != "all":
+            raise DatasetError(
+                f"celeba: split={split!r} needs list_eval_partition.txt. "
+                f"{manual_download_message(root)}"
+            )
+        return None
+    table = read_partition_file(part_path)
+    missing = [f for f in filenames if f not in table]
+    if missing:
+        raise DatasetError(
+            f"{part_path}: has no row for {missing[0]} (and {len(missing) - 1} more)"
+        )
+    return np.array([table[f] for f in filenames], dtype=np.int8)
+
+
+def _cached_faces(npy: Path, attr_path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The memory-mapped cache ``npy`` if it is readable, no older than the attribute file
+    and of ``shape`` in uint8; else None."""
+    array = None
+    if npy.is_file() and npy.stat().st_mtime >= attr_path.stat().st_mtime:
+        with contextlib.suppress(ValueError, OSError):
+            array = np.load(npy, mmap_mode="r")
+        if array is not None and (array.shape != shape or array.dtype != np.uint8):
+            array = None
+    return array
+
+
+def _load_faces(
+    npy: Path,
+    attr_path: Path,
+    filenames: list[str],
+    crop: int | None,
+    image_size: int,
+    root: str | os.PathLike[str] | None,
+) -> np.ndarray:
+    """The preprocessed images ``(N, size, size, 3)`` uint8, from the cache ``npy`` (built first
+    from the image folder or zip when missing or stale)."""
+    array = _cached_faces(npy, attr_path, (len(filenames), image_size, image_size, 3))
+    if array is not None:
+        return array
+    img_dir, archive = _find_images(root)
+    if img_dir is None and archive is None:
+        raise DatasetError(
+            f"celeba: neither img_align_celeba/ nor img_align_celeba.zip found. "
+            f"{manual_download_message(root)}"
+        )
+    _build_cache(npy, filenames, _FaceFiles(img_dir, archive), crop, image_size)
+    return np.load(npy, mmap_mode="r")
+
+
 def load_celeba(
     source: str = "file",
     root: str | os.PathLike[str] | None = None,
@@ -619,54 +688,17 @@ def load_celeba(
     cache: directory of ``celeba_crop<crop>_<size>.npy`` (default: beside the attribute file);
         built once from every image of the attribute file, rebuilt when older than it.
     """
-    if source not in ("file", "auto"):
-        raise DatasetError(
-            f"source: celeba is read from files only ('file' or 'auto'), got {source!r}"
-        )
-    if split != "all" and split not in _SPLITS:
-        raise DatasetError(f"split: expected 'all' or one of {tuple(_SPLITS)}, got {split!r}")
-    if not isinstance(image_size, int | np.integer) or image_size < 1:
-        raise DatasetError(f"image_size: expected a positive int, got {image_size!r}")
-    if crop is not None and (not isinstance(crop, int | np.integer) or crop < 1):
-        raise DatasetError(f"crop: expected a positive int or None, got {crop!r}")
+    _check_load_args(source, split, image_size, crop)
     attr_path = _find_text("list_attr_celeba.txt", "Anno", root)
     if attr_path is None:
         raise DatasetError(
             f"celeba: list_attr_celeba.txt not found. {manual_download_message(root)}"
         )
     filenames, names, values = read_attr_file(attr_path)
-    partition = None
-    part_path = _find_text("list_eval_partition.txt", "Eval", root)
-    if part_path is not None:
-        table = read_partition_file(part_path)
-        missing = [f for f in filenames if f not in table]
-        if missing:
-            raise DatasetError(
-                f"{part_path}: has no row for {missing[0]} (and {len(missing) - 1} more)"
-            )
-        partition = np.array([table[f] for f in filenames], dtype=np.int8)
-    elif split != "all":
-        raise DatasetError(
-            f"celeba: split={split!r} needs list_eval_partition.txt. {manual_download_message(root)}"
-        )
+    partition = _load_partition(filenames, split, root)
     folder = attr_path.parent if cache is None else Path(cache)
     npy = folder / f"celeba_crop{crop if crop is not None else 'none'}_{int(image_size)}.npy"
-    shape = (len(filenames), int(image_size), int(image_size), 3)
-    array = None
-    if npy.is_file() and npy.stat().st_mtime >= attr_path.stat().st_mtime:
-        with contextlib.suppress(ValueError, OSError):
-            array = np.load(npy, mmap_mode="r")
-        if array is not None and (array.shape != shape or array.dtype != np.uint8):
-            array = None
-    if array is None:
-        img_dir, archive = _find_images(root)
-        if img_dir is None and archive is None:
-            raise DatasetError(
-                f"celeba: neither img_align_celeba/ nor img_align_celeba.zip found. "
-                f"{manual_download_message(root)}"
-            )
-        _build_cache(npy, filenames, _FaceFiles(img_dir, archive), crop, int(image_size))
-        array = np.load(npy, mmap_mode="r")
+    array = _load_faces(npy, attr_path, filenames, crop, int(image_size), root)
     rows = np.arange(len(filenames), dtype=np.int64)
     if split != "all":
         assert partition is not None

@@ -41,7 +41,7 @@ units with exact patching.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -126,6 +126,95 @@ def resolve_max_batch(max_batch: int | None, lens: Lens | None = None) -> int:
     return max_batch
 
 
+def _sweep_layers(
+    lens: Lens,
+    base: torch.Tensor,
+    names: str | Sequence[str] | None,
+    target: Target,
+) -> list[str]:
+    """The hook points of ``names``; with ``target="latent"`` they must be encoder layers."""
+    lens._ensure_traced(base)
+    layer_names = lens._resolve_names(names)
+    if target == "latent":
+        bad = [n for n in layer_names if lens.hook_point(n).phase == "decode"]
+        if bad:
+            raise ArgumentError(
+                f"names: {bad} are decoder layers; target='latent' needs encoder layers"
+            )
+    return layer_names
+
+
+def _empty_effects(
+    lens: Lens, fns: dict[str, MetricFn], layer_names: list[str], component: str, n_total: int
+) -> dict[str, dict[str, torch.Tensor]]:
+    """``out[metric][layer]``: uninitialised ``(N, units)`` (units) or ``(N,)`` (layers)."""
+    out: dict[str, dict[str, torch.Tensor]] = {k: {} for k in fns}
+    for name in layer_names:
+        width = lens.units(name) if component == "unit" else 1
+        for k in fns:
+            out[k][name] = (
+                torch.empty(n_total, width) if component == "unit" else torch.empty(n_total)
+            )
+    return out
+
+
+class _Block(NamedTuple):
+    """One block of examples of a sweep: the clean run, the references and the clean effect."""
+
+    sl: slice
+    cap: Capture
+    r0: torch.Tensor
+    r1: torch.Tensor
+    unpatched: dict[str, torch.Tensor]  # metric of the clean output: a patch that changes nothing
+
+
+def _patch_layer(
+    lens: Lens,
+    name: str,
+    a2: torch.Tensor,
+    changed: torch.Tensor,
+    blk: _Block,
+    fns: dict[str, MetricFn],
+    res: dict[str, torch.Tensor],
+    target: Target,
+) -> None:
+    """Effects ``res[metric][block]`` of replacing the whole layer ``name`` by ``a2``."""
+    if not changed.any():
+        for k in fns:
+            res[k][blk.sl] = blk.unpatched[k]
+        return
+    outs = lens.run_variants(name, a2.unsqueeze(0), blk.cap, target=target)
+    for k, fn in fns.items():
+        res[k][blk.sl] = fn(outs, blk.r0, blk.r1)[0].cpu()
+
+
+def _patch_units(
+    lens: Lens,
+    name: str,
+    a2: torch.Tensor,
+    changed: torch.Tensor,
+    blk: _Block,
+    fns: dict[str, MetricFn],
+    res: dict[str, torch.Tensor],
+    target: Target,
+    max_batch: int,
+) -> None:
+    """Effects ``res[metric][block, unit]`` of taking each unit of layer ``name`` from ``a2``."""
+    sl, a1 = blk.sl, blk.cap.activations[name]
+    n, n_units = sl.stop - sl.start, a1.shape[1]
+    for k in fns:
+        res[k][sl, ~changed] = blk.unpatched[k].unsqueeze(1)
+    live = torch.nonzero(changed).flatten()
+    kb = max(1, max_batch // n)
+    for c0 in range(0, len(live), kb):
+        units = live[c0 : c0 + kb]
+        mask = unit_mask(units, n_units, a1.ndim).to(a1.device)
+        variants = torch.where(mask, a2.unsqueeze(0), a1.unsqueeze(0))
+        outs = lens.run_variants(name, variants, blk.cap, target=target)
+        for k, fn in fns.items():
+            res[k][sl, units] = fn(outs, blk.r0, blk.r1).T.cpu()
+
+
 def patch_sweep(
     lens: Lens,
     base: torch.Tensor,
@@ -157,22 +246,9 @@ def patch_sweep(
     if component not in ("unit", "layer"):
         raise ArgumentError(f"component: expected 'unit' or 'layer', got {component!r}")
     fns = {k: effect_metric(m) for k, m in metrics.items()}
-    lens._ensure_traced(base)
-    layer_names = lens._resolve_names(names)
-    if target == "latent":
-        bad = [n for n in layer_names if lens.hook_point(n).phase == "decode"]
-        if bad:
-            raise ArgumentError(
-                f"names: {bad} are decoder layers; target='latent' needs encoder layers"
-            )
+    layer_names = _sweep_layers(lens, base, names, target)
     n_total = int(base.shape[0])
-    out: dict[str, dict[str, torch.Tensor]] = {k: {} for k in fns}
-    for name in layer_names:
-        width = lens.units(name) if component == "unit" else 1
-        for k in fns:
-            out[k][name] = (
-                torch.empty(n_total, width) if component == "unit" else torch.empty(n_total)
-            )
+    out = _empty_effects(lens, fns, layer_names, component, n_total)
     block = max(1, min(n_total, max_batch))
     with torch.no_grad(), lens.sweep_layout(probe=base[:2]):
         for b0 in range(0, n_total, block):
@@ -183,33 +259,17 @@ def patch_sweep(
             clean = cap.output if target == "output" else cap.latent
             r0 = clean if ref0 is None else ref0[sl]
             r1 = lens.forward(source[sl], target=target) if ref1 is None else ref1[sl]
-            # a patch that changes nothing leaves the clean output: no forward needed
             unpatched = {k: fn(clean.unsqueeze(0), r0, r1)[0].cpu() for k, fn in fns.items()}
+            blk = _Block(sl, cap, r0, r1, unpatched)
             for name in layer_names:
                 a1, a2 = cap.activations[name], src[name]
                 # changed[u]: unit u differs between base and source on some example of the block
                 changed = (a1 != a2).reshape(n, a1.shape[1], -1).any(-1).any(0).cpu()
+                res = {k: out[k][name] for k in fns}
                 if component == "layer":
-                    if not changed.any():
-                        for k in fns:
-                            out[k][name][sl] = unpatched[k]
-                        continue
-                    outs = lens.run_variants(name, a2.unsqueeze(0), cap, target=target)
-                    for k, fn in fns.items():
-                        out[k][name][sl] = fn(outs, r0, r1)[0].cpu()
-                    continue
-                n_units = a1.shape[1]
-                for k in fns:
-                    out[k][name][sl, ~changed] = unpatched[k].unsqueeze(1)
-                live = torch.nonzero(changed).flatten()
-                kb = max(1, max_batch // n)
-                for c0 in range(0, len(live), kb):
-                    units = live[c0 : c0 + kb]
-                    mask = unit_mask(units, n_units, a1.ndim).to(a1.device)
-                    variants = torch.where(mask, a2.unsqueeze(0), a1.unsqueeze(0))
-                    outs = lens.run_variants(name, variants, cap, target=target)
-                    for k, fn in fns.items():
-                        out[k][name][sl, units] = fn(outs, r0, r1).T.cpu()
+                    _patch_layer(lens, name, a2, changed, blk, fns, res, target)
+                else:
+                    _patch_units(lens, name, a2, changed, blk, fns, res, target, max_batch)
     return out
 
 

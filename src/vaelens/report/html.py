@@ -123,53 +123,57 @@ def _seed_counts(study: StudyData) -> tuple[int, int]:
     return int(n.min()), int(n.max())
 
 
-def _seeds_text(study: StudyData, corr: tabs.Table, seeds: tabs.Table) -> list[str]:
+def _seeds_ci_text(seeds: tabs.Table) -> list[str]:
+    """Per dataset, how many of the seeds' numbers lie outside our 95% CI."""
     out = []
-    if not seeds.data.empty:
-        for ds, sub in seeds.data.groupby("dataset", sort=True):
-            off = sub[sub.verdict == "outside our 95% CI"]
-            tested = sub[sub.verdict.isin(["outside our 95% CI", "within our 95% CI"])]
-            if tested.empty:
-                out.append(f"{ds}: none of the seeds' numbers can be checked against a CI.")
-                continue
-            listed = "; ".join(
-                f"{m} {arch_label(a)} (seeds {fmt(v)}, ours {fmt(mu)})"
-                for m, a, v, mu in zip(
-                    off.metric, off.architecture, off.seeds, off["mean"], strict=True
-                )
+    if seeds.data.empty:
+        return out
+    for ds, sub in seeds.data.groupby("dataset", sort=True):
+        off = sub[sub.verdict == "outside our 95% CI"]
+        tested = sub[sub.verdict.isin(["outside our 95% CI", "within our 95% CI"])]
+        if tested.empty:
+            out.append(f"{ds}: none of the seeds' numbers can be checked against a CI.")
+            continue
+        listed = "; ".join(
+            f"{m} {arch_label(a)} (seeds {fmt(v)}, ours {fmt(mu)})"
+            for m, a, v, mu in zip(
+                off.metric, off.architecture, off.seeds, off["mean"], strict=True
             )
-            out.append(
-                f"{ds}: {len(off)} of {len(tested)} seed numbers with a CI of ours lie outside "
-                f"it" + (f": {listed}." if listed else ".")
-            )
-    s = tabs.SEEDS
-    r_seeds = float(np.corrcoef(s["ces.mean"], s["dci.disentanglement"])[0, 1])
-    out.append(
-        "The seeds' Table 1 (dSprites, one seed a model, no error bars) ranks mean CES "
-        "FactorVAE > VAE > β-VAE and DCI D in the same order; across their three models the "
-        f"two columns correlate positively (Pearson r = {r_seeds:.2f}, n = 3, no test possible)."
-        " The extended seed instead claims a consistent negative within-dataset CES-DCI "
-        "correlation."
-    )
+        )
+        out.append(
+            f"{ds}: {len(off)} of {len(tested)} seed numbers with a CI of ours lie outside "
+            f"it" + (f": {listed}." if listed else ".")
+        )
+    return out
+
+
+def _seeds_corr_text(corr: tabs.Table) -> list[str]:
+    """Whether our pooled within-dataset CES-DCI correlation agrees with the seeds' claim."""
     data = corr.data
-    if not data.empty and "group" in data:
-        pooled = data[(data.group == "(pooled within)") & (data.method == "pearson")]
-        if not pooled.empty:
-            p = pooled.iloc[0]
-            if np.isfinite(p.p) and p.p < 0.05 and p.r < 0:
-                out.append(
-                    f"Ours agrees in sign: pooled within datasets r = {fmt(p.r)} ({p_eq(p.p)}, n = {p.n})."
-                )
-            elif np.isfinite(p.p) and p.p < 0.05:
-                out.append(
-                    f"Ours disagrees: pooled within datasets the correlation is positive, "
-                    f"r = {fmt(p.r)} ({p_eq(p.p)}, n = {p.n})."
-                )
-            else:
-                out.append(
-                    f"Ours does not reproduce it: no within-dataset correlation was detected "
-                    f"(pooled r = {fmt(p.r)}, {p_eq(p.p)}, n = {p.n})."
-                )
+    if data.empty or "group" not in data:
+        return []
+    pooled = data[(data.group == "(pooled within)") & (data.method == "pearson")]
+    if pooled.empty:
+        return []
+    p = pooled.iloc[0]
+    if np.isfinite(p.p) and p.p < 0.05 and p.r < 0:
+        return [
+            f"Ours agrees in sign: pooled within datasets r = {fmt(p.r)} ({p_eq(p.p)}, n = {p.n})."
+        ]
+    if np.isfinite(p.p) and p.p < 0.05:
+        return [
+            f"Ours disagrees: pooled within datasets the correlation is positive, "
+            f"r = {fmt(p.r)} ({p_eq(p.p)}, n = {p.n})."
+        ]
+    return [
+        f"Ours does not reproduce it: no within-dataset correlation was detected "
+        f"(pooled r = {fmt(p.r)}, {p_eq(p.p)}, n = {p.n})."
+    ]
+
+
+def _ces_order_text(study: StudyData) -> list[str]:
+    """Per dataset, our order of the seeds' architectures by mean CES."""
+    out = []
     for ds in study.datasets:
         c = study.completed[study.completed.dataset == ds]
         if "ces.mean" not in c or c.empty:
@@ -179,6 +183,22 @@ def _seeds_text(study: StudyData, corr: tabs.Table, seeds: tabs.Table) -> list[s
         if len(means) >= 2:
             order = " > ".join(arch_label(a) for a in means.sort_values(ascending=False).index)
             out.append(f"{ds}: our mean-CES order is {order} (means; tests in section 8).")
+    return out
+
+
+def _seeds_text(study: StudyData, corr: tabs.Table, seeds: tabs.Table) -> list[str]:
+    out = _seeds_ci_text(seeds)
+    s = tabs.SEEDS
+    r_seeds = float(np.corrcoef(s["ces.mean"], s["dci.disentanglement"])[0, 1])
+    out.append(
+        "The seeds' Table 1 (dSprites, one seed a model, no error bars) ranks mean CES "
+        "FactorVAE > VAE > β-VAE and DCI D in the same order; across their three models the "
+        f"two columns correlate positively (Pearson r = {r_seeds:.2f}, n = 3, no test possible)."
+        " The extended seed instead claims a consistent negative within-dataset CES-DCI "
+        "correlation."
+    )
+    out += _seeds_corr_text(corr)
+    out += _ces_order_text(study)
     out.append(
         "Metric forms: CES is the seeds' eq. 7 (mean L2 change of the decoded image), which "
         "grows with the image size, the pixel scale and the intervention range, so absolute "
@@ -193,35 +213,17 @@ def _seeds_text(study: StudyData, corr: tabs.Table, seeds: tabs.Table) -> list[s
     return out
 
 
-def build_report(
-    study_dir: str | Path,
-    out_dir: str | Path | None = None,
-    *,
-    n_boot: int = 2000,
-    mediation_factor: str | None = None,
-    random_state: int = 0,
-) -> Path:
-    """Write the report of the study in ``study_dir`` and return the path of ``report.html``.
-
-    ``out_dir`` (default ``study_dir/report``) receives ``report.html`` (self-contained:
-    figures as base64 PNG data URIs, inline CSS, no external requests) and ``tables/``
-    with every table as ``<key>.csv`` (numbers, long form) and ``<key>.md`` (as shown).
-    ``n_boot`` bootstrap resamples for correlation CIs; ``mediation_factor`` the factor of
-    Table 5 (default: each dataset's first factor). Raises :class:`ConfigError` when
-    ``study_dir`` holds no study.
-    """
-    study_dir = Path(study_dir)
+def _check_args(study_dir: Path, n_boot: int) -> None:
     if not study_dir.is_dir():
         raise ConfigError(f"study_dir: {study_dir} is not a directory")
     if n_boot < 0:
         raise ConfigError(f"n_boot: expected a non-negative integer, got {n_boot}")
-    out = Path(out_dir) if out_dir is not None else study_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    study = load_study(study_dir)
-    rep = _Report(out)
+
+
+def _add_header(rep: _Report, study: StudyData, study_dir: Path) -> None:
+    """Title, what the study holds, and a note when configurations have a single seed."""
     counts = study.runs.status.value_counts().to_dict()
     lo, hi = _seed_counts(study)
-
     rep.add(f"<h1>vaelens study report: {_e(study.name)}</h1>")
     rep.add(
         f"<p>Study directory <code>{_e(study_dir)}</code>; generated "
@@ -242,6 +244,9 @@ def build_report(
             "show n=1 and no CI.</p>"
         )
 
+
+def _add_failures(rep: _Report, study: StudyData) -> None:
+    """Runs that did not complete and files that could not be read."""
     rep.add("<h2>Failed and incomplete runs</h2>")
     bad = study.runs[study.runs.status != "completed"]
     if bad.empty:
@@ -253,10 +258,8 @@ def build_report(
         rep.add("<div class='bad'><p>Files that could not be read:</p>")
         rep.add(_claims(study.problems) + "</div>")
 
-    mediation = tabs.mediation_by_layer(study, mediation_factor)  # validates the factor first
-    tests = tabs.architecture_tests(study)
-    corr = tabs.ces_dci_correlation(study, n_boot=n_boot, random_state=random_state)
 
+def _add_architectures(rep: _Report, study: StudyData, tests: tabs.Table) -> None:
     rep.add("<h2>1. Architecture comparison</h2>")
     rep.table(tabs.architecture_comparison(study))
     rep.add(
@@ -265,6 +268,8 @@ def build_report(
     )
     rep.add(_claims(tests.claims))
 
+
+def _add_correlation(rep: _Report, study: StudyData, corr: tabs.Table) -> None:
     rep.add("<h2>2. CES against DCI disentanglement</h2>")
     rep.figure(
         figs.ces_vs_dci(study),
@@ -274,14 +279,38 @@ def build_report(
     )
     rep.table(corr)
 
-    rep.add("<h2>3. Effect strength and specificity per latent dimension</h2>")
-    rep.table(tabs.per_dimension_effects(study))
-    rep.per_dataset(
+
+FigureFn = Callable[[StudyData, str], bytes | None]
+
+
+def _add_section(
+    rep: _Report,
+    study: StudyData,
+    heading: str,
+    table: tabs.Table,
+    figures: tuple[tuple[FigureFn, str, str], ...] = (),
+) -> None:
+    """A numbered section: heading, its table, then each ``(fn, alt, caption)`` per dataset."""
+    rep.add(f"<h2>{heading}</h2>")
+    rep.table(table)
+    for fn, alt, caption in figures:
+        rep.per_dataset(study, fn, alt, caption)
+
+
+def _add_dimensions(rep: _Report, study: StudyData) -> None:
+    _add_section(
+        rep,
         study,
-        figs.ces_specificity_per_dim,
-        "CES and specificity per dimension",
-        "Bars: mean across seeds; error bars: 95% t-CI across seeds (absent with one seed). "
-        "Specificity is the seeds' 1/(H + eps); dead dimensions have none.",
+        "3. Effect strength and specificity per latent dimension",
+        tabs.per_dimension_effects(study),
+        (
+            (
+                figs.ces_specificity_per_dim,
+                "CES and specificity per dimension",
+                "Bars: mean across seeds; error bars: 95% t-CI across seeds (absent with one "
+                "seed). Specificity is the seeds' 1/(H + eps); dead dimensions have none.",
+            ),
+        ),
     )
     rep.add("<h3>Latent-to-factor causal graph</h3>")
     rep.per_dataset(
@@ -292,30 +321,44 @@ def build_report(
         "proportional to the effect (first completed seed of each architecture).",
     )
 
-    rep.add("<h2>4. Polysemanticity</h2>")
-    rep.table(tabs.polysemanticity_table(study))
-    rep.per_dataset(
+
+def _add_polysemanticity(rep: _Report, study: StudyData) -> None:
+    _add_section(
+        rep,
         study,
-        figs.polysemanticity_hist,
-        "polysemanticity histograms",
-        "Distribution of per-unit PS in the latent (mu) layer, pooled over seeds, in both "
-        "forms; dead units are left out.",
-    )
-    rep.per_dataset(
-        study,
-        figs.unit_response_heatmaps,
-        "unit-response heatmaps",
-        "Circuit motifs: each row is a unit, each column a factor; colour is the unit's "
-        "response to that factor as a share of its total response (first completed seed).",
+        "4. Polysemanticity",
+        tabs.polysemanticity_table(study),
+        (
+            (
+                figs.polysemanticity_hist,
+                "polysemanticity histograms",
+                "Distribution of per-unit PS in the latent (mu) layer, pooled over seeds, in "
+                "both forms; dead units are left out.",
+            ),
+            (
+                figs.unit_response_heatmaps,
+                "unit-response heatmaps",
+                "Circuit motifs: each row is a unit, each column a factor; colour is the unit's "
+                "response to that factor as a share of its total response (first completed "
+                "seed).",
+            ),
+        ),
     )
 
-    rep.add("<h2>5. Circuit modularity</h2>")
-    rep.table(tabs.modularity_by_layer(study))
-    rep.per_dataset(
+
+def _add_modularity(rep: _Report, study: StudyData) -> None:
+    _add_section(
+        rep,
         study,
-        figs.modularity_layers,
-        "modularity by layer",
-        "Mean across seeds with 95% CI; dotted: the random-initialisation twins.",
+        "5. Circuit modularity",
+        tabs.modularity_by_layer(study),
+        (
+            (
+                figs.modularity_layers,
+                "modularity by layer",
+                "Mean across seeds with 95% CI; dotted: the random-initialisation twins.",
+            ),
+        ),
     )
     rep.figure(
         figs.modularity_vs_effect(study),
@@ -324,49 +367,72 @@ def build_report(
         "paradox' plot). No correlation is claimed from this figure.",
     )
 
-    rep.add("<h2>6. Causal mediation</h2>")
-    rep.table(mediation)
-    rep.per_dataset(
+
+def _add_mediation(rep: _Report, study: StudyData, mediation: tabs.Table) -> None:
+    _add_section(
+        rep,
         study,
-        figs.mediation_heatmaps,
-        "mediation heatmaps",
-        "Share of each factor's total effect on the latent mean carried by each layer, mean "
-        "over seeds.",
+        "6. Causal mediation",
+        mediation,
+        (
+            (
+                figs.mediation_heatmaps,
+                "mediation heatmaps",
+                "Share of each factor's total effect on the latent mean carried by each layer, "
+                "mean over seeds.",
+            ),
+        ),
     )
 
-    rep.add("<h2>7. Causal metrics against the random-network baseline</h2>")
-    rep.table(tabs.baseline_comparison(study))
 
-    rep.add("<h2>8. Tests of architecture differences</h2>")
-    rep.table(tests)
+def _add_baseline_and_tests(rep: _Report, study: StudyData, tests: tabs.Table) -> None:
+    _add_section(
+        rep,
+        study,
+        "7. Causal metrics against the random-network baseline",
+        tabs.baseline_comparison(study),
+    )
+    _add_section(rep, study, "8. Tests of architecture differences", tests)
 
+
+def _add_run_traversal(rep: _Report, study: StudyData, ds: str, arch: str) -> bool:
+    """The traversal figure of the first run of (``ds``, ``arch``) that has one; True if shown."""
+    for rid in study.runs_of(ds, arch):
+        path = study.run_dirs[rid] / "figures" / "traversals.png"
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if not data.startswith(PNG_MAGIC):
+            rep.add(f"<p>{_e(path)}: not a PNG file; skipped.</p>")
+            return False
+        rep.figure(
+            data,
+            f"traversals {rid}",
+            f"{arch_label(arch)} on {ds} (run {rid}): each row a latent "
+            "dimension set to each intervention value, decoded.",
+        )
+        return True
+    return False
+
+
+def _add_traversals(rep: _Report, study: StudyData) -> None:
     rep.add("<h2>9. Latent traversals</h2>")
     found = False
     for ds in study.datasets:
         for arch in study.architectures:
-            for rid in study.runs_of(ds, arch):
-                path = study.run_dirs[rid] / "figures" / "traversals.png"
-                if path.is_file():
-                    data = path.read_bytes()
-                    if data.startswith(PNG_MAGIC):
-                        rep.figure(
-                            data,
-                            f"traversals {rid}",
-                            f"{arch_label(arch)} on {ds} (run {rid}): each row a latent "
-                            "dimension set to each intervention value, decoded.",
-                        )
-                        found = True
-                    else:
-                        rep.add(f"<p>{_e(path)}: not a PNG file; skipped.</p>")
-                    break
+            found = _add_run_traversal(rep, study, ds, arch) or found
     if not found:
         rep.add("<p>No run has figures/traversals.png.</p>")
 
+
+def _add_seeds(rep: _Report, study: StudyData, corr: tabs.Table) -> None:
     rep.add("<h2>10. Comparison with the seeds</h2>")
     seeds = tabs.seeds_comparison(study)
     rep.table(seeds)
     rep.add(_claims(_seeds_text(study, corr, seeds)))
 
+
+def _write_document(rep: _Report, study: StudyData, out: Path) -> Path:
     doc = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>vaelens report: {_e(study.name)}</title><style>{CSS}</style></head>"
@@ -379,3 +445,43 @@ def build_report(
     with atomic_open(path, "w") as fh:
         fh.write(doc)
     return path
+
+
+def build_report(
+    study_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    n_boot: int = 2000,
+    mediation_factor: str | None = None,
+    random_state: int = 0,
+) -> Path:
+    """Write the report of the study in ``study_dir`` and return the path of ``report.html``.
+
+    ``out_dir`` (default ``study_dir/report``) receives ``report.html`` (self-contained:
+    figures as base64 PNG data URIs, inline CSS, no external requests) and ``tables/``
+    with every table as ``<key>.csv`` (numbers, long form) and ``<key>.md`` (as shown).
+    ``n_boot`` bootstrap resamples for correlation CIs; ``mediation_factor`` the factor of
+    Table 5 (default: each dataset's first factor). Raises :class:`ConfigError` when
+    ``study_dir`` holds no study.
+    """
+    study_dir = Path(study_dir)
+    _check_args(study_dir, n_boot)
+    out = Path(out_dir) if out_dir is not None else study_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    study = load_study(study_dir)
+    rep = _Report(out)
+    _add_header(rep, study, study_dir)
+    _add_failures(rep, study)
+    mediation = tabs.mediation_by_layer(study, mediation_factor)  # validates the factor first
+    tests = tabs.architecture_tests(study)
+    corr = tabs.ces_dci_correlation(study, n_boot=n_boot, random_state=random_state)
+    _add_architectures(rep, study, tests)
+    _add_correlation(rep, study, corr)
+    _add_dimensions(rep, study)
+    _add_polysemanticity(rep, study)
+    _add_modularity(rep, study)
+    _add_mediation(rep, study, mediation)
+    _add_baseline_and_tests(rep, study, tests)
+    _add_traversals(rep, study)
+    _add_seeds(rep, study, corr)
+    return _write_document(rep, study, out)

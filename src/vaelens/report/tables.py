@@ -325,61 +325,10 @@ def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
             counts = sub.groupby("architecture")[column].count()
             n_by = {a: int(counts[a]) for a in study.architectures if a in counts.index}
             for pr in pairs.itertuples():
-                rec = {
-                    "dataset": ds,
-                    "metric": label,
-                    "a": pr.a,
-                    "b": pr.b,
-                    "mean_a": pr.mean_a,
-                    "mean_b": pr.mean_b,
-                    "n_a": n_by.get(pr.a, 0),
-                    "n_b": n_by.get(pr.b, 0),
-                    "welch_t": pr.statistic,
-                    "p": pr.p,
-                    "p_holm": pr.p_adj,
-                    "anova_F": omni["statistic"],
-                    "anova_p": omni["p"],
-                }
+                rec, shown = _test_row(ds, label, pr, omni, n_by)
                 rows.append(rec)
-                disp.append(
-                    {
-                        "dataset": ds,
-                        "metric": label,
-                        "comparison": f"{arch_label(pr.a)} vs {arch_label(pr.b)}",
-                        "means": f"{fmt(pr.mean_a)} vs {fmt(pr.mean_b)}",
-                        "n": f"{rec['n_a']}/{rec['n_b']}",
-                        "Welch t": fmt(pr.statistic),
-                        "p": fmt_p(pr.p),
-                        "Holm p": fmt_p(pr.p_adj),
-                    }
-                )
-            sig = pairs[pairs.p_adj < alpha]
-            n_txt = ", ".join(f"{arch_label(a)} n={n}" for a, n in n_by.items())
-            if pairs.p_adj.notna().sum() == 0:
-                claims.append(
-                    f"{ds}, {label}: too few runs per architecture to test ({n_txt}); "
-                    "no claim about differences is made."
-                )
-            elif sig.empty and np.isfinite(omni["p"]) and omni["p"] < alpha:
-                claims.append(
-                    f"{ds}, {label}: the ANOVA finds the architectures' means differ "
-                    f"({p_eq(omni['p'])}), but no pairwise difference survives the Holm "
-                    f"correction ({n_txt})."
-                )
-            elif sig.empty:
-                claims.append(
-                    f"{ds}, {label}: no difference between architectures was detected "
-                    f"(ANOVA {p_eq(omni['p'])}; all Holm-adjusted pairwise p ≥ {alpha}; "
-                    f"{n_txt})."
-                )
-            for pr in sig.itertuples():
-                hi, lo = (pr.a, pr.b) if pr.diff > 0 else (pr.b, pr.a)
-                mh, ml = max(pr.mean_a, pr.mean_b), min(pr.mean_a, pr.mean_b)
-                claims.append(
-                    f"{ds}: {arch_label(hi)}'s {label} ({fmt(mh)}) is higher than "
-                    f"{arch_label(lo)}'s ({fmt(ml)}) (Welch t = {fmt(abs(pr.statistic))}, "
-                    f"Holm-adjusted {p_eq(pr.p_adj)}, n = {n_by.get(hi, 0)}/{n_by.get(lo, 0)})."
-                )
+                disp.append(shown)
+            claims += _test_claims(ds, label, pairs, omni, n_by, alpha)
     return Table(
         "architecture_tests",
         "Differences between architectures",
@@ -389,6 +338,78 @@ def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
         pd.DataFrame(rows),
         claims,
     )
+
+
+def _test_row(
+    ds: str, label: str, pr: Any, omni: dict[str, float], n_by: dict[str, int]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One pairwise comparison ``pr`` as a record (numbers) and as a displayed row."""
+    rec = {
+        "dataset": ds,
+        "metric": label,
+        "a": pr.a,
+        "b": pr.b,
+        "mean_a": pr.mean_a,
+        "mean_b": pr.mean_b,
+        "n_a": n_by.get(pr.a, 0),
+        "n_b": n_by.get(pr.b, 0),
+        "welch_t": pr.statistic,
+        "p": pr.p,
+        "p_holm": pr.p_adj,
+        "anova_F": omni["statistic"],
+        "anova_p": omni["p"],
+    }
+    shown = {
+        "dataset": ds,
+        "metric": label,
+        "comparison": f"{arch_label(pr.a)} vs {arch_label(pr.b)}",
+        "means": f"{fmt(pr.mean_a)} vs {fmt(pr.mean_b)}",
+        "n": f"{rec['n_a']}/{rec['n_b']}",
+        "Welch t": fmt(pr.statistic),
+        "p": fmt_p(pr.p),
+        "Holm p": fmt_p(pr.p_adj),
+    }
+    return rec, shown
+
+
+def _test_claims(
+    ds: str,
+    label: str,
+    pairs: pd.DataFrame,
+    omni: dict[str, float],
+    n_by: dict[str, int],
+    alpha: float,
+) -> list[str]:
+    """What the tests of one (dataset, metric) allow us to say."""
+    claims = []
+    sig = pairs[pairs.p_adj < alpha]
+    n_txt = ", ".join(f"{arch_label(a)} n={n}" for a, n in n_by.items())
+    if pairs.p_adj.notna().sum() == 0:
+        claims.append(
+            f"{ds}, {label}: too few runs per architecture to test ({n_txt}); "
+            "no claim about differences is made."
+        )
+    elif sig.empty and np.isfinite(omni["p"]) and omni["p"] < alpha:
+        claims.append(
+            f"{ds}, {label}: the ANOVA finds the architectures' means differ "
+            f"({p_eq(omni['p'])}), but no pairwise difference survives the Holm "
+            f"correction ({n_txt})."
+        )
+    elif sig.empty:
+        claims.append(
+            f"{ds}, {label}: no difference between architectures was detected "
+            f"(ANOVA {p_eq(omni['p'])}; all Holm-adjusted pairwise p ≥ {alpha}; "
+            f"{n_txt})."
+        )
+    for pr in sig.itertuples():
+        hi, lo = (pr.a, pr.b) if pr.diff > 0 else (pr.b, pr.a)
+        mh, ml = max(pr.mean_a, pr.mean_b), min(pr.mean_a, pr.mean_b)
+        claims.append(
+            f"{ds}: {arch_label(hi)}'s {label} ({fmt(mh)}) is higher than "
+            f"{arch_label(lo)}'s ({fmt(ml)}) (Welch t = {fmt(abs(pr.statistic))}, "
+            f"Holm-adjusted {p_eq(pr.p_adj)}, n = {n_by.get(hi, 0)}/{n_by.get(lo, 0)})."
+        )
+    return claims
 
 
 BASELINE_METRICS = (
@@ -472,8 +493,6 @@ def ces_dci_correlation(
     """CES against DCI disentanglement: within each dataset, pooled within datasets, and
     partial correlations controlling for dataset complexity and latent size."""
     c = study.completed
-    rows: list[dict[str, Any]] = []
-    claims: list[str] = []
     xcol, ycol = "ces.mean", "dci.disentanglement"
     if xcol not in c or ycol not in c or c.empty:
         return Table(
@@ -484,44 +503,69 @@ def ces_dci_correlation(
             pd.DataFrame(),
             ["CES-DCI correlation: n/a (no runs with both metrics)."],
         )
+    rows: list[dict[str, Any]] = []
     for method in ("pearson", "spearman"):
         wg = within_group_correlation(
             c, xcol, ycol, "dataset", method=method, n_boot=n_boot, random_state=random_state
         )
         for r in wg.to_dict("records"):
             rows.append({"analysis": "within dataset", **r, "controls": ""})
-        covs = [
-            ("n_factors", "number of factors"),
-            ("resolution", "resolution"),
-            ("latent_dim", "latent dimensionality"),
-        ]
-        for label, extra in (
-            ("partial", []),
-            (
-                "partial + recon",
-                [("recon.mse_trained", "recon MSE")]
-                if "recon.mse_trained" in c
-                else [("recon.trained", "recon NLL")],
-            ),
-        ):
-            cols = [k for k, _ in covs + extra if k in c]
-            cn = tuple(n for k, n in covs + extra if k in c)
-            if not cols:
-                continue
-            pc = partial_correlation(
-                c[xcol].to_numpy(float),
-                c[ycol].to_numpy(float),
-                c[cols].to_numpy(float),
-                method=method,
-                covariate_names=cn,
-                n_boot=n_boot,
-                random_state=random_state,
-            )
-            d = pc.to_dict()
-            d["controls"] = ", ".join(d["controls"]) or "(all covariates constant)"
-            rows.append({"analysis": f"{label} (all runs)", "group": "all", **d})
+        rows += _partial_rows(c, xcol, ycol, method, n_boot, random_state)
     data = pd.DataFrame(rows)
-    disp = pd.DataFrame(
+    return Table(
+        "ces_dci_correlation",
+        "CES against DCI disentanglement",
+        "Correlation of each run's mean CES with its DCI disentanglement: inside each dataset, "
+        "pooled within datasets (each dataset's means removed, so differences between "
+        "datasets cannot create it), and over all runs as partial correlations controlling "
+        "for dataset complexity (number of factors, image resolution) and latent "
+        "dimensionality (and, in the last rows, reconstruction error). Percentile bootstrap "
+        f"95% CIs ({n_boot} resamples); constant covariates are dropped and not listed.",
+        _correlation_display(data),
+        data,
+        _correlation_claims(data, alpha),
+    )
+
+
+def _partial_rows(
+    c: pd.DataFrame, xcol: str, ycol: str, method: str, n_boot: int, random_state: int
+) -> list[dict[str, Any]]:
+    """Partial correlations over all runs, controlling for the covariates the runs have
+    (without and with the reconstruction error)."""
+    rows: list[dict[str, Any]] = []
+    covs = [
+        ("n_factors", "number of factors"),
+        ("resolution", "resolution"),
+        ("latent_dim", "latent dimensionality"),
+    ]
+    recon = (
+        [("recon.mse_trained", "recon MSE")]
+        if "recon.mse_trained" in c
+        else [("recon.trained", "recon NLL")]
+    )
+    for label, extra in (("partial", []), ("partial + recon", recon)):
+        cols = [k for k, _ in covs + extra if k in c]
+        cn = tuple(n for k, n in covs + extra if k in c)
+        if not cols:
+            continue
+        pc = partial_correlation(
+            c[xcol].to_numpy(float),
+            c[ycol].to_numpy(float),
+            c[cols].to_numpy(float),
+            method=method,
+            covariate_names=cn,
+            n_boot=n_boot,
+            random_state=random_state,
+        )
+        d = pc.to_dict()
+        d["controls"] = ", ".join(d["controls"]) or "(all covariates constant)"
+        rows.append({"analysis": f"{label} (all runs)", "group": "all", **d})
+    return rows
+
+
+def _correlation_display(data: pd.DataFrame) -> pd.DataFrame:
+    """The correlation rows as shown: formatted r, p and bootstrap CI."""
+    return pd.DataFrame(
         {
             "analysis": data["analysis"],
             "dataset": data["group"],
@@ -535,6 +579,11 @@ def ces_dci_correlation(
             "controls": data["controls"].fillna(""),
         }
     )
+
+
+def _correlation_claims(data: pd.DataFrame, alpha: float) -> list[str]:
+    """The pooled within-dataset verdict, then one line per dataset and method."""
+    claims: list[str] = []
     pooled = data[(data.group == "(pooled within)") & (data.method == "pearson")]
     if not pooled.empty:
         p = pooled.iloc[0]
@@ -559,19 +608,7 @@ def ces_dci_correlation(
             f"{r.group} ({r.method}): r = {fmt(r.r)}, {p_eq(r.p)} ({verdict}), "
             f"CI [{fmt(r.ci_low)}, {fmt(r.ci_high)}], n = {r.n}."
         )
-    return Table(
-        "ces_dci_correlation",
-        "CES against DCI disentanglement",
-        "Correlation of each run's mean CES with its DCI disentanglement: inside each dataset, "
-        "pooled within datasets (each dataset's means removed, so differences between "
-        "datasets cannot create it), and over all runs as partial correlations controlling "
-        "for dataset complexity (number of factors, image resolution) and latent "
-        "dimensionality (and, in the last rows, reconstruction error). Percentile bootstrap "
-        f"95% CIs ({n_boot} resamples); constant covariates are dropped and not listed.",
-        disp,
-        data,
-        claims,
-    )
+    return claims
 
 
 def seeds_comparison(study: StudyData) -> Table:

@@ -133,13 +133,9 @@ class _HistGBT:
         """Fit to codes ``x`` ``(N, D)`` and labels ``y`` ``(N,)`` in ``0..K-1``."""
         lightgbm = _import_lightgbm()
         n, n_codes = x.shape
-        if self.max_bin is None:
-            max_bin = max(n, 2) if n <= EXACT_BINS_UP_TO else HIST_BINS
-        else:
-            max_bin = self.max_bin
         n_classes = int(y.max()) + 1
-        binary = n_classes == 2
-        kt = 1 if binary else n_classes  # trees per stage
+        self.binary = n_classes == 2
+        self.kt = 1 if self.binary else n_classes  # trees per stage
         # Ties between codes go to the lowest column in LightGBM; sklearn breaks them in a
         # random code order drawn at every node. Grow each stage on one of several boosters
         # whose datasets hold the codes in different random orders, so that tied codes
@@ -149,9 +145,28 @@ class _HistGBT:
         varies = bool((x.max(axis=0) > x.min(axis=0)).any())
         n_orders = min(self.n_orders, math.factorial(n_codes)) if varies else 0
         self.perms = [rng.permutation(n_codes) for _ in range(n_orders)]
+        self.init, target = self._prior_scores(y, n_classes)
+        xs = [np.ascontiguousarray(x[:, perm], dtype=np.float64) for perm in self.perms]
+        self.boosters = self._make_boosters(lightgbm, xs, self._max_bin(n))
+        raw, values, self.stages = self._boost(xs, target, rng)
+        self.values = np.stack(values) if values else np.zeros((0, self.kt, self.max_leaves))
+        # predictions on the training points, from the raw scores kept during the fit
+        self.train_pred_ = self._decide(raw.T)
+        self.feature_importances_ = self._importances(n_codes)
+        return self
+
+    def _max_bin(self, n: int) -> int:
+        """Split candidates per code for ``n`` training points (see the class docstring)."""
+        if self.max_bin is None:
+            return max(n, 2) if n <= EXACT_BINS_UP_TO else HIST_BINS
+        return self.max_bin
+
+    def _prior_scores(self, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """sklearn's initial raw scores ``(kt,)`` (log prior odds) and one-hot targets ``(kt, N)``."""
+        n = y.shape[0]
         prior = np.bincount(y, minlength=n_classes) / n
-        target = np.zeros((kt, n))
-        if binary:
+        target = np.zeros((self.kt, n))
+        if self.binary:
             p1 = float(np.clip(prior[1], 1e-15, 1 - 1e-15))
             init = np.array([np.log(p1 / (1 - p1))])
             target[0] = y == 1
@@ -159,14 +174,13 @@ class _HistGBT:
             log_prior = np.log(np.clip(prior, 1e-15, None))
             init = log_prior - log_prior.mean()
             target[y, np.arange(n)] = 1.0
-        raw = np.repeat(init[:, None], n, axis=1)  # (kt, N), class-major as LightGBM's
-        grad = np.empty((kt, n), dtype=np.float32)
-        hess = np.ones((kt, n), dtype=np.float32)
-        # LightGBM takes (N,) for one tree per stage, else (N, kt) read in column order.
-        grad_view, hess_view = (grad[0], hess[0]) if binary else (grad.T, hess.T)
+        return init, target
+
+    def _make_boosters(self, lightgbm: Any, xs: list[np.ndarray], max_bin: int) -> list[Any]:
+        """One LightGBM booster a code order, fed custom gradients with unit hessians."""
         params = {
             "objective": "none",
-            "num_class": kt,
+            "num_class": self.kt,
             "num_leaves": self.max_leaves,
             "max_depth": 3,
             "learning_rate": 1.0,
@@ -184,54 +198,72 @@ class _HistGBT:
             "verbose": -1,
         }
         data_params = {"max_bin": max_bin, "min_data_in_bin": 1, "verbose": -1}
-        xs = [np.ascontiguousarray(x[:, perm], dtype=np.float64) for perm in self.perms]
-        boosters = [
+        return [
             lightgbm.Booster(params=params, train_set=lightgbm.Dataset(xp, params=data_params))
             for xp in xs
         ]
+
+    def _probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """Class probabilities from raw scores ``(kt, N)``: sigmoid (binary) or softmax."""
+        if self.binary:
+            return 1.0 / (1.0 + np.exp(-raw))
+        p = np.exp(raw - raw.max(axis=0))
+        p /= p.sum(axis=0)
+        return p
+
+    def _boost(
+        self, xs: list[np.ndarray], target: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, list[np.ndarray], list[list[int]]]:
+        """Grow the stages; returns the raw training scores ``(kt, N)``, the leaf values of
+        each stage ``(kt, leaves)`` and, per booster, the stages it grew, in order."""
+        kt, n = target.shape
+        n_orders = len(self.boosters)
+        raw = np.repeat(self.init[:, None], n, axis=1)  # (kt, N), class-major as LightGBM's
+        grad = np.empty((kt, n), dtype=np.float32)
+        hess = np.ones((kt, n), dtype=np.float32)
+        # LightGBM takes (N,) for one tree per stage, else (N, kt) read in column order.
+        grad_view, hess_view = (grad[0], hess[0]) if self.binary else (grad.T, hess.T)
         # stages[b]: the stages grown by booster b, in order (its iterations 0, 1, ...)
-        stages: list[list[int]] = [[] for _ in boosters]
+        stages: list[list[int]] = [[] for _ in self.boosters]
         offsets = (np.arange(kt) * self.max_leaves)[:, None]
         values = []
         for stage in range(self.n_estimators if n_orders else 0):
             b = int(rng.integers(n_orders))
-            if binary:
-                p = 1.0 / (1.0 + np.exp(-raw))
-            else:
-                p = np.exp(raw - raw.max(axis=0))
-                p /= p.sum(axis=0)
+            p = self._probabilities(raw)
             resid = target - p
             np.negative(resid, out=grad, casting="same_kind")
-            if boosters[b].update(fobj=lambda _preds, _data: (grad_view, hess_view)):
+            if self.boosters[b].update(fobj=lambda _preds, _data: (grad_view, hess_view)):
                 break  # no code can split any node: sklearn's later stages change nothing
-            leaves = boosters[b].predict(
+            leaves = self.boosters[b].predict(
                 xs[b], pred_leaf=True, start_iteration=len(stages[b]), num_iteration=1
             )
             stages[b].append(stage)
             key = (np.asarray(leaves).reshape(n, kt).T + offsets).ravel()
-            size = kt * self.max_leaves
-            num = np.bincount(key, weights=resid.ravel(), minlength=size)
-            den = np.bincount(key, weights=(p * (1.0 - p)).ravel(), minlength=size)
-            if not binary:
-                num *= (kt - 1) / kt
-            # sklearn's _safe_divide: a leaf whose mean hessian is below 1e-150 gets 0
-            cnt = np.bincount(key, minlength=size)
-            ok = (cnt > 0) & (np.abs(den) >= 1e-150 * cnt)
-            step = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+            step = self._newton_step(key, resid, p)
             values.append(step.reshape(kt, self.max_leaves))
             raw += self.learning_rate * step[key].reshape(kt, n)
-        self.boosters, self.init, self.binary, self.kt = boosters, init, binary, kt
-        self.values = np.stack(values) if values else np.zeros((0, kt, self.max_leaves))
-        self.stages = stages
-        # predictions on the training points, from the raw scores kept during the fit
-        self.train_pred_ = self._decide(raw.T)
+        return raw, values, stages
+
+    def _newton_step(self, key: np.ndarray, resid: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """sklearn's Newton leaf values ``(kt * leaves,)`` for the points' leaf keys ``key``."""
+        size = self.kt * self.max_leaves
+        num = np.bincount(key, weights=resid.ravel(), minlength=size)
+        den = np.bincount(key, weights=(p * (1.0 - p)).ravel(), minlength=size)
+        if not self.binary:
+            num *= (self.kt - 1) / self.kt
+        # sklearn's _safe_divide: a leaf whose mean hessian is below 1e-150 gets 0
+        cnt = np.bincount(key, minlength=size)
+        ok = (cnt > 0) & (np.abs(den) >= 1e-150 * cnt)
+        return np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+
+    def _importances(self, n_codes: int) -> np.ndarray:
+        """Split gains summed over the boosters per code, normalised to sum 1 (if any)."""
         imp = np.zeros(n_codes)
-        for booster, perm, grown in zip(boosters, self.perms, stages, strict=True):
+        for booster, perm, grown in zip(self.boosters, self.perms, self.stages, strict=True):
             if grown:
                 imp[perm] += booster.feature_importance(importance_type="gain")
         total = imp.sum()
-        self.feature_importances_ = imp / total if total > 0 else imp
-        return self
+        return imp / total if total > 0 else imp
 
     def raw_predict(self, x: np.ndarray, chunk: int = 20) -> np.ndarray:
         """Raw scores ``(N, kt)``: init plus 0.1 times the Newton values of the leaves."""

@@ -66,6 +66,13 @@ class MetricSpec:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def _plain_arrays(fn: Callable[..., dict[str, float]]) -> MetricSpec:
+    """An array metric with no test split, no random state and no preset arguments."""
+    return MetricSpec(
+        fn, "arrays", uses_test=False, random=False, presets={"faithful": {}, "fast": {}}
+    )
+
+
 METRICS: dict[str, MetricSpec] = {
     "dci": MetricSpec(
         dci,
@@ -74,9 +81,7 @@ METRICS: dict[str, MetricSpec] = {
         random=True,
         presets={"faithful": {"estimator": "gbt"}, "fast": {"estimator": "gbt-hist"}},
     ),
-    "mig": MetricSpec(
-        mig, "arrays", uses_test=False, random=False, presets={"faithful": {}, "fast": {}}
-    ),
+    "mig": _plain_arrays(mig),
     "sap": MetricSpec(
         sap,
         "arrays",
@@ -84,9 +89,7 @@ METRICS: dict[str, MetricSpec] = {
         random=True,
         presets={"faithful": {"continuous": False}, "fast": {"continuous": False}},
     ),
-    "irs": MetricSpec(
-        irs, "arrays", uses_test=False, random=False, presets={"faithful": {}, "fast": {}}
-    ),
+    "irs": _plain_arrays(irs),
     "modularity": MetricSpec(
         modularity_explicitness,
         "arrays",
@@ -146,6 +149,91 @@ def _metric_rng(base: int, key: str) -> np.random.Generator:
     return np.random.default_rng([base, zlib.crc32(key.encode())])
 
 
+def _requested(
+    names: str | Sequence[str], overrides: dict[str, dict[str, Any]] | None
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The metric names (``"all"`` expanded) and the overrides, both checked."""
+    if isinstance(names, str):
+        names = list(METRICS) if names == "all" else [names]
+    names = list(names)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ConfigError(f"names: unknown metric(s) {unknown}; expected some of {sorted(METRICS)}")
+    overrides = dict(overrides or {})
+    bad = [n for n in overrides if n not in names]
+    if bad:
+        raise ConfigError(f"overrides: {bad} are not among the requested metrics {names}")
+    return names, overrides
+
+
+def _check_inputs(
+    names: list[str],
+    codes: np.ndarray | None,
+    factors: np.ndarray | None,
+    repr_fn: ReprFn | None,
+    dataset: Any,
+) -> bool:
+    """Check that either arrays or a model and dataset were given; True for the latter."""
+    have_arrays = codes is not None or factors is not None
+    have_model = repr_fn is not None or dataset is not None
+    if have_arrays and have_model:
+        raise ConfigError("give either codes/factors or repr_fn/dataset, not both")
+    if have_model and (repr_fn is None or dataset is None):
+        raise ConfigError("repr_fn and dataset: give both")
+    if not have_arrays and not have_model:
+        raise ConfigError("give codes and factors, or repr_fn and dataset")
+    if have_arrays:
+        if codes is None or factors is None:
+            raise ConfigError("codes and factors: give both")
+        needs_model = [n for n in names if METRICS[n].kind == "intervention"]
+        if needs_model:
+            raise ConfigError(
+                f"{needs_model} need repr_fn and dataset (they encode batches that share a factor)"
+            )
+        check_codes_factors(codes, factors)
+    return have_model
+
+
+def _sample_sizes(preset: str, num_train: int | None, num_test: int | None) -> dict[str, int]:
+    """The preset's :data:`SAMPLE_SIZES` with ``num_train``/``num_test`` replaced if given."""
+    sizes = dict(SAMPLE_SIZES[preset])
+    for key, value in (("num_train", num_train), ("num_test", num_test)):
+        if value is not None:
+            if not isinstance(value, int | np.integer) or value < 2:
+                raise ConfigError(f"{key}: expected an int >= 2, got {value!r}")
+            sizes[key] = int(value)
+    return sizes
+
+
+def _sample_arrays(
+    names: list[str], repr_fn: ReprFn, dataset: Any, sizes: dict[str, int], base: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """One train set (and one test set, if an array metric takes one) for every array metric."""
+    rng = _metric_rng(base, "__samples__")
+    codes, factors = sample_codes(repr_fn, dataset, sizes["num_train"], rng, sizes["batch_size"])
+    if any(METRICS[n].kind == "arrays" and METRICS[n].uses_test for n in names):
+        codes_test, factors_test = sample_codes(
+            repr_fn, dataset, sizes["num_test"], rng, sizes["batch_size"]
+        )
+        return codes, factors, codes_test, factors_test
+    return codes, factors, None, None
+
+
+def _run_metric(
+    spec: MetricSpec,
+    kwargs: dict[str, Any],
+    arrays: tuple[np.ndarray | None, ...],
+    repr_fn: ReprFn | None,
+    dataset: Any,
+) -> dict[str, float]:
+    """Call ``spec.fn`` on the model and dataset or on ``arrays`` (codes, factors, test split)."""
+    if spec.kind == "intervention":
+        return spec.fn(repr_fn, dataset, **kwargs)
+    if spec.uses_test:
+        return spec.fn(*arrays, **kwargs)
+    return spec.fn(*arrays[:2], **kwargs)
+
+
 def compute_metrics(
     names: str | Sequence[str],
     codes: np.ndarray | None = None,
@@ -178,50 +266,13 @@ def compute_metrics(
     """
     if preset not in PRESETS:
         raise ConfigError(f"preset: expected one of {PRESETS}, got {preset!r}")
-    if isinstance(names, str):
-        names = list(METRICS) if names == "all" else [names]
-    names = list(names)
-    unknown = [n for n in names if n not in METRICS]
-    if unknown or not names:
-        raise ConfigError(f"names: unknown metric(s) {unknown}; expected some of {sorted(METRICS)}")
-    overrides = dict(overrides or {})
-    bad = [n for n in overrides if n not in names]
-    if bad:
-        raise ConfigError(f"overrides: {bad} are not among the requested metrics {names}")
-    have_arrays = codes is not None or factors is not None
-    have_model = repr_fn is not None or dataset is not None
-    if have_arrays and have_model:
-        raise ConfigError("give either codes/factors or repr_fn/dataset, not both")
-    if have_model and (repr_fn is None or dataset is None):
-        raise ConfigError("repr_fn and dataset: give both")
-    if not have_arrays and not have_model:
-        raise ConfigError("give codes and factors, or repr_fn and dataset")
-    if have_arrays:
-        if codes is None or factors is None:
-            raise ConfigError("codes and factors: give both")
-        needs_model = [n for n in names if METRICS[n].kind == "intervention"]
-        if needs_model:
-            raise ConfigError(
-                f"{needs_model} need repr_fn and dataset (they encode batches that share a factor)"
-            )
-        check_codes_factors(codes, factors)
-
+    names, overrides = _requested(names, overrides)
+    have_model = _check_inputs(names, codes, factors, repr_fn, dataset)
     base = _base_seed(random_state)
+    arrays = (codes, factors, codes_test, factors_test)
     if have_model and any(METRICS[n].kind == "arrays" for n in names):
-        sizes = dict(SAMPLE_SIZES[preset])
-        for key, value in (("num_train", num_train), ("num_test", num_test)):
-            if value is not None:
-                if not isinstance(value, int | np.integer) or value < 2:
-                    raise ConfigError(f"{key}: expected an int >= 2, got {value!r}")
-                sizes[key] = int(value)
-        rng = _metric_rng(base, "__samples__")
-        codes, factors = sample_codes(
-            repr_fn, dataset, sizes["num_train"], rng, sizes["batch_size"]
-        )
-        if any(METRICS[n].kind == "arrays" and METRICS[n].uses_test for n in names):
-            codes_test, factors_test = sample_codes(
-                repr_fn, dataset, sizes["num_test"], rng, sizes["batch_size"]
-            )
+        sizes = _sample_sizes(preset, num_train, num_test)
+        arrays = _sample_arrays(names, repr_fn, dataset, sizes, base)
 
     results: dict[str, dict[str, float]] = {}
     for name in names:
@@ -230,12 +281,7 @@ def compute_metrics(
         if spec.random:
             kwargs["random_state"] = _metric_rng(base, name)
         try:
-            if spec.kind == "intervention":
-                results[name] = spec.fn(repr_fn, dataset, **kwargs)
-            elif spec.uses_test:
-                results[name] = spec.fn(codes, factors, codes_test, factors_test, **kwargs)
-            else:
-                results[name] = spec.fn(codes, factors, **kwargs)
+            results[name] = _run_metric(spec, kwargs, arrays, repr_fn, dataset)
         except TypeError as exc:
             if name in overrides:
                 raise ConfigError(f"overrides[{name!r}]: {exc}") from exc
