@@ -10,10 +10,14 @@ from typing import Any
 
 
 def fake_job(spec: dict[str, Any], storage: str) -> dict[str, Any]:
-    """Deterministic metrics from the run's identity; fails when hparams ask it to."""
+    """Deterministic metrics from the run's identity; fails when hparams ask it to.
+
+    ``hparams["sleep"]`` (seconds) slows the job down: hparams are passed through as data,
+    whereas ``[train]`` is validated against TrainConfig when the study is loaded.
+    """
     if spec["hparams"].get("explode"):
         raise RuntimeError(f"exploded on purpose in {spec['run_id']}")
-    delay = float(spec["train"].get("sleep", 0.0))
+    delay = float(spec["hparams"].get("sleep", 0.0))
     run_dir = Path(storage) / "runs" / spec["run_id"]
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "attempt").open("a").write("x")

@@ -108,7 +108,7 @@ def test_kill_midway_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
         "architectures": ["vae", "beta_vae"],
         "datasets": ["synthetic", "dsprites"],
         "seeds": [0, 1],
-        "train": {"sleep": 0.4},
+        "model_params": {"vae": {"sleep": 0.4}, "beta_vae": {"sleep": 0.4}},
     }
     study_file = tmp_path / "k.json"
     study_file.write_text(json.dumps(spec))

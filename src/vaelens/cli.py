@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -16,6 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from vaelens.errors import VaelensError
+
+if TYPE_CHECKING:
+    from vaelens.train import TrainConfig
 
 app = typer.Typer(
     name="vaelens",
@@ -195,60 +198,88 @@ def _parse_params(items: list[str] | None, option: str) -> dict:
     return out
 
 
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Model name (vaelens models) or pkg.mod:Class.")
+]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", help="Dataset name (vaelens data list).")
+]
+StepsOpt = Annotated[int | None, typer.Option("--steps", min=1, help="Optimiser steps.")]
+EpochsOpt = Annotated[
+    int | None, typer.Option("--epochs", min=1, help="Passes over the training set.")
+]
+TrainSeedOpt = Annotated[
+    int | None, typer.Option("--seed", min=0, help="Seed of weights, noise and data order.")
+]
+RunOutOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Run directory (resumed if it has a checkpoint).")
+]
+TrainConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML/YAML/JSON file with the same fields.")
+]
+TrainPresetOpt = Annotated[str | None, typer.Option("--preset", help="Start from a preset: seeds.")]
+TrainSourceOpt = Annotated[
+    str | None, typer.Option("--source", help="Dataset source: auto, procedural, file, cache.")
+]
+NTrainOpt = Annotated[int | None, typer.Option("--n-train", min=1, help="Training subset size.")]
+BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", min=1)]
+LrOpt = Annotated[float | None, typer.Option("--lr", min=0.0)]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Model hyperparameter KEY=VALUE (repeatable)."),
+]
+TensorboardOpt = Annotated[
+    bool | None,
+    typer.Option("--tensorboard/--no-tensorboard", help="TensorBoard logs in the run directory."),
+]
+WandbOpt = Annotated[
+    bool | None, typer.Option("--wandb/--no-wandb", help="Weights & Biases logging.")
+]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+
+
+def _train_config(
+    config: Path | None, preset_name: str | None, overrides: dict, params: dict
+) -> TrainConfig:
+    """The TrainConfig of ``vaelens train``: the file (or preset), then the options, then ``-p``."""
+    from vaelens.train import config_from_dict, load_config
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if config is not None:
+        cfg = load_config(config, **overrides)
+        if params:
+            cfg = cfg.model_copy(update={"model_params": {**cfg.model_params, **params}})
+        return cfg
+    data = {**({"preset": preset_name} if preset_name else {}), **overrides}
+    if params:
+        data["model_params"] = params
+    return config_from_dict(data, source="command line")
+
+
 @app.command("train")
 def train_cmd(
-    model: Annotated[
-        str | None, typer.Option("--model", help="Model name (vaelens models) or pkg.mod:Class.")
-    ] = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dataset name (vaelens data list).")
-    ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Optimiser steps.")] = None,
-    epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Passes over the training set.")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", min=0, help="Seed of weights, noise and data order.")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Run directory (resumed if it has a checkpoint)."),
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML/YAML file with the same fields.")
-    ] = None,
-    preset_name: Annotated[
-        str | None, typer.Option("--preset", help="Start from a preset: seeds.")
-    ] = None,
-    source: Annotated[
-        str | None, typer.Option("--source", help="Dataset source: auto, procedural, file, cache.")
-    ] = None,
+    model: ModelOpt = None,
+    dataset: DatasetOpt = None,
+    steps: StepsOpt = None,
+    epochs: EpochsOpt = None,
+    seed: TrainSeedOpt = None,
+    out: RunOutOpt = None,
+    config: TrainConfigOpt = None,
+    preset_name: TrainPresetOpt = None,
+    source: TrainSourceOpt = None,
     root: RootOpt = None,
-    n_train: Annotated[
-        int | None, typer.Option("--n-train", min=1, help="Training subset size.")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
-    lr: Annotated[float | None, typer.Option("--lr", min=0.0)] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="Model hyperparameter KEY=VALUE (repeatable)."),
-    ] = None,
-    tensorboard: Annotated[
-        bool | None,
-        typer.Option(
-            "--tensorboard/--no-tensorboard", help="TensorBoard logs in the run directory."
-        ),
-    ] = None,
-    wandb: Annotated[
-        bool | None, typer.Option("--wandb/--no-wandb", help="Weights & Biases logging.")
-    ] = None,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
-    ] = True,
+    n_train: NTrainOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    device: DeviceOpt = None,
+    param: ParamOpt = None,
+    tensorboard: TensorboardOpt = None,
+    wandb: WandbOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Train a VAE variant on a dataset (Adam, optional cosine decay), resumably."""
-    from vaelens.train import config_from_dict, load_config, train
+    from vaelens.train import Run, train
 
     overrides = {
         "model": model,
@@ -266,18 +297,8 @@ def train_cmd(
         "tensorboard": tensorboard,
         "wandb": wandb,
     }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    params = _parse_params(param, "--param")
-    if config is not None:
-        cfg = load_config(config, **overrides)
-        if params:
-            cfg = cfg.model_copy(update={"model_params": {**cfg.model_params, **params}})
-    else:
-        data = {**({"preset": preset_name} if preset_name else {}), **overrides}
-        if params:
-            data["model_params"] = params
-        cfg = config_from_dict(data, source="command line")
-    result = train(cfg, progress=progress)
+    cfg = _train_config(config, preset_name, overrides, _parse_params(param, "--param"))
+    result = train(Run.create(cfg), progress=progress)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
     console.print(
         f"{result.status}: {result.run_dir} at step {result.step}/{result.total_steps} ({terms})"
@@ -339,20 +360,20 @@ def metrics_cmd(
     ] = None,
 ) -> None:
     """Disentanglement metrics (DCI, MIG, SAP, FactorVAE, BetaVAE, IRS, modularity) of a trained run."""
-    from vaelens.data import load_dataset
     from vaelens.io import atomic_write_json
     from vaelens.metrics import compute_metrics, representation_fn
-    from vaelens.train import load_run
+    from vaelens.train import Run
 
-    model, cfg = load_run(run_dir)
-    dataset = load_dataset(
-        cfg.dataset, source=cfg.dataset_source, root=cfg.dataset_root, **cfg.dataset_params
-    )
+    run = Run.open(run_dir)
     wanted = "all" if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
     result = compute_metrics(
-        wanted, repr_fn=representation_fn(model), dataset=dataset, preset=preset, random_state=seed
+        wanted,
+        repr_fn=representation_fn(run.model()),
+        dataset=run.dataset(),
+        preset=preset,
+        random_state=seed,
     )
-    path = out or run_dir / "disentanglement.json"
+    path = out or run.artifact("disentanglement.json")
     atomic_write_json(path, result)
     table = Table(title=f"{run_dir} ({preset})")
     table.add_column("metric")

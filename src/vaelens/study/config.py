@@ -7,7 +7,7 @@ A study file (TOML or YAML) looks like::
     datasets = ["synthetic", "dsprites"]
     seeds = [0, 1, 2]
 
-    [train]                    # any field of vaelens.train.TrainConfig except model/dataset/seed/out
+    [train]                    # fields of vaelens.train.TrainConfig except model/dataset/seed/out
     steps = 2000
     batch_size = 64
 
@@ -24,7 +24,9 @@ A study file (TOML or YAML) looks like::
     n_samples = 256
     metrics_preset = "fast"
 
-Unknown keys are rejected with an error naming the key and the file.
+Unknown keys are rejected with an error naming the key and the file; ``[train]`` is
+validated against :class:`~vaelens.train.TrainConfig` when the study is loaded, so a
+mistyped training key stops the study before any run starts.
 """
 
 from __future__ import annotations
@@ -32,14 +34,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vaelens.analysis.settings import AnalysisSettings
+from vaelens.config_io import format_validation_error, read_config_file
 from vaelens.errors import ConfigError
 
 __all__ = ["RunSpec", "StudyAnalysis", "StudyConfig", "load_study_config", "plan_runs"]
@@ -101,7 +102,7 @@ class StudyConfig(BaseModel):
     def _no_grid_fields_in_train(cls, v: dict[str, Any]) -> dict[str, Any]:
         clash = sorted(set(v) & {"model", "dataset", "seed", "out"})
         if clash:
-            raise ValueError(f"train: {clash} are set by the grid, not by [train]")
+            raise ValueError(f"{clash} are set by the grid, not by [train]")
         return v
 
     @field_validator("grid")
@@ -176,39 +177,22 @@ def plan_runs(cfg: StudyConfig) -> list[RunSpec]:
     return runs
 
 
-def _format_validation(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r}")
-        else:
-            parts.append(f"{loc}: {err['msg']}")
-    return f"{source}: " + "; ".join(parts)
-
-
 def study_config_from_dict(data: dict[str, Any], source: str = "study config") -> StudyConfig:
-    """Validate a dict as a :class:`StudyConfig`; :class:`ConfigError` names the key and the source."""
+    """Validate a dict as a :class:`StudyConfig`, its ``train`` section against
+    :class:`~vaelens.train.TrainConfig`; :class:`ConfigError` names the key and the source."""
+    from vaelens.train.config import check_train_section
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
     try:
-        return StudyConfig.model_validate(data)
+        cfg = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, StudyConfig)) from None
+    check_train_section(cfg.train, source=source)
+    return cfg
 
 
 def load_study_config(path: str | Path) -> StudyConfig:
-    """Read a study from a ``.toml``, ``.yaml`` or ``.yml`` file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: study file not found")
-    try:
-        if p.suffix == ".toml":
-            data = tomllib.loads(p.read_text())
-        elif p.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(p.read_text())
-        else:
-            raise ConfigError(f"{p}: expected a .toml, .yaml or .yml file")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: cannot parse ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a table of settings at the top level")
-    return study_config_from_dict(data, str(p))
+    """Read a study from a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file, validated in full
+    (``[train]`` included) before anything runs."""
+    return study_config_from_dict(read_config_file(path), str(Path(path)))

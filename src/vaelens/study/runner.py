@@ -75,6 +75,10 @@ def _record(store: ResultStore, run_id: str, result: dict[str, Any]) -> None:
 
 
 def _open_study(cfg: StudyConfig, study_dir: Path) -> tuple[ResultStore, dict[str, RunSpec]]:
+    from vaelens.train.config import check_train_section
+
+    # a StudyConfig built in code skipped study_config_from_dict: check [train] before any run
+    check_train_section(cfg.train, source=f"study {cfg.name}")
     study_dir.mkdir(parents=True, exist_ok=True)
     store = ResultStore(study_dir / DB_NAME)
     saved = store.get_meta("config")

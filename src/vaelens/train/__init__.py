@@ -1,7 +1,8 @@
 """Training: config, data pipeline, checkpoints, the resumable training loop.
 
 ``train(config)`` trains a model into a run directory and resumes it when the directory
-already holds a checkpoint; ``load_run(run_dir)`` rebuilds the trained model.
+already holds a checkpoint; ``Run.open(run_dir)`` gives the run's config, status,
+checkpoints, model and dataset (``load_run(run_dir)`` rebuilds just the model).
 
 Imports from: data, models, errors, io.
 """
@@ -16,6 +17,7 @@ from vaelens.train.checkpoint import (
 from vaelens.train.config import PRESETS, TrainConfig, config_from_dict, load_config, preset_config
 from vaelens.train.data import EpochOrder, TrainingSet, build_training_set
 from vaelens.train.logging import read_metrics, read_status
+from vaelens.train.run import Run
 from vaelens.train.trainer import (
     RunResult,
     build_model_from_config,
@@ -28,6 +30,7 @@ __all__ = [
     "PRESETS",
     "Checkpoint",
     "EpochOrder",
+    "Run",
     "RunResult",
     "TrainConfig",
     "TrainingSet",

@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import copy
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vaelens.config_io import format_validation_error, read_config_file
 from vaelens.errors import ConfigError
 from vaelens.models.registry import SEEDS_PRESET
 
 __all__ = [
+    "GRID_FIELDS",
     "PRESETS",
     "TrainConfig",
+    "check_train_section",
     "config_from_dict",
     "load_config",
     "preset_config",
@@ -132,20 +133,6 @@ class TrainConfig(BaseModel):
         return json.loads(self.model_dump_json())
 
 
-def _format_validation_error(exc: ValidationError, where: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r}")
-        else:
-            got = err.get("input")
-            parts.append(f"field {loc!r}: {err['msg']} (got {got!r})")
-    known = ", ".join(TrainConfig.model_fields)
-    hint = f"; known keys: {known}" if any("unknown key" in p for p in parts) else ""
-    return f"{where}: " + "; ".join(parts) + hint
-
-
 def _apply_preset(data: dict[str, Any], where: str) -> dict[str, Any]:
     data = dict(data)
     name = data.pop("preset", None)
@@ -165,17 +152,42 @@ def _apply_preset(data: dict[str, Any], where: str) -> dict[str, Any]:
     return merged
 
 
+#: fields a study's grid sets for each run, never its ``[train]`` section
+GRID_FIELDS = ("model", "dataset", "seed", "out")
+
+
+def _validate(data: Any, source: str, prefix: str = "", hide: tuple[str, ...] = ()) -> TrainConfig:
+    where = f"{source}: {prefix}" if prefix else source
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of field names, got {type(data).__name__}")
+    try:
+        return TrainConfig(**_apply_preset(data, where))
+    except ValidationError as exc:
+        msg = format_validation_error(
+            exc, source, TrainConfig, prefix=prefix, hide=hide, also_known=("preset",)
+        )
+        raise ConfigError(msg) from None
+
+
 def config_from_dict(data: dict[str, Any], *, source: str = "config") -> TrainConfig:
     """Validate a mapping of field names (plus an optional ``preset``) into a :class:`TrainConfig`.
 
     ``source`` names where the mapping came from in error messages.
     """
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of field names, got {type(data).__name__}")
-    try:
-        return TrainConfig(**_apply_preset(data, source))
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+    return _validate(data, source)
+
+
+def check_train_section(data: dict[str, Any], *, source: str, prefix: str = "train") -> None:
+    """Validate a study's ``[train]`` mapping against :class:`TrainConfig` (same schema as
+    ``vaelens train``, without the :data:`GRID_FIELDS`).
+
+    Raises :class:`ConfigError` naming ``source`` and the key as ``prefix.key`` (e.g.
+    ``"study.toml: unknown key 'train.lrr'; known keys: ..."``).
+    """
+    clash = sorted(set(data) & set(GRID_FIELDS)) if isinstance(data, dict) else []
+    if clash:
+        raise ConfigError(f"{source}: {prefix}: {clash} are set by the grid, not by [{prefix}]")
+    _validate(data, source, prefix=prefix, hide=GRID_FIELDS)
 
 
 def preset_config(name: str, **overrides: Any) -> TrainConfig:
@@ -184,37 +196,11 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
 
 
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file; ``overrides`` win.
+    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON config file; ``overrides`` win.
 
-    Raises :class:`ConfigError` naming the file for a missing/unparsable file, an unknown
-    key or a field of the wrong type.
+    ``None`` overrides mean "not given". Raises :class:`ConfigError` naming the file for a
+    missing/unparsable file, an unknown key or a field of the wrong type.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p}: not found")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".toml":
-            with p.open("rb") as fh:
-                data = tomllib.load(fh)
-        elif suffix in (".yaml", ".yml"):
-            with p.open("r", encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-            data = {} if data is None else data
-        elif suffix == ".json":
-            data = json.loads(p.read_text(encoding="utf-8"))
-        else:
-            raise ConfigError(f"config file {p}: expected a .toml, .yaml/.yml or .json file")
-    except (
-        tomllib.TOMLDecodeError,
-        yaml.YAMLError,
-        json.JSONDecodeError,
-        UnicodeDecodeError,
-    ) as exc:
-        raise ConfigError(f"config file {p}: cannot parse: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {p}: expected a mapping at the top level, got {type(data).__name__}"
-        )
+    data = read_config_file(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return config_from_dict(data, source=f"config file {p}")
+    return config_from_dict(data, source=str(Path(path)))

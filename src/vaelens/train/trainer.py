@@ -20,8 +20,6 @@ from the newest one; on CPU the resumed run ends bit-identical to an uninterrupt
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import math
 import random
@@ -40,7 +38,6 @@ from vaelens.io import atomic_write_json
 from vaelens.train.checkpoint import (
     Checkpoint,
     clean_partial,
-    latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     restore_model,
@@ -48,7 +45,7 @@ from vaelens.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from vaelens.train.config import TrainConfig, config_from_dict
+from vaelens.train.config import TrainConfig
 from vaelens.train.data import EpochOrder, TrainingSet, build_training_set
 from vaelens.train.logging import (
     MetricsLog,
@@ -59,6 +56,7 @@ from vaelens.train.logging import (
     read_metrics,
     write_status,
 )
+from vaelens.train.run import Run, build_model_from_config
 
 __all__ = [
     "RunResult",
@@ -96,7 +94,8 @@ class RunResult:
 
     ``metrics`` is the last metrics.jsonl record; ``resumed_from`` the checkpoint step the
     run started from (``None`` for a fresh run); ``images_per_s`` the throughput of the
-    steps run by this call.
+    steps run by this call; ``run`` the :class:`Run`, whose ``model()`` / ``dataset()``
+    caches hold the trained model and the dataset it was trained on.
     """
 
     run_dir: Path
@@ -109,6 +108,7 @@ class RunResult:
     resumed_from: int | None = None
     elapsed_s: float = 0.0
     images_per_s: float = 0.0
+    run: Run | None = field(default=None, repr=False, compare=False)
 
 
 def cosine_factor(step: int, total: int) -> float:
@@ -135,52 +135,6 @@ def resolve_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
     return torch.device(device)
-
-
-def _import_object(path: str) -> Any:
-    module_name, _, attr = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"model: cannot import {path!r} ({exc})") from None
-    return obj
-
-
-def build_model_from_config(
-    name: str,
-    params: dict[str, Any],
-    image_shape: tuple[int, ...] | None,
-    n_train: int | None = None,
-) -> nn.Module:
-    """Build the model ``name`` (registry name or ``"package.module:Class"``) with ``params``.
-
-    When the constructor takes them and ``params`` does not set them, ``in_channels``
-    defaults to the dataset's channel count and ``dataset_size`` (beta-TC-VAE's stratified
-    estimator) to the training-set size ``n_train``.
-    """
-    kwargs = dict(params)
-    if ":" in name:
-        factory: Any = _import_object(name)
-    else:
-        from vaelens.models import build_model, get_model_class
-
-        factory = get_model_class(name)
-    try:
-        accepted = set(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        accepted = set()
-    if "in_channels" in accepted and image_shape is not None:
-        kwargs.setdefault("in_channels", int(image_shape[0]))
-    if "dataset_size" in accepted and n_train is not None and kwargs.get("dataset_size") is None:
-        kwargs["dataset_size"] = int(n_train)
-    model = factory(**kwargs) if ":" in name else build_model(name, **kwargs)
-    if not isinstance(model, nn.Module) or not callable(getattr(model, "training_losses", None)):
-        raise ModelContractError(
-            f"model {name!r}: expected an nn.Module with training_losses(x, step=...)"
-        )
-    return model
 
 
 def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -370,8 +324,298 @@ class _Window:
             self.count = int(state.get("count", 0))
 
 
+@dataclass
+class _Progress:
+    """Where one call of :func:`train` stands (read by the failure handler too)."""
+
+    step: int = 0
+    total: int | None = None
+    last_ckpt: Path | None = None
+
+
+@dataclass
+class _Session:
+    """What one call of :func:`train` set up: data, model, optimisers, data order, loggers."""
+
+    run: Run
+    cfg_json: dict[str, Any]
+    device: torch.device
+    channels_last: bool
+    trainset: TrainingSet
+    model: nn.Module
+    runner: StepRunner
+    order: EpochOrder
+    window: _Window
+    info: dict[str, Any]
+    loggers: list[ScalarLogger]
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.run.config
+
+
+def _as_run(config: Run | TrainConfig | dict[str, Any]) -> Run:
+    """The :class:`Run` to train: ``config`` itself, or a new one in ``config.out``."""
+    if not isinstance(config, Run):
+        return Run.create(config)
+    if Path(config.config.out) != config.path:  # a run directory that was moved
+        config.config = config.config.model_copy(update={"out": config.path})
+    return config
+
+
+def _begin(run: Run) -> Checkpoint | None:
+    """Create the run directory, drop half-written checkpoints, load the one to resume from."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    clean_partial(run.path / "checkpoints")
+    latest = run.latest_checkpoint
+    if latest is None:
+        return None
+    ckpt = load_checkpoint(latest)
+    _check_resume_config(run.path, ckpt.meta.get("config", {}), run.config)
+    return ckpt
+
+
+def _training_data(run: Run, dataset: Any | None, device: torch.device) -> TrainingSet:
+    """The training set of the run's dataset (``dataset`` when given), on the GPU if it fits."""
+    config = run.config
+    if dataset is not None:
+        run.cache(dataset=dataset)
+    trainset = build_training_set(run.dataset(), config.n_train, seed=config.seed)
+    if device.type == "cuda" and trainset.images is not None:
+        free, _ = torch.cuda.mem_get_info(device)
+        if trainset.nbytes < free // 4:
+            trainset.to(device)
+    return trainset
+
+
+def _training_model(
+    config: TrainConfig,
+    model: nn.Module | None,
+    trainset: TrainingSet,
+    device: torch.device,
+    channels_last: bool,
+) -> nn.Module:
+    """``model`` (or the config's, built for the data) on ``device``, in training mode."""
+    image_shape = trainset.image_shape
+    if model is None:
+        model = build_model_from_config(
+            config.model, config.model_params, image_shape, len(trainset)
+        )
+    model_shape = tuple(getattr(model, "image_shape", image_shape))
+    if model_shape != tuple(image_shape):
+        raise ConfigError(
+            f"model {config.model}: expects images {model_shape}, dataset {config.dataset} has {tuple(image_shape)}"
+        )
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]
+    model.train()
+    return model
+
+
+def _restore(ckpt: Checkpoint, s: _Session) -> None:
+    """Weights, optimisers, data order, grad scaler, log window and RNGs from ``ckpt``."""
+    restore_model(ckpt, s.model)
+    for name, opt in s.runner.optimizers.items():
+        restore_optimizer(ckpt, name, opt)
+    if "data_order" not in ckpt.meta:
+        raise CheckpointError(f"checkpoint {ckpt.path}: the sidecar lacks the field 'data_order'")
+    s.order.load_state_dict(ckpt.meta["data_order"])
+    if ckpt.meta.get("grad_scaler"):
+        s.runner.scaler.load_state_dict(ckpt.meta["grad_scaler"])
+    s.window.load(ckpt.meta.get("log_window"))
+    restore_rng_state(ckpt)
+
+
+def _setup(
+    run: Run,
+    ckpt: Checkpoint | None,
+    model: nn.Module | None,
+    dataset: Any | None,
+    prog: _Progress,
+    loggers: list[ScalarLogger],
+) -> _Session:
+    """Seed, load the data, build the model and optimisers, restore ``ckpt`` when resuming."""
+    config = run.config
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    channels_last = (
+        default_channels_last(device)
+        if config.channels_last == "auto"
+        else bool(config.channels_last)
+    )
+    _seed_everything(config.seed)
+    trainset = _training_data(run, dataset, device)
+    model = _training_model(config, model, trainset, device, channels_last)
+    runner = StepRunner(
+        model,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        device=device,
+        amp=config.amp,
+        compile=config.compile,
+    )
+    order = EpochOrder(len(trainset), config.batch_size, config.seed)
+    prog.total = config.total_steps(len(trainset))
+    info = _model_info(config.model, model, trainset.image_shape)
+    cfg_json = config.to_json_dict()
+    s = _Session(
+        run,
+        cfg_json,
+        device,
+        channels_last,
+        trainset,
+        model,
+        runner,
+        order,
+        _Window(),
+        info,
+        loggers,
+    )
+    if ckpt is not None:
+        _restore(ckpt, s)
+    return s
+
+
+def _open_loggers(s: _Session, resumed: bool) -> None:
+    if s.config.tensorboard:
+        s.loggers.append(TensorBoardLogger(s.run.path))
+    if s.config.wandb:
+        s.loggers.append(WandbLogger(s.run.path, s.cfg_json, resume=resumed))
+
+
+def _save(s: _Session, at: int, total: int) -> Path:
+    """Write the checkpoint of step ``at`` and prune the old ones; returns its JSON path."""
+    ckpt_dir = s.run.path / "checkpoints"
+    scaler = s.runner.scaler
+    path = save_checkpoint(
+        ckpt_dir,
+        at,
+        model=s.model,
+        optimizers=s.runner.optimizers,
+        meta={
+            "config": s.cfg_json,
+            "epoch": at // s.order.steps_per_epoch,
+            "scheduler": {"kind": s.config.schedule, "total_steps": total, "step": at},
+            "data_order": s.order.state_dict(),
+            "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "log_window": s.window.state(),
+            "model": s.info,
+        },
+    )
+    prune_checkpoints(ckpt_dir, s.config.keep_checkpoints)
+    return path
+
+
+def _one_step(s: _Session, prog: _Progress) -> tuple[list[str], int]:
+    """One optimiser step at ``prog.step``; returns the loss-term names and the batch size."""
+    step, total = prog.step, int(prog.total or 0)
+    s.runner.set_lr_factor(cosine_factor(step, total) if s.config.schedule == "cosine" else 1.0)
+    x = s.trainset.batch(s.order.indices(step), device=s.device, channels_last=s.channels_last)
+    try:
+        names, vals = s.runner(x, step)
+    except TrainingDivergedError as exc:
+        raise TrainingDivergedError(
+            f"{exc} (run {s.run.path}; last good checkpoint: {prog.last_ckpt or 'none'})"
+        ) from None
+    prog.step = step + 1
+    s.window.add(names, vals, x.shape[0])
+    return names, x.shape[0]
+
+
+def _log_window(
+    s: _Session,
+    step: int,
+    t_start: float,
+    metrics_log: MetricsLog,
+    bar: ProgressBar,
+    names: list[str],
+) -> dict[str, Any]:
+    """Write the window's means as one metrics record, start a new window; returns the record."""
+    elapsed = time.perf_counter() - s.window.t0
+    record = {
+        "step": step,
+        "epoch": step / s.order.steps_per_epoch,
+        "lr": s.runner.main.param_groups[0]["lr"],
+        **s.window.means(),
+        "images_per_s": s.window.images / elapsed if elapsed > 0 else None,
+        "time_s": time.perf_counter() - t_start,
+    }
+    metrics_log.write(record)
+    for lg in s.loggers:
+        lg.log(step, {k: v for k, v in record.items() if k != "step"})
+    s.window = _Window()
+    bar.update(step, {k: v for k, v in record.items() if k in names})
+    return record
+
+
+def _loop(
+    s: _Session, prog: _Progress, metrics_log: MetricsLog, bar: ProgressBar, progress: bool
+) -> tuple[dict[str, Any], int, float]:
+    """Step until ``prog.total``; returns (last metrics record, images seen, seconds)."""
+    config, total = s.config, int(prog.total or 0)
+    t_start = time.perf_counter()
+    last_record: dict[str, Any] = {}
+    ran_images = 0
+    last_bar = 0.0
+    while prog.step < total:
+        names, n_images = _one_step(s, prog)
+        ran_images += n_images
+        step = prog.step
+        if step % config.log_every == 0 or step == total:
+            last_record = _log_window(s, step, t_start, metrics_log, bar, names)
+        elif progress and time.perf_counter() - last_bar > 0.25:
+            last_bar = time.perf_counter()
+            bar.update(step)
+        if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total:
+            prog.last_ckpt = _save(s, step, total)
+    return last_record, ran_images, time.perf_counter() - t_start
+
+
+def _keep_trained(s: _Session) -> None:
+    """Put the trained model in the run's cache as :meth:`Run.open` would build it: CPU,
+    contiguous weights, eval mode."""
+    model = s.model.to("cpu")
+    if s.channels_last:
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-arg]
+    model.eval()
+    s.run.cache(model=model)
+
+
+def _finish(
+    s: _Session, prog: _Progress, resumed_from: int | None, loop: tuple[dict[str, Any], int, float]
+) -> RunResult:
+    """Final checkpoint and status "completed"; the :class:`RunResult`."""
+    last_record, ran_images, elapsed = loop
+    total = int(prog.total or 0)
+    if prog.last_ckpt is None:
+        prog.last_ckpt = _save(s, prog.step, total)
+    run_dir = s.run.path
+    write_status(
+        run_dir, "completed", step=prog.step, total_steps=total, checkpoint=str(prog.last_ckpt)
+    )
+    if not last_record:
+        recs = read_metrics(run_dir)
+        last_record = recs[-1] if recs else {}
+    _keep_trained(s)
+    return RunResult(
+        run_dir=run_dir,
+        status="completed",
+        step=prog.step,
+        total_steps=total,
+        epoch=prog.step // s.order.steps_per_epoch,
+        checkpoint=prog.last_ckpt,
+        metrics=last_record,
+        resumed_from=resumed_from,
+        elapsed_s=elapsed,
+        images_per_s=ran_images / elapsed if elapsed > 0 and ran_images else 0.0,
+        run=s.run,
+    )
+
+
 def train(
-    config: TrainConfig | dict[str, Any],
+    config: Run | TrainConfig | dict[str, Any],
     *,
     progress: bool = True,
     model: nn.Module | None = None,
@@ -379,201 +623,41 @@ def train(
 ) -> RunResult:
     """Train ``config.model`` on ``config.dataset`` into the run directory ``config.out``.
 
-    ``model`` / ``dataset`` replace the ones the config names (e.g. a user model that is not
-    in the registry; the config's ``model`` should then be its import path so that
-    :func:`load_run` can rebuild it). A run directory with a checkpoint is resumed from its
-    newest checkpoint; one whose status is "completed" at the requested length returns at
-    once. Raises :class:`TrainingDivergedError` (status "failed") when a loss term is NaN
-    or infinite, before that step updates any weight.
+    ``config`` may be a :class:`Run` (trained in ``run.path``; a dataset already in its
+    cache is reused). ``model`` / ``dataset`` replace the ones the config names (e.g. a user
+    model that is not in the registry; the config's ``model`` should then be its import
+    path so that :meth:`Run.open` can rebuild it). ``result.run`` is the :class:`Run`; its
+    ``model()`` is the trained model (CPU, eval mode) and its ``dataset()`` the dataset
+    trained on. A run directory with a checkpoint is resumed from its newest checkpoint;
+    one whose status is "completed" at the requested length returns at once. Raises
+    :class:`TrainingDivergedError` (status "failed") when a loss term is NaN or infinite,
+    before that step updates any weight.
     """
-    if isinstance(config, dict):
-        config = config_from_dict(config)
-    if not isinstance(config, TrainConfig):
-        raise ConfigError(f"config: expected a TrainConfig or a dict, got {type(config).__name__}")
-    run_dir = Path(config.out)
-    ckpt_dir = run_dir / "checkpoints"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clean_partial(ckpt_dir)
-
-    ckpt: Checkpoint | None = None
-    latest = latest_checkpoint(ckpt_dir)
-    if latest is not None:
-        ckpt = load_checkpoint(latest)
-        _check_resume_config(run_dir, ckpt.meta.get("config", {}), config)
-    cfg_json = config.to_json_dict()
-    atomic_write_json(run_dir / "config.json", cfg_json)
-    write_status(run_dir, "running", step=ckpt.step if ckpt else 0)
-
+    run = _as_run(config)
+    ckpt = _begin(run)
+    atomic_write_json(run.path / "config.json", run.config.to_json_dict())
+    prog = _Progress(step=ckpt.step if ckpt else 0, last_ckpt=ckpt.path if ckpt else None)
+    write_status(run.path, "running", step=prog.step)
     loggers: list[ScalarLogger] = []
     bar: ProgressBar | None = None
-    metrics_log = MetricsLog(run_dir / "metrics.jsonl")
-    step = ckpt.step if ckpt else 0
-    total = None
-    last_ckpt: Path | None = latest
+    metrics_log = MetricsLog(run.path / "metrics.jsonl")
     try:
-        if config.num_threads is not None:
-            torch.set_num_threads(config.num_threads)
-        device = resolve_device(config.device)
-        channels_last = (
-            default_channels_last(device)
-            if config.channels_last == "auto"
-            else bool(config.channels_last)
-        )
-        _seed_everything(config.seed)
-
-        if dataset is None:
-            from vaelens.data import load_dataset
-
-            dataset = load_dataset(
-                config.dataset,
-                source=config.dataset_source,
-                root=config.dataset_root,
-                **config.dataset_params,
-            )
-        trainset: TrainingSet = build_training_set(dataset, config.n_train, seed=config.seed)
-        if device.type == "cuda" and trainset.images is not None:
-            free, _ = torch.cuda.mem_get_info(device)
-            if trainset.nbytes < free // 4:
-                trainset.to(device)
-        image_shape = trainset.image_shape
-
-        if model is None:
-            model = build_model_from_config(
-                config.model, config.model_params, image_shape, len(trainset)
-            )
-        model_shape = tuple(getattr(model, "image_shape", image_shape))
-        if model_shape != tuple(image_shape):
-            raise ConfigError(
-                f"model {config.model}: expects images {model_shape}, dataset {config.dataset} has {tuple(image_shape)}"
-            )
-        model.to(device)
-        if channels_last:
-            model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]
-        model.train()
-        runner = StepRunner(
-            model,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            device=device,
-            amp=config.amp,
-            compile=config.compile,
-        )
-        optimizers = runner.optimizers
-        scaler = runner.scaler
-        order = EpochOrder(len(trainset), config.batch_size, config.seed)
-        total = config.total_steps(len(trainset))
-        window = _Window()
-
-        if ckpt is not None:
-            restore_model(ckpt, model)
-            for name, opt in optimizers.items():
-                restore_optimizer(ckpt, name, opt)
-            if "data_order" not in ckpt.meta:
-                raise CheckpointError(
-                    f"checkpoint {ckpt.path}: the sidecar lacks the field 'data_order'"
-                )
-            order.load_state_dict(ckpt.meta["data_order"])
-            if ckpt.meta.get("grad_scaler"):
-                scaler.load_state_dict(ckpt.meta["grad_scaler"])
-            window.load(ckpt.meta.get("log_window"))
-            restore_rng_state(ckpt)
-        metrics_log.truncate_after(step)
-
-        if config.tensorboard:
-            loggers.append(TensorBoardLogger(run_dir))
-        if config.wandb:
-            loggers.append(WandbLogger(run_dir, cfg_json, resume=ckpt is not None))
-
-        info = _model_info(config.model, model, image_shape)
-
-        def checkpoint(at: int) -> Path:
-            path = save_checkpoint(
-                ckpt_dir,
-                at,
-                model=model,
-                optimizers=optimizers,
-                meta={
-                    "config": cfg_json,
-                    "epoch": at // order.steps_per_epoch,
-                    "scheduler": {"kind": config.schedule, "total_steps": total, "step": at},
-                    "data_order": order.state_dict(),
-                    "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                    "log_window": window.state(),
-                    "model": info,
-                },
-            )
-            prune_checkpoints(ckpt_dir, config.keep_checkpoints)
-            return path
-
-        bar = ProgressBar(
-            total, step, enabled=progress, description=f"{config.model} {config.dataset}"
-        )
-        t_start = time.perf_counter()
-        last_record: dict[str, Any] = {}
-        ran_images = 0
-        last_bar = 0.0
-        while step < total:
-            runner.set_lr_factor(cosine_factor(step, total) if config.schedule == "cosine" else 1.0)
-            x = trainset.batch(order.indices(step), device=device, channels_last=channels_last)
-            try:
-                names, vals = runner(x, step)
-            except TrainingDivergedError as exc:
-                raise TrainingDivergedError(
-                    f"{exc} (run {run_dir}; last good checkpoint: {last_ckpt or 'none'})"
-                ) from None
-            step += 1
-            ran_images += x.shape[0]
-            window.add(names, vals, x.shape[0])
-
-            if step % config.log_every == 0 or step == total:
-                elapsed = time.perf_counter() - window.t0
-                record = {
-                    "step": step,
-                    "epoch": step / order.steps_per_epoch,
-                    "lr": runner.main.param_groups[0]["lr"],
-                    **window.means(),
-                    "images_per_s": window.images / elapsed if elapsed > 0 else None,
-                    "time_s": time.perf_counter() - t_start,
-                }
-                metrics_log.write(record)
-                for lg in loggers:
-                    lg.log(step, {k: v for k, v in record.items() if k != "step"})
-                last_record = record
-                window = _Window()
-                bar.update(step, {k: v for k, v in record.items() if k in names})
-            elif progress and time.perf_counter() - last_bar > 0.25:
-                last_bar = time.perf_counter()
-                bar.update(step)
-            if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total:
-                last_ckpt = checkpoint(step)
-        elapsed = time.perf_counter() - t_start
-        if last_ckpt is None:
-            last_ckpt = checkpoint(step)
-        write_status(run_dir, "completed", step=step, total_steps=total, checkpoint=str(last_ckpt))
-        if not last_record:
-            recs = read_metrics(run_dir)
-            last_record = recs[-1] if recs else {}
-        return RunResult(
-            run_dir=run_dir,
-            status="completed",
-            step=step,
-            total_steps=total,
-            epoch=step // order.steps_per_epoch,
-            checkpoint=last_ckpt,
-            metrics=last_record,
-            resumed_from=ckpt.step if ckpt else None,
-            elapsed_s=elapsed,
-            images_per_s=ran_images / elapsed if elapsed > 0 and ran_images else 0.0,
-        )
+        s = _setup(run, ckpt, model, dataset, prog, loggers)
+        metrics_log.truncate_after(prog.step)
+        _open_loggers(s, resumed=ckpt is not None)
+        description = f"{run.config.model} {run.config.dataset}"
+        bar = ProgressBar(prog.total, prog.step, enabled=progress, description=description)
+        loop = _loop(s, prog, metrics_log, bar, progress)
+        return _finish(s, prog, ckpt.step if ckpt else None, loop)
     except BaseException as exc:
         write_status(
-            run_dir,
+            run.path,
             "failed",
-            step=step,
-            total_steps=total,
+            step=prog.step,
+            total_steps=prog.total,
             error=f"{type(exc).__name__}: {exc}",
             error_type=type(exc).__name__,
-            checkpoint=str(last_ckpt) if last_ckpt else None,
+            checkpoint=str(prog.last_ckpt) if prog.last_ckpt else None,
         )
         raise
     finally:
@@ -591,29 +675,7 @@ def load_run(
 
     Uses the newest checkpoint unless ``checkpoint`` (a ``.json`` or ``.safetensors`` path)
     is given. Raises :class:`CheckpointError` naming the file when there is none or it does
-    not match.
+    not match. Prefer :meth:`Run.open` (``run.model()``, ``run.config``), which caches.
     """
-    rd = Path(run_dir)
-    cfg_path = rd / "config.json"
-    if not cfg_path.is_file():
-        raise CheckpointError(f"run directory {rd}: no config.json (not a vaelens run?)")
-    try:
-        cfg_data = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from None
-    config = config_from_dict(cfg_data, source=str(cfg_path))
-    path = Path(checkpoint) if checkpoint is not None else latest_checkpoint(rd / "checkpoints")
-    if path is None:
-        raise CheckpointError(f"run directory {rd}: no checkpoint under {rd / 'checkpoints'}")
-    ckpt = load_checkpoint(path)
-    info = ckpt.meta.get("model") or {}
-    name = info.get("name", config.model)
-    if info.get("hparams") is not None:
-        model = build_model_from_config(name, info["hparams"], None)
-    else:
-        shape = info.get("image_shape")
-        model = build_model_from_config(name, config.model_params, tuple(shape) if shape else None)
-    restore_model(ckpt, model)
-    model.to(device)
-    model.eval()
-    return model, config
+    run = Run.open(run_dir)
+    return run.load_model(checkpoint, device=device), run.config
