@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from vaelens.analysis import load_analysis
 from vaelens.cli import app
 
 runner = CliRunner()
@@ -79,10 +80,22 @@ def test_train_analyze_metrics_on_a_tiny_run(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model_params"]["beta"] == 2 and cfg["model_params"]["width"] == 0.125
-    res = runner.invoke(app, ["analyze", str(run), "--n-samples", "8", "--no-baseline"])
+    for bad, what in (
+        (["--n-samples", "1"], "n_samples"),
+        (["-s", "n_bot=20"], "unknown setting 'n_bot'"),
+        (["-s", "n_boot"], "expected KEY=VALUE"),
+    ):
+        proc = _cli("analyze", str(run), *bad)
+        assert proc.returncode == 2 and what in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and not proc.stdout, proc.stderr
+        assert not (run / "analysis.json").exists()
+    args = ["analyze", str(run), "--n-samples", "8", "--no-baseline", "-s", "n_boot=20"]
+    res = runner.invoke(app, [*args, "-s", "latent_values=[-2, 0, 2]"])
     assert res.exit_code == 0, res.output
-    analysis = json.loads((run / "analysis.json").read_text())
-    assert len(analysis["ces"]["per_dim"]) == 10
+    analysis = load_analysis(run / "analysis.json")
+    assert len(analysis.trained.latent.ces) == 10 and analysis.baseline is None
+    assert analysis.meta.settings.n_boot == 20
+    assert analysis.meta.settings.latent_values == (-2.0, 0.0, 2.0)
     assert (run / "figures" / "traversals.png").is_file()
     res = runner.invoke(app, ["metrics", str(run), "--metrics", "mig,sap"])
     assert res.exit_code == 0, res.output

@@ -185,16 +185,21 @@ def data_build_cache(
 # ---------------------------------------------------------------------------------------- train
 
 
-def _parse_params(items: list[str] | None, option: str) -> dict:
-    """``["beta=4", "mode=capacity"]`` -> ``{"beta": 4, "mode": "capacity"}`` (YAML scalars)."""
+def _key_values(items: list[str] | None, option: str) -> dict:
+    """``["n_boot=200"]`` -> ``{"n_boot": 200}`` (YAML scalars); one-line ConfigError if malformed."""
     import yaml
+
+    from vaelens.errors import ConfigError
 
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"{option}: expected KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
+            raise ConfigError(f"{option}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{option}: cannot read the value of {item!r}") from None
     return out
 
 
@@ -297,7 +302,7 @@ def train_cmd(
         "tensorboard": tensorboard,
         "wandb": wandb,
     }
-    cfg = _train_config(config, preset_name, overrides, _parse_params(param, "--param"))
+    cfg = _train_config(config, preset_name, overrides, _key_values(param, "--param"))
     result = train(Run.create(cfg), progress=progress)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
     console.print(
@@ -322,25 +327,42 @@ def models_cmd() -> None:
 def analyze_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `vaelens train`.")],
     n_samples: Annotated[
-        int | None, typer.Option("--n-samples", min=8, help="Intervention pairs per factor.")
+        int | None,
+        typer.Option("--n-samples", help="Examples and intervention pairs per factor (64)."),
     ] = None,
     seed: Annotated[
-        int, typer.Option("--seed", help="Seed of the sampled pairs and the baseline.")
-    ] = 0,
+        int | None, typer.Option("--seed", help="Seed of the samples, pairs and baseline (0).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output directory (default RUN_DIR).")
     ] = None,
     baseline: Annotated[
-        bool, typer.Option("--baseline/--no-baseline", help="Analyse a random-init twin too.")
-    ] = True,
+        bool | None,
+        typer.Option("--baseline/--no-baseline", help="Analyse a random-init twin too (yes)."),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            help="Any other analysis setting as KEY=VALUE, e.g. -s n_boot=200 "
+            "-s 'latent_values=[-2, 0, 2]' (repeatable; see vaelens.analysis.AnalysisSettings).",
+        ),
+    ] = None,
 ) -> None:
     """Run the four interventions and the causal metrics on a trained run.
 
     Writes analysis.json and figures/ (traversals, unit responses, mediation, causal graph).
+    Settings are validated by the same schema as the Python API and a study's [analysis]
+    table; a bad one ends in one line naming it.
     """
-    from vaelens.analysis import analyze_run
+    from vaelens.analysis import analyze_run, settings_from
 
-    path = analyze_run(run_dir, n_samples=n_samples, seed=seed, out=out, baseline=baseline)
+    given = {"n_samples": n_samples, "seed": seed, "baseline": baseline}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides.update(_key_values(settings, "--set"))
+    s = settings_from(source="vaelens analyze", **overrides)
+    path = analyze_run(run_dir, s, out=out)
     console.print(f"wrote {path} and {path.parent / 'figures'}")
 
 

@@ -5,6 +5,8 @@ by :class:`AnalysisSettings`), :func:`analyze_run` (a trained run directory ->
 ``analysis.json`` and ``figures/``), :func:`load_analysis` (an ``analysis.json`` -> the
 typed result), :func:`random_baseline` (the randomly initialised twin analysed beside every
 model) and :func:`write_figures`.
+
+Imports from: data, train, lens, metrics, stats, errors, io.
 """
 
 from vaelens.analysis.core import analyze, analyze_network, default_layers, random_baseline

@@ -9,7 +9,7 @@ from vaelens.analysis.core import analyze
 from vaelens.analysis.figures import write_figures
 from vaelens.analysis.result import AnalysisResult
 from vaelens.analysis.settings import AnalysisSettings
-from vaelens.data import load_dataset
+from vaelens.train import Run
 
 __all__ = ["analyze_run", "write_analysis"]
 
@@ -23,26 +23,18 @@ def write_analysis(result: AnalysisResult, out: str | Path) -> Path:
 
 
 def analyze_run(
-    run_dir: str | Path,
+    run: str | Path | Run,
     settings: AnalysisSettings | None = None,
     *,
     out: str | Path | None = None,
     **overrides: Any,
 ) -> Path:
-    """Analyse the run in ``run_dir``; return the path of the ``analysis.json`` written.
+    """Analyse a trained run; return the path of the ``analysis.json`` written.
 
-    The model and dataset come from the run directory; ``settings`` and keyword
-    ``overrides`` go to :func:`analyze`. ``out`` defaults to ``run_dir``.
+    ``run``: a run directory or an open :class:`~vaelens.train.Run` (whose cached model and
+    dataset are used, so a study run builds and loads them once). ``settings`` and keyword
+    ``overrides`` go to :func:`analyze`. ``out`` defaults to the run directory.
     """
-    from vaelens.train import load_run
-
-    rd = Path(run_dir)
-    model, config = load_run(rd)
-    ds = load_dataset(
-        config.dataset,
-        config.dataset_source,
-        config.dataset_root,
-        **dict(config.dataset_params),
-    )
-    result = analyze(model, ds, settings, **overrides)
-    return write_analysis(result, out if out is not None else rd)
+    r = run if isinstance(run, Run) else Run.open(run)
+    result = analyze(r.model(), r.dataset(), settings, **overrides)
+    return write_analysis(result, out if out is not None else r.path)

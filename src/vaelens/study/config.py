@@ -40,8 +40,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vaelens.analysis.settings import AnalysisSettings
-from vaelens.config_io import format_validation_error, read_config_file
 from vaelens.errors import ConfigError
+from vaelens.io import format_validation_error, read_config_file
 
 __all__ = ["RunSpec", "StudyAnalysis", "StudyConfig", "load_study_config", "plan_runs"]
 
@@ -66,11 +66,8 @@ class StudyAnalysis(AnalysisSettings):
         default_factory=dict, description="per-metric keyword arguments replacing the preset's"
     )
 
-    @model_validator(mode="after")
-    def _seed_from_grid(self) -> StudyAnalysis:
-        if "seed" in self.model_fields_set:
-            raise ValueError("seed is set by the grid (each run's analysis uses the run's seed)")
-        return self
+    #: not a setting of a study: each run's analysis uses the run's seed (see StudyConfig)
+    seed: int = Field(0, ge=0, exclude=True)
 
     def for_run(self, seed: int) -> AnalysisSettings:
         """The analysis settings of one run: these, with the run's ``seed``."""
@@ -104,6 +101,12 @@ class StudyConfig(BaseModel):
         if clash:
             raise ValueError(f"{clash} are set by the grid, not by [train]")
         return v
+
+    @model_validator(mode="after")
+    def _analysis_seed_from_grid(self) -> StudyConfig:
+        if "seed" in self.analysis.model_fields_set:
+            raise ValueError("analysis.seed: set by the grid (each run's analysis uses its seed)")
+        return self
 
     @field_validator("grid")
     @classmethod

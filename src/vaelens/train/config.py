@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vaelens.config_io import format_validation_error, read_config_file
 from vaelens.errors import ConfigError
+from vaelens.io import format_validation_error, read_config_file
 from vaelens.models.registry import SEEDS_PRESET
 
 __all__ = [

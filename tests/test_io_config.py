@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from vaelens.config_io import format_validation_error, read_config_file
 from vaelens.errors import ConfigError
+from vaelens.io import format_validation_error, read_config_file
 from vaelens.study.config import load_study_config, study_config_from_dict
 from vaelens.train import load_config
 
