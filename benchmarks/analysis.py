@@ -398,12 +398,10 @@ def run_full(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     if args.checkpoint and os.path.isdir(args.checkpoint):
-        from vaelens.train import load_run
+        from vaelens.train import Run
 
-        model, cfg = load_run(args.checkpoint)
-        ds = load_dataset(
-            cfg.dataset, cfg.dataset_source, cfg.dataset_root, **dict(cfg.dataset_params)
-        )
+        run = Run.open(args.checkpoint)
+        model, ds = run.model(), run.dataset()
         source = f"trained run {args.checkpoint}"
     elif args.checkpoint:
         raise SystemExit(f"--full --checkpoint: expected a run directory, got {args.checkpoint}")
@@ -418,26 +416,29 @@ def run_full(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     res = analyze(model, ds, seed=args.seed)
     seconds = time.perf_counter() - t0
-    d = res.to_dict()
-    meta = d["meta"]
-    print(f"   wall time {seconds:.1f} s (floor 180 s), n_samples={meta['n_samples']}, "
-          f"n_boot={meta['n_boot']}, layers={len(meta['layers'])}, "
-          f"channel layers={meta['channel_layers']}")  # fmt: skip
+    meta, st = res.meta, res.meta.settings
+    print(f"   wall time {seconds:.1f} s (floor 180 s), n_samples={st.n_samples}, "
+          f"n_boot={st.n_boot}, layers={len(meta.layers)}, "
+          f"channel layers={meta.channel_layers}")  # fmt: skip
 
     def fmt(v: Any) -> str:
-        return "nan" if v is None else f"{v:.4g}"
+        return f"{v:.4g}"
 
-    for label, part in (("trained", d), ("baseline", d["baseline"])):
-        c = part["ces"]
-        print(f"   [{label}] CES mean {fmt(c['mean'])} CI [{fmt(c['mean_ci'][0])}, "
-              f"{fmt(c['mean_ci'][1])}] (n={c['n_samples']}); specificity mean "
-              f"{fmt(part['specificity']['mean'])}")  # fmt: skip
-        for i, (v, ci) in enumerate(zip(c["per_dim"], c["per_dim_ci"], strict=True)):
+    for label, part in (("trained", res.trained), ("baseline", res.baseline)):
+        if part is None:
+            continue
+        c = part.latent
+        print(f"   [{label}] CES mean {fmt(c.ces_mean)} CI [{fmt(c.ces_mean_ci[0])}, "
+              f"{fmt(c.ces_mean_ci[1])}] (n={c.n_samples}); specificity mean "
+              f"{fmt(c.specificity_mean)}")  # fmt: skip
+        for i, (v, ci) in enumerate(zip(c.ces, c.ces_ci, strict=True)):
             print(f"      dim {i}: CES {fmt(v)} [{fmt(ci[0])}, {fmt(ci[1])}]")
-        for layer, m in part["monosemantic_fraction"].items():
-            print(f"      {layer}: monosemantic {m['n_monosemantic']}/{m['n_live']} live "
-                  f"({m['n_units']} units) CI [{fmt(m['ci'][0])}, {fmt(m['ci'][1])}]; "
-                  f"modularity {fmt(part['modularity'][layer]['seeds'])}")  # fmt: skip
+        for layer, lm in part.layers.items():
+            m = lm.monosemantic
+            print(f"      {layer}: monosemantic {m.n_monosemantic}/{m.n_live} live "
+                  f"({m.n_units} units) CI [{fmt(m.ci[0])}, {fmt(m.ci[1])}]; "
+                  f"modularity {fmt(lm.modularity.seeds)}")  # fmt: skip
+    d = res.to_json()
     ok = seconds <= 180.0
     print(f"   floor (<= 180 s): {'PASS' if ok else 'FAIL'}")
     return {"full": {"seconds": seconds, "source": source, "pass": ok, "analysis": d}}
