@@ -67,6 +67,10 @@ def test_unit_responses_average_over_samples_and_positions() -> None:
     a = rng.normal(size=(6, 3, 2, 2))
     b = rng.normal(size=(6, 3, 2, 2))
     np.testing.assert_allclose(unit_responses(a, b), np.abs(a - b).mean(axis=(0, 2, 3)))
+    # the difference alone, or its per-example mean |.| over positions, gives the same
+    np.testing.assert_allclose(unit_responses(b - a), unit_responses(a, b))
+    per_example = np.abs(b - a).mean(axis=(2, 3))
+    np.testing.assert_allclose(unit_responses(per_example), unit_responses(a, b))
     with pytest.raises(ValueError, match="acts_changed"):
         unit_responses(a, b[:, :2])
 

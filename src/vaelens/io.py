@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from vaelens.errors import ConfigError
+from vaelens.errors import ArgumentError, ConfigError
 
 
 @contextlib.contextmanager
@@ -65,7 +65,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     On an exception the temporary file is removed and ``path`` is left untouched.
     """
     if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
+        raise ArgumentError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
     with (
         atomic_path(path) as tmp,
         open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh,

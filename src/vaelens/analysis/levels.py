@@ -51,6 +51,7 @@ from vaelens.metrics.causal import (
     intervention_specificity,
     monosemantic_fraction,
     polysemanticity,
+    unit_responses,
 )
 from vaelens.stats import bootstrap_ci
 
@@ -198,7 +199,7 @@ def input_level(
             continue
         res = input_intervention(lens, pair[0], pair[1], list(layers), max_batch=max_batch)
         for name in layers:
-            R[name][:, f] = res.deltas[name].mean(0).numpy()
+            R[name][:, f] = unit_responses(res.deltas[name])
         dz = res.delta_z.abs().numpy().astype(np.float64)
         if vq:
             dz = dz.reshape(dz.shape[0], -1, n_units).mean(1)

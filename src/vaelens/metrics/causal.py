@@ -115,19 +115,29 @@ def intervention_specificity(
     return mean, null.mean(axis=1)
 
 
-def unit_responses(acts: Any, acts_changed: Any) -> np.ndarray:
+def unit_responses(acts: Any, acts_changed: Any = None) -> np.ndarray:
     """Response of each unit to one intervention: ``E_x |A_n(x) - A_n(x~)|``, shape ``(U,)``.
 
     ``acts``/``acts_changed``: activations ``(N, U)`` or ``(N, U, *spatial)`` (a conv channel is
-    one unit; its response is averaged over positions). Stack the results of several
-    factors as columns to get the seeds' ``R(n, f)`` (eq. 10).
+    one unit; its response is averaged over positions). With ``acts_changed=None``, ``acts``
+    is the difference ``A(x~) - A(x)`` itself, or its per-example reduction (the mean over
+    positions of ``|A(x~) - A(x)|``, ``(N, U)``, what :func:`vaelens.lens.input_intervention`
+    returns). Stack the results of several factors as columns to get the seeds'
+    ``R(n, f)`` (eq. 10).
     """
     a = _np(acts, "acts")
-    b = _np(acts_changed, "acts_changed")
-    if a.shape != b.shape or a.ndim < 2:
-        raise ArgumentError(f"acts_changed: expected the shape of acts {a.shape}, got {b.shape}")
-    diff = np.abs(a - b).reshape(a.shape[0], a.shape[1], -1)
-    return diff.mean(axis=(0, 2))
+    if a.ndim < 2:
+        raise ArgumentError(f"acts: expected (N, units, ...), got shape {a.shape}")
+    if acts_changed is None:
+        diff = np.abs(a)
+    else:
+        b = _np(acts_changed, "acts_changed")
+        if a.shape != b.shape:
+            raise ArgumentError(
+                f"acts_changed: expected the shape of acts {a.shape}, got {b.shape}"
+            )
+        diff = np.abs(a - b)
+    return diff.reshape(a.shape[0], a.shape[1], -1).mean(axis=(0, 2))
 
 
 def _check_R(R: Any) -> np.ndarray:

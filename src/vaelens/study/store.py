@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vaelens.errors import ConfigError
+from vaelens.errors import ArgumentError, ConfigError
 from vaelens.io import to_jsonable
 
 __all__ = ["STATUSES", "ResultStore"]
@@ -194,7 +194,7 @@ class ResultStore:
     def runs(self, status: str | None = None) -> pd.DataFrame:
         """The runs table (hparams and config parsed from JSON)."""
         if status is not None and status not in STATUSES:
-            raise ValueError(f"status: expected one of {STATUSES}, got {status!r}")
+            raise ArgumentError(f"status: expected one of {STATUSES}, got {status!r}")
         sql = "SELECT * FROM runs" + (" WHERE status = ?" if status else "") + " ORDER BY run_id"
         df = pd.read_sql_query(sql, self._conn, params=(status,) if status else None)
         for col in ("hparams", "config"):
