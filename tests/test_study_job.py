@@ -75,3 +75,32 @@ def test_real_study_killed_mid_training_resumes_to_the_same_database(tmp_path: P
     fresh = tmp_path / "fresh"
     subprocess.run([sys.executable, "-c", script, str(cfg_file), str(fresh)], check=True)
     assert db_snapshot(killed / "study.sqlite") == db_snapshot(fresh / "study.sqlite")
+
+
+def test_a_study_run_loads_its_dataset_once_and_builds_its_model_once(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import vaelens.data
+    import vaelens.train.run
+    import vaelens.train.trainer
+    from vaelens.study.config import plan_runs
+    from vaelens.study.job import execute_run
+
+    calls = {"load_dataset": 0, "build_model": 0}
+    real_load, real_build = vaelens.data.load_dataset, vaelens.train.run.build_model_from_config
+
+    def load_dataset(*args, **kwargs):
+        calls["load_dataset"] += 1
+        return real_load(*args, **kwargs)
+
+    def build(*args, **kwargs):
+        calls["build_model"] += 1
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(vaelens.data, "load_dataset", load_dataset)
+    monkeypatch.setattr(vaelens.train.run, "build_model_from_config", build)
+    monkeypatch.setattr(vaelens.train.trainer, "build_model_from_config", build)
+    spec = plan_runs(study_config_from_dict(TINY))[0]
+    result = execute_run(spec.model_dump(mode="json"), str(tmp_path))
+    assert calls == {"load_dataset": 1, "build_model": 1}
+    assert result["metrics"]["ces.mean"] > 0 and "mig" in result["metrics"]
