@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from _study_jobs import db_snapshot
-from vaelens.errors import ConfigError
+from vaelens.errors import ConfigError, StudyLockedError
 from vaelens.study.config import load_study_config, plan_runs, study_config_from_dict
 from vaelens.study.runner import run_study, study_status
 from vaelens.study.store import ResultStore
@@ -166,3 +166,39 @@ def test_ray_executor_on_a_local_instance(tmp_path: Path, monkeypatch: pytest.Mo
     ]
     with ResultStore(tmp_path / "study" / "study.sqlite") as store:
         assert store.results()["ces.mean"].notna().all()
+
+
+def test_one_driver_per_study_directory(tmp_path: Path) -> None:
+    """A second driver is refused naming the first's pid; kill -9 frees the directory."""
+    spec = {"name": "lock", "architectures": ["vae"], "datasets": ["synthetic"],
+            "seeds": [0, 1, 2], "model_params": {"vae": {"sleep": 30}}}  # fmt: skip
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(HERE)!r})
+        from vaelens.study.config import study_config_from_dict
+        from vaelens.study.runner import run_study
+        run_study(study_config_from_dict({spec!r}), sys.argv[1], job={JOB!r}, workers=1)
+        """
+    )
+    study = tmp_path / "study"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(study)])
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(study.glob("runs/*/attempt")):
+            time.sleep(0.05)  # the first driver holds the lock and is inside a run
+        assert list(study.glob("runs/*/attempt")), "the first driver never started a run"
+        cfg = study_config_from_dict(spec)
+        with pytest.raises(StudyLockedError, match=f"pid {proc.pid} ") as exc:
+            run_study(cfg, study, job=JOB, workers=1)
+        assert "\n" not in str(exc.value)
+        status = study_status(study)["counts"]  # readers need no lock
+        assert status["running"] == 1 and status["completed"] == 0
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    fast = {**spec, "model_params": {"vae": {"sleep": 0}}}
+    with pytest.raises(ConfigError, match="different config"):  # the lock is free again
+        run_study(study_config_from_dict(fast), study, job=JOB, workers=1)
+    counts = run_study(study_config_from_dict(spec), study, job=JOB, workers=1, max_runs=0)
+    assert counts["running"] == 0 and counts["pending"] == 3  # the killed run was reset

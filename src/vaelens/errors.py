@@ -42,3 +42,7 @@ class ModelContractError(VaelensError, TypeError):
 
     Bad argument values passed alongside a model raise :class:`ArgumentError` instead.
     """
+
+
+class StudyLockedError(VaelensError, RuntimeError):
+    """A study directory is held by another running study driver."""

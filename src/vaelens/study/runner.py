@@ -29,6 +29,7 @@ from typing import Any
 from vaelens.errors import ConfigError
 from vaelens.io import atomic_write_json
 from vaelens.study.config import RunSpec, StudyConfig, plan_runs, study_config_from_dict
+from vaelens.study.lock import study_lock
 from vaelens.study.store import ResultStore
 
 __all__ = ["DEFAULT_JOB", "run_study", "study_status"]
@@ -75,11 +76,6 @@ def _record(store: ResultStore, run_id: str, result: dict[str, Any]) -> None:
 
 
 def _open_study(cfg: StudyConfig, study_dir: Path) -> tuple[ResultStore, dict[str, RunSpec]]:
-    from vaelens.train.config import check_train_section
-
-    # a StudyConfig built in code skipped study_config_from_dict: check [train] before any run
-    check_train_section(cfg.train, source=f"study {cfg.name}")
-    study_dir.mkdir(parents=True, exist_ok=True)
     store = ResultStore(study_dir / DB_NAME)
     saved = store.get_meta("config")
     current = cfg.model_dump(mode="json")
@@ -133,11 +129,43 @@ def run_study(
     ``ray_address``, or a local Ray instance when it is ``None``). ``storage``: where run
     directories go (a path every worker can reach; default ``study_dir``). ``max_runs``
     stops after that many runs have been started (for tests and partial sweeps).
+
+    One driver at a time: the study directory is locked for the call
+    (:func:`vaelens.study.lock.study_lock`); a second driver gets a one-line
+    :class:`~vaelens.errors.StudyLockedError` naming the holder's pid.
     """
     if executor not in ("local", "ray"):
         raise ConfigError(f"executor: expected 'local' or 'ray', got {executor!r}")
     study_dir = Path(study_dir)
     _resolve(job)  # fail early on a bad job name
+    _check_before_creating(cfg)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    with study_lock(study_dir):
+        return _drive(cfg, study_dir, executor, workers, ray_address, storage, retry_failed,
+                      job, max_runs, on_event)  # fmt: skip
+
+
+def _check_before_creating(cfg: StudyConfig) -> None:
+    """What can be checked before the study directory exists (nothing is created on failure)."""
+    from vaelens.train.config import check_train_section
+
+    # a StudyConfig built in code skipped study_config_from_dict: check [train] before any run
+    check_train_section(cfg.train, source=f"study {cfg.name}")
+
+
+def _drive(
+    cfg: StudyConfig,
+    study_dir: Path,
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+    storage: str | Path | None,
+    retry_failed: bool,
+    job: str,
+    max_runs: int | None,
+    on_event: Callable[[str, str, dict[str, Any]], None] | None,
+) -> dict[str, int]:
+    """The driver's work, under the study lock: open the store, run what is pending."""
     store, specs = _open_study(cfg, study_dir)
     try:
         if retry_failed:
