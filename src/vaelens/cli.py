@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -153,19 +153,23 @@ def data_verify(
         str | None, typer.Option("--variant", help="Only this variant's files.")
     ] = None,
 ) -> None:
-    """Check that a dataset's files are present with the right checksums (exit 1 if not)."""
+    """Check that a dataset's files are present with the right checksums.
+
+    Prints one line a file; when any is missing or wrong, ends with one error line on
+    stderr naming them, exit 2.
+    """
     from vaelens.data.download import verify
+    from vaelens.errors import DatasetError
 
     report = verify(name, root, variant=variant)
     if not report:
         console.print(f"{name} has no files to verify (it is generated procedurally)")
         return
-    bad = False
     for fname, state in report.items():
         console.print(f"{fname}: {state}")
-        bad |= not state.startswith("ok")
+    bad = [fname for fname, state in report.items() if not state.startswith("ok")]
     if bad:
-        raise typer.Exit(1)
+        raise DatasetError(f"{name}: {len(bad)} file(s) missing or with a wrong checksum: {bad}")
 
 
 @data_app.command("build-cache")
@@ -588,13 +592,85 @@ def demo(
     console.print(f"report: {report}")
 
 
-def main() -> None:
-    """Console-script entry point: one line on stderr and exit 2 for a vaelens error."""
+def _click_exceptions() -> dict[str, tuple[type[BaseException], ...]]:
+    """click's exception classes: typer's vendored copy (typer >= 0.2x) and click itself."""
+    modules = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            modules.append(__import__(name, fromlist=["UsageError"]))
+        except ImportError:
+            continue
+    return {
+        kind: tuple(getattr(m, kind) for m in modules if hasattr(m, kind))
+        for kind in ("UsageError", "ClickException", "Abort", "Exit")
+    }
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_error(exc: OSError) -> str:
+    """``PATH: what went wrong`` for a file the command could not read or write."""
+    target = exc.filename2 if exc.filename2 is not None else exc.filename
+    if target is None or not exc.strerror:
+        return _one_line(exc)
+    return f"{target}: {exc.strerror}"
+
+
+def _usage_error(exc: Any) -> str:
+    """A click usage error as one line: the command, what was wrong, where to look."""
+    where = exc.ctx.command_path if exc.ctx is not None else "vaelens"
+    return f"{where}: {_one_line(exc.format_message())} (see {where} --help)"
+
+
+def _internal_error(exc: BaseException) -> str:
+    """Write the traceback to a log file; the line the user sees names it."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="vaelens-error-", suffix=".log", delete=False
+    ) as fh:
+        traceback.print_exception(exc, file=fh)
+    return (
+        f"internal error (a bug in vaelens, please report it): {type(exc).__name__}: "
+        f"{_one_line(exc)}; the traceback is in {fh.name}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: every error ends in one line on stderr.
+
+    Exit 2 for bad input (a vaelens error, a usage error, a file that cannot be read or
+    written), 1 for an internal error (whose traceback goes to a log file it names),
+    130 on Ctrl-C.
+    """
+    ce = _click_exceptions()
+    code, message = 0, None
     try:
-        app()
+        returned = app(args=argv, standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0
     except VaelensError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        code, message = 2, _one_line(exc)
+    except ce["UsageError"] as exc:
+        code, message = 2, _usage_error(exc)
+    except ce["ClickException"] as exc:
+        code, message = 2, _one_line(exc.format_message())  # type: ignore[attr-defined]
+    except OSError as exc:
+        code, message = 2, _os_error(exc)
+    except (KeyboardInterrupt, *ce["Abort"]):
+        code, message = 130, "interrupted"
+    except ce["Exit"] as exc:
+        code = int(exc.exit_code)  # type: ignore[attr-defined]
+    except Exception as exc:
+        code, message = 1, _internal_error(exc)
+    if message is not None:
+        from rich.text import Text
+
+        err_console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -467,8 +467,8 @@ def build_report(
     study_dir = Path(study_dir)
     _check_args(study_dir, n_boot)
     out = Path(out_dir) if out_dir is not None else study_dir / "report"
+    study = load_study(study_dir)  # before anything is created: no study, no report/
     out.mkdir(parents=True, exist_ok=True)
-    study = load_study(study_dir)
     rep = _Report(out)
     _add_header(rep, study, study_dir)
     _add_failures(rep, study)
