@@ -1,8 +1,7 @@
 """Benchmark of the lens' patching engine and (``--full``) of the full ``vaelens.analyze``.
 
-For the seeds' architecture (conv 32/64/128 k4 s2, latent 10, 64x64; ``build_model("vae")``
-when vaelens.models offers it, else an equivalent local definition), exact patching of every
-channel of every encoder and decoder conv layer (post-activation):
+For the roy2025 architecture (conv 32/64/128 k4 s2, latent 10, 64x64; ``build_model("vae")``),
+exact patching of every channel of every encoder and decoder conv layer (post-activation):
 
 - time of the batched engine (:func:`vaelens.lens.activation_patching`);
 - FLOPs of its forwards (``torch.utils.flop_counter.FlopCounterMode``, counted on the first
@@ -26,7 +25,7 @@ Floors: exact == loop within 1e-5; exact >= 40 % utilisation at n=1000; >= 10x f
 the loop at n=8; attribution >= 20x faster than exact with Spearman >= 0.8.
 
 Full analysis (``--full``; the patching part is then skipped): ``vaelens.analyze`` with its
-DEFAULT settings (trained model and random-init baseline) on the seeds' architecture, on
+DEFAULT settings (trained model and random-init baseline) on the roy2025 architecture, on
 procedural dSprites; ``--checkpoint RUN_DIR`` analyses a trained run (model and dataset from
 its config) instead of a randomly initialised ``build_model("vae")``. Prints the wall time
 (floor: 180 s on 2 CPU cores), the per-stage sample sizes and the bootstrap CIs it reports.
@@ -57,51 +56,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vaelens.lens import Lens, activation_patching, attribution_patching, effect_metric
 from vaelens.lens.patching import patch_sweep, resolve_max_batch
-
-
-class SeedsVAE(nn.Module):
-    """The seeds' network (local fallback with the same module names as vaelens.models)."""
-
-    def __init__(self, latent: int = 10, channels: int = 1) -> None:
-        super().__init__()
-
-        def block(conv: nn.Module) -> nn.Sequential:
-            return nn.Sequential(conv, nn.ReLU())
-
-        self.encoder = nn.Module()
-        self.encoder.conv_0 = block(nn.Conv2d(channels, 32, 4, 2, 1))
-        self.encoder.conv_1 = block(nn.Conv2d(32, 64, 4, 2, 1))
-        self.encoder.conv_2 = block(nn.Conv2d(64, 128, 4, 2, 1))
-        self.encoder.mu = nn.Linear(8192, latent)
-        self.encoder.logvar = nn.Linear(8192, latent)
-        self.decoder = nn.Module()
-        self.decoder.fc = block(nn.Linear(latent, 8192))
-        self.decoder.conv_0 = block(nn.ConvTranspose2d(128, 64, 4, 2, 1))
-        self.decoder.conv_1 = block(nn.ConvTranspose2d(64, 32, 4, 2, 1))
-        self.decoder.conv_2 = nn.ConvTranspose2d(32, channels, 4, 2, 1)
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.encoder
-        h = e.conv_2(e.conv_1(e.conv_0(x))).flatten(1)
-        return e.mu(h), e.logvar(h)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        d = self.decoder
-        h = d.fc(z).view(-1, 128, 8, 8)
-        return d.conv_2(d.conv_1(d.conv_0(h)))
-
-    def output_mean(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits)
+from vaelens.models import build_model
 
 
 def build(checkpoint: str | None) -> tuple[nn.Module, str]:
-    try:
-        from vaelens.models import build_model
-
-        model: nn.Module = build_model("vae")
-        source = "vaelens.models.build_model('vae')"
-    except Exception as err:  # the models package may not exist yet
-        model, source = SeedsVAE(), f"local SeedsVAE ({type(err).__name__})"
+    model: nn.Module = build_model("vae")
+    source = "vaelens.models.build_model('vae')"
     if checkpoint and Path(checkpoint).is_dir():  # a run directory of `vaelens train`
         from vaelens.train import load_run
 
@@ -406,8 +366,6 @@ def run_full(args: argparse.Namespace) -> dict[str, Any]:
     elif args.checkpoint:
         raise SystemExit(f"--full --checkpoint: expected a run directory, got {args.checkpoint}")
     else:
-        from vaelens.models import build_model
-
         torch.manual_seed(args.seed + 1)  # not the baseline's seed: the twin would equal it
         model, source = build_model("vae"), "random-init build_model('vae')"
         ds = load_dataset("dsprites", source="procedural")
@@ -437,7 +395,7 @@ def run_full(args: argparse.Namespace) -> dict[str, Any]:
             m = lm.monosemantic
             print(f"      {layer}: monosemantic {m.n_monosemantic}/{m.n_live} live "
                   f"({m.n_units} units) CI [{fmt(m.ci[0])}, {fmt(m.ci[1])}]; "
-                  f"modularity {fmt(lm.modularity.seeds)}")  # fmt: skip
+                  f"modularity {fmt(lm.modularity.roy2025)}")  # fmt: skip
     d = res.to_json()
     ok = seconds <= 180.0
     print(f"   floor (<= 180 s): {'PASS' if ok else 'FAIL'}")

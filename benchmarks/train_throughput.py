@@ -1,4 +1,4 @@
-"""Training throughput of every variant on the seeds' architecture (full width).
+"""Training throughput of every variant on the roy2025 architecture (full width).
 
 For each variant and batch size: images/s of the trainer's own optimiser step
 (:class:`vaelens.train.trainer.StepRunner`: forward, backward, Adam, NaN check), the FLOPs
@@ -26,7 +26,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vaelens.models import build_model, list_models
-from vaelens.models.registry import SEEDS_PRESET
+from vaelens.models.registry import ROY2025_PRESET
 from vaelens.train.trainer import StepRunner, default_channels_last
 
 VARIANTS = ("vae", "beta_vae", "factor_vae", "beta_tc_vae", "dip_vae_i", "dip_vae_ii", "vq_vae")
@@ -75,7 +75,7 @@ def bench_variant(
 ) -> dict[str, float]:
     """images/s, FLOPs per image and step time of ``name`` at ``batch``."""
     torch.manual_seed(0)
-    params = dict(SEEDS_PRESET.get(name, {}))
+    params = dict(ROY2025_PRESET.get(name, {}))
     model = build_model(name, **params).to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -47,15 +47,15 @@ def _layer(rng: np.random.Generator, arch: str, u: int, n_f: int, dead_last: boo
     resp = rng.gamma(1.0, 1.0, size=(u, n_f))
     resp[np.arange(u), rng.integers(0, n_f, u)] *= 6.0 if arch == "factor_vae" else 2.0
     part = resp.sum(1) ** 2 / (resp**2).sum(1)
-    seeds_form = n_f * (resp**2).sum(1) / resp.sum(1) ** 2
+    roy2025_form = n_f * (resp**2).sum(1) / resp.sum(1) ** 2
     if dead_last:
-        part[-1] = seeds_form[-1] = np.nan
+        part[-1] = roy2025_form[-1] = np.nan
     mono = int((part < 1.5).sum())
     k = 3
     labels = rng.integers(0, k, u)
     return LayerMetrics(
         responses=resp,
-        polysemanticity=Polysemanticity(participation=part, seeds_form=seeds_form),
+        polysemanticity=Polysemanticity(participation=part, roy2025_form=roy2025_form),
         monosemantic=Monosemanticity(
             fraction=mono / u,
             n_monosemantic=mono,
@@ -63,7 +63,7 @@ def _layer(rng: np.random.Generator, arch: str, u: int, n_f: int, dead_last: boo
             n_units=u,
             ci=[max(0.0, mono / u - 0.2), min(1.0, mono / u + 0.2)],
         ),
-        modularity=Modularity(seeds=rng.uniform(0.05, 0.5), signed=rng.uniform(-0.2, 0.5)),
+        modularity=Modularity(roy2025=rng.uniform(0.05, 0.5), signed=rng.uniform(-0.2, 0.5)),
         clusters=Clusters(
             labels=labels,
             n_clusters=k,

@@ -120,7 +120,7 @@ def test_factor_graph_from_dataset_adjacency_and_scalars() -> None:
     assert np.isnan(flat["recon.baseline"])
     assert flat["ces.mean"] == res.trained.latent.ces_mean
     mod = res.trained.layers["encoder.conv_2"].modularity
-    assert flat["modularity.encoder.conv_2"] == mod.seeds
+    assert flat["modularity.encoder.conv_2"] == mod.roy2025
     assert flat["modularity_signed.encoder.conv_2"] == mod.signed
     assert f"mediation.shape.{res.meta.encoder_layers[0]}" in flat
     assert not any(k.startswith("baseline.") for k in flat)

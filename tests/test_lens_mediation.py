@@ -42,7 +42,7 @@ def test_whole_layer_of_a_sequential_net_mediates_everything() -> None:
         torch.testing.assert_close(res.indirect[name], res.total, rtol=0, atol=1e-5)
         torch.testing.assert_close(res.indirect_share[name], torch.ones(4), rtol=0, atol=1e-4)
         torch.testing.assert_close(res.direct[name], torch.zeros(4), rtol=0, atol=1e-5)
-    # onto the latent mean (the seeds' Table 5): encoder layers only, same identity
+    # onto the latent mean (Roy (2025) Table 5): encoder layers only, same identity
     res_z = mediation(lens, x, xt, component="layer", target="latent")
     assert set(res_z.indirect) == set(lens.encoder_hook_names)
     dz = (lens.encode_mean(xt) - lens.encode_mean(x)).norm(dim=1)

@@ -10,7 +10,7 @@ from torch import nn
 
 
 class ConvVAE(nn.Module):
-    """The seeds' architecture, shrunk: conv k4 s2 encoder, linear heads, transposed-conv decoder."""
+    """The roy2025 architecture, shrunk: conv k4 s2 encoder, linear heads, transposed-conv decoder."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The seeds' causal metrics on arrays with known answers."""
+"""The causal metrics of Roy (2025) on arrays with known answers."""
 
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ def test_specificity_extremes_and_null_interventions() -> None:
     np.testing.assert_allclose(s_norm[:2], [1.0, 0.0], atol=1e-12)
     assert np.isnan(s_norm[2])
     np.testing.assert_allclose(null, [0.0, 0.0, 1.0])
-    s_seeds, _ = intervention_specificity(base, pert, form="seeds", eps=1e-3)
-    np.testing.assert_allclose(s_seeds[:2], [1e3, 1.0 / (np.log(16) + 1e-3)])
-    assert np.isnan(s_seeds[2])
+    s_roy, _ = intervention_specificity(base, pert, form="roy2025", eps=1e-3)
+    np.testing.assert_allclose(s_roy[:2], [1e3, 1.0 / (np.log(16) + 1e-3)])
+    assert np.isnan(s_roy[2])
     with pytest.raises(ValueError, match="form"):
         intervention_specificity(base, pert, form="bogus")
 
@@ -89,7 +89,7 @@ def test_polysemanticity_both_forms_and_dead_units() -> None:
     pr = polysemanticity(R_KNOWN)
     np.testing.assert_allclose(pr[:3], [1.0, 1.0, 3.0])
     assert np.isnan(pr[3])
-    ps = polysemanticity(R_KNOWN, form="seeds")
+    ps = polysemanticity(R_KNOWN, form="roy2025")
     np.testing.assert_allclose(ps[:3], [3.0, 3.0, 1.0])  # eq. (11) as printed: inverse reading
     assert dead_units(R_KNOWN).tolist() == [False, False, False, True]
     assert primary_factor(R_KNOWN).tolist() == [0, 1, 0, -1]
@@ -126,8 +126,8 @@ def test_clusters_recover_two_groups() -> None:
 
 def test_bad_arguments_raise_argument_error() -> None:
     base, pert = np.zeros((2, 4)), np.zeros((1, 1, 2, 4))
-    with pytest.raises(ArgumentError, match="form: expected 'seeds' or 'normalised'") as info:
-        intervention_specificity(base, pert, form="seed")
+    with pytest.raises(ArgumentError, match="form: expected 'roy2025' or 'normalised'") as info:
+        intervention_specificity(base, pert, form="roy")
     assert isinstance(info.value, ValueError) and isinstance(info.value, VaelensError)
     with pytest.raises(ArgumentError, match="form"):
         polysemanticity(np.ones((2, 2)), form="entropy")

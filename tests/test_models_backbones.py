@@ -1,4 +1,4 @@
-"""The seeds' and disentanglement_lib's backbones: module names, shapes, input checks."""
+"""The roy2025 and disentanglement_lib backbones: module names, shapes, input checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from vaelens.errors import ConfigError
-from vaelens.models.backbones import Decoder, Encoder, SpatialDecoder, SpatialEncoder
+from vaelens.models.backbones import (
+    BACKBONES,
+    Decoder,
+    Encoder,
+    SpatialDecoder,
+    SpatialEncoder,
+    get_backbone,
+    resolve_backbone,
+)
 from vaelens.models.vae import VAE
 
 
@@ -26,7 +34,7 @@ def _output_shapes(module: nn.Module, names: list[str], x: torch.Tensor) -> dict
     return shapes
 
 
-def test_seeds_encoder_layers_match_the_seeds_architecture():
+def test_roy2025_encoder_layers_match_the_roy2025_architecture():
     enc = Encoder(in_channels=3, latent_dim=10)
     names = ["conv_0", "conv_1", "conv_2", "flatten", "mu", "logvar"]
     shapes = _output_shapes(enc, names, torch.rand(2, 3, 64, 64))
@@ -45,7 +53,7 @@ def test_seeds_encoder_layers_match_the_seeds_architecture():
     assert isinstance(enc.flatten, nn.Flatten)
 
 
-def test_seeds_decoder_layers_match_the_seeds_architecture():
+def test_roy2025_decoder_layers_match_the_roy2025_architecture():
     dec = Decoder(out_channels=1, latent_dim=10)
     names = ["fc", "unflatten", "conv_0", "conv_1", "conv_2"]
     shapes = _output_shapes(dec, names, torch.randn(2, 10))
@@ -90,13 +98,24 @@ def test_dlib_backbone_sizes():
     assert [dec.get_submodule(f"conv_{i}")[0].out_channels for i in range(3)] == [64, 32, 32]
 
 
-@pytest.mark.parametrize(("backbone", "grid"), [("seeds", 8), ("dlib", 4)])
+@pytest.mark.parametrize(("backbone", "grid"), [("roy2025", 8), ("dlib", 4)])
 def test_spatial_backbone_grid(backbone, grid):
     enc = SpatialEncoder(3, code_dim=5, backbone=backbone, width=0.125)
     dec = SpatialDecoder(3, code_dim=5, backbone=backbone, width=0.125)
     z = enc(torch.rand(2, 3, 64, 64))
     assert z.shape == (2, 5, grid, grid)
     assert dec(z).shape == (2, 3, 64, 64)
+
+
+def test_the_old_backbone_name_seeds_reads_as_roy2025():
+    assert resolve_backbone("seeds") == "roy2025" and get_backbone("seeds") is BACKBONES["roy2025"]
+    assert get_backbone("roy2025").name == "roy2025"
+    old = Encoder(1, 10, backbone="seeds", width=0.125)
+    new = Encoder(1, 10, width=0.125)
+    assert old.state_dict().keys() == new.state_dict().keys()
+    assert all(old.state_dict()[k].shape == v.shape for k, v in new.state_dict().items())
+    with pytest.raises(ConfigError, match="backbone"):
+        resolve_backbone("resnet")
 
 
 def test_width_scales_channels():

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from vaelens.errors import ConfigError
-from vaelens.models import SEEDS_PRESET, build_model
+from vaelens.models import ROY2025_PRESET, build_model
 from vaelens.models.factor_vae import Discriminator, permute_dims
 
 TINY = {"width": 0.125, "latent_dim": 4, "disc_hidden": 16, "disc_layers": 2}
@@ -46,8 +46,8 @@ def test_default_discriminator_architecture_and_optimizer_config():
     m = build_model("factor_vae", width=0.125)
     assert m.gamma == 40.0
     assert m.aux_optimizer_config() == {"lr": 1e-4, "betas": (0.5, 0.9)}
-    seeds = build_model("factor_vae", width=0.125, disc_hidden=8, **SEEDS_PRESET["factor_vae"])
-    assert seeds.aux_optimizer_config()["lr"] == 5e-5 and seeds.gamma == 40.0
+    roy = build_model("factor_vae", width=0.125, disc_hidden=8, **ROY2025_PRESET["factor_vae"])
+    assert roy.aux_optimizer_config()["lr"] == 5e-5 and roy.gamma == 40.0
     assert m.aux_module() is m.discriminator
     aux_ids = {id(p) for p in m.discriminator.parameters()}
     main = m.main_parameters()

@@ -9,7 +9,7 @@ import torch
 
 from vaelens.errors import ConfigError
 from vaelens.models import (
-    SEEDS_PRESET,
+    ROY2025_PRESET,
     VAEBase,
     build_model,
     get_model_class,
@@ -67,7 +67,7 @@ def test_unknown_names_and_hparams_raise_config_error():
         build_model("vae", latent_dim=2.5, width=0.125)
 
 
-def test_defaults_and_seeds_preset():
+def test_defaults_and_roy2025_preset():
     for name in NAMES:
         d = model_defaults(name)
         assert json.loads(json.dumps(d)) == d
@@ -77,9 +77,20 @@ def test_defaults_and_seeds_preset():
     assert model_defaults("factor_vae")["gamma"] == 40.0
     assert model_defaults("beta_tc_vae")["beta"] == 6.0
     assert model_defaults("vq_vae")["beta_c"] == 0.25
-    assert SEEDS_PRESET["beta_vae"] == {"latent_dim": 10, "beta": 4.0}
-    assert SEEDS_PRESET["factor_vae"] == {"latent_dim": 10, "gamma": 40.0, "disc_lr": 5e-5}
-    assert set(SEEDS_PRESET) == set(NAMES)
+    assert ROY2025_PRESET["beta_vae"] == {"latent_dim": 10, "beta": 4.0}
+    assert ROY2025_PRESET["factor_vae"] == {"latent_dim": 10, "gamma": 40.0, "disc_lr": 5e-5}
+    assert set(ROY2025_PRESET) == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hparams_written_with_the_old_backbone_name_still_rebuild(name):
+    """Run directories written before the rename store ``backbone="seeds"``: still loadable."""
+    model = build_model(name, **tiny(name))
+    hp = model.hparams()
+    assert hp["backbone"] == "roy2025"
+    old = build_model(name, **{**hp, "backbone": "seeds"})
+    assert old.hparams() == hp
+    old.load_state_dict(model.state_dict())
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -108,11 +108,11 @@ def test_perplexity_of_uniform_and_collapsed_assignments():
     assert float(perplexity(codes, k)) == pytest.approx(math.exp(-(p * np.log(p)).sum()))
 
 
-@pytest.mark.parametrize("backbone", ["seeds", "dlib"])
+@pytest.mark.parametrize("backbone", ["roy2025", "dlib"])
 def test_encode_decode_interfaces_agree(backbone):
     torch.manual_seed(0)
     m = build_model("vq_vae", backbone=backbone, in_channels=3, **TINY).eval()
-    g = 8 if backbone == "seeds" else 4
+    g = 8 if backbone == "roy2025" else 4
     x = _images(3, c=3)
     post = m.encode(x)
     assert post.mean.shape == (3, 4 * g * g) == post.quantized.shape

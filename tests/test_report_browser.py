@@ -88,7 +88,7 @@ def test_report_renders_with_every_image(chromium: str, tmp_path: Path) -> None:
     assert total == expected > 5
     assert ok == total
     assert console == []
-    assert "Comparison with the seeds" in dom
+    assert "Comparison with Roy (2025)" in dom
     shot = tmp_path / "shot.png"
     subprocess.run(
         [

@@ -29,7 +29,7 @@ TABLE_KEYS = (
     "ces_dci_correlation",
     "baseline",
     "architecture_tests",
-    "seeds_comparison",
+    "roy2025_comparison",
 )
 
 
@@ -57,10 +57,10 @@ def test_report_files_and_self_contained(built: tuple[Path, Path]) -> None:
         assert (study / "report" / "tables" / f"{key}.csv").is_file(), key
         md = (study / "report" / "tables" / f"{key}.md").read_text()
         assert md.startswith("## ") and "|---|" in md
-    # the failed run and its error are listed; the seeds' numbers are there
+    # the failed run and its error are listed; the numbers of Roy (2025) are there
     assert "factor_vae-dsprites-s1" in text and "TrainingDivergedError" in text
-    assert "Comparison with the seeds" in text and "0.0636" in text
-    assert "0.587" in text  # seeds' FactorVAE % monosemantic (as a fraction)
+    assert "Comparison with Roy (2025)" in text and "0.0636" in text
+    assert "0.587" in text  # Roy (2025)'s FactorVAE % monosemantic (as a fraction)
 
 
 def test_table1_matches_the_store(built: tuple[Path, Path]) -> None:
@@ -197,4 +197,4 @@ def test_study_without_completed_runs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="n_boot"):
         build_report(tmp_path, n_boot=-1)
     t1 = (tmp_path / "report" / "tables" / "table1_architectures.md").read_text()
-    assert "| dsprites | Mean CES (seeds' form) | n/a |" in t1
+    assert "| dsprites | Mean CES (Roy (2025) form) | n/a |" in t1

@@ -77,8 +77,8 @@ def test_unparsable_missing_and_unsupported_files(tmp_path: Path) -> None:
         load_config(lst)
 
 
-def test_seeds_preset_and_its_per_variant_parameters(tmp_path: Path) -> None:
-    cfg = preset_config("seeds", model="factor_vae", dataset="synthetic")
+def test_roy2025_preset_and_its_per_variant_parameters(tmp_path: Path) -> None:
+    cfg = preset_config("roy2025", model="factor_vae", dataset="synthetic")
     assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.weight_decay, cfg.schedule) == (
         1e-3,
         64,
@@ -87,17 +87,21 @@ def test_seeds_preset_and_its_per_variant_parameters(tmp_path: Path) -> None:
         "cosine",
     )
     assert cfg.model_params["gamma"] == 40.0 and cfg.model_params["disc_lr"] == 5e-5
-    assert preset_config("seeds", model="beta_vae").model_params["beta"] == 4.0
+    assert preset_config("roy2025", model="beta_vae").model_params["beta"] == 4.0
     # a file can start from the preset and override a field; steps replaces the epochs
     p = tmp_path / "p.yaml"
-    p.write_text("preset: seeds\nmodel: beta_vae\nsteps: 100\nmodel_params: {beta: 8.0}\n")
+    p.write_text("preset: roy2025\nmodel: beta_vae\nsteps: 100\nmodel_params: {beta: 8.0}\n")
     cfg = load_config(p)
     assert cfg.steps == 100 and cfg.epochs is None and cfg.model_params["beta"] == 8.0
     assert cfg.total_steps(10_000) == 100
-    assert preset_config("seeds").total_steps(6400) == 50 * 100
+    assert preset_config("roy2025").total_steps(6400) == 50 * 100
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         config_from_dict({"preset": "nope"})
-    assert "seeds" in PRESETS
+    assert "roy2025" in PRESETS and "seeds" not in PRESETS
+    # the old name of the preset is still accepted and gives the same config
+    assert preset_config("seeds", model="factor_vae") == preset_config(
+        "roy2025", model="factor_vae"
+    )
 
 
 def test_config_round_trips_through_json() -> None:

@@ -226,7 +226,9 @@ RunOutOpt = Annotated[
 TrainConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML/YAML/JSON file with the same fields.")
 ]
-TrainPresetOpt = Annotated[str | None, typer.Option("--preset", help="Start from a preset: seeds.")]
+TrainPresetOpt = Annotated[
+    str | None, typer.Option("--preset", help="Start from a preset: roy2025.")
+]
 TrainSourceOpt = Annotated[
     str | None, typer.Option("--source", help="Dataset source: auto, procedural, file, cache.")
 ]

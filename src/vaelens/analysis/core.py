@@ -4,7 +4,7 @@
 
 1. input interventions (pairs differing in one factor; :func:`vaelens.lens.factor_pairs`):
    unit responses ``R(n, f)`` of every analysed layer and the factor -> latent weights;
-2. latent interventions (:func:`vaelens.lens.latent_traversal`, the seeds' 7 values over
+2. latent interventions (:func:`vaelens.lens.latent_traversal`, Roy (2025)'s 7 values over
    ``[-3, 3]``): causal effect strength (eq. 7) and intervention specificity (eq. 8) per
    latent dimension, and the latent -> factor weights;
 3. activation patching and 4. causal mediation (:func:`vaelens.lens.mediation`,

@@ -125,7 +125,7 @@ def _latent_block(
         axis=1,
     )  # (L, N)
     _, lo, hi = bootstrap_ci(per_sample.mean(0), n_boot=s.n_boot, random_state=s.seed)
-    spec, null = intervention_specificity(base, pert, form="seeds")
+    spec, null = intervention_specificity(base, pert, form="roy2025")
     spec_n, _ = intervention_specificity(base, pert, form="normalised")
     return LatentEffects(
         units="code positions" if vq else "latent dimensions",
@@ -219,13 +219,14 @@ def _layer(r: np.ndarray, s: AnalysisSettings) -> LayerMetrics:
     return LayerMetrics(
         responses=r,
         polysemanticity=Polysemanticity(
-            participation=pr, seeds_form=polysemanticity(r, form="seeds")
+            participation=pr, roy2025_form=polysemanticity(r, form="roy2025")
         ),
         monosemantic=Monosemanticity(
             fraction=frac, n_monosemantic=n_mono, n_live=n_live, n_units=r.shape[0], ci=ci[1:]
         ),
         modularity=Modularity(
-            seeds=circuit_modularity(r, form="seeds"), signed=circuit_modularity(r, form="signed")
+            roy2025=circuit_modularity(r, form="roy2025"),
+            signed=circuit_modularity(r, form="signed"),
         ),
         clusters=Clusters.model_validate(cl.to_dict()),
     )

@@ -113,7 +113,7 @@ def _live_mean(values: np.ndarray, live: np.ndarray) -> float:
 
 
 class LatentEffects(_Block):
-    """Latent interventions: CES (seeds eq. 7) and specificity (eq. 8) per latent unit.
+    """Latent interventions: CES (Roy (2025) eq. 7) and specificity (eq. 8) per latent unit.
 
     ``ces[i] = E_{x,v} ||D(z~_{i,v}) - D(z)||_2``; ``ces_normalised`` divides by the number
     of output elements' square root; ``ces_ci[i]`` is the bootstrap interval over samples.
@@ -157,21 +157,21 @@ class LatentEffects(_Block):
 
 
 class Polysemanticity(_Block):
-    """Per unit: participation ratio (1 = monosemantic) and the seeds' eq. 11 as printed.
+    """Per unit: participation ratio (1 = monosemantic) and Roy (2025) eq. 11 as printed.
 
     NaN for dead units; the means are over the live ones.
     """
 
     participation: FloatArray
-    seeds_form: FloatArray
+    roy2025_form: FloatArray
 
     @property
     def mean_participation(self) -> float:
         return _live_mean(self.participation, ~np.isnan(self.participation))
 
     @property
-    def mean_seeds_form(self) -> float:
-        return _live_mean(self.seeds_form, ~np.isnan(self.participation))
+    def mean_roy2025_form(self) -> float:
+        return _live_mean(self.roy2025_form, ~np.isnan(self.participation))
 
 
 class Monosemanticity(_Block):
@@ -185,9 +185,9 @@ class Monosemanticity(_Block):
 
 
 class Modularity(_Block):
-    """Circuit modularity of a layer: the seeds' form and the signed form."""
+    """Circuit modularity of a layer: Roy (2025)'s form and the signed form."""
 
-    seeds: Num
+    roy2025: Num
     signed: Num
 
 
@@ -212,12 +212,12 @@ class LayerMetrics(_Block):
 
     def scalars(self, layer: str) -> dict[str, float]:
         return {
-            f"modularity.{layer}": self.modularity.seeds,
+            f"modularity.{layer}": self.modularity.roy2025,
             f"modularity_signed.{layer}": self.modularity.signed,
             f"monosemantic_fraction.{layer}": self.monosemantic.fraction,
             f"cluster_coherence.{layer}": self.clusters.coherence,
             f"polysemanticity.{layer}": self.polysemanticity.mean_participation,
-            f"polysemanticity_seeds.{layer}": self.polysemanticity.mean_seeds_form,
+            f"polysemanticity_roy2025.{layer}": self.polysemanticity.mean_roy2025_form,
         }
 
 
@@ -398,7 +398,7 @@ class AnalysisResult(BaseModel):
 
         The trained model's causal metrics (``ces.mean``, ``specificity.mean``, their
         ``_normalised`` forms, ``modularity[_signed].<layer>``, ``monosemantic_fraction.<layer>``,
-        ``cluster_coherence.<layer>``, ``polysemanticity[_seeds].<layer>``), the mediation
+        ``cluster_coherence.<layer>``, ``polysemanticity[_roy2025].<layer>``), the mediation
         shares ``mediation.<factor>.<layer>``, the same causal metrics of the random twin
         under ``baseline.``, ``recon.trained``/``recon.baseline`` (NLL per image),
         ``recon.mse_trained``/``mse_baseline``/``mse_mean_image`` (per pixel) and ``vq.*``.

@@ -152,7 +152,7 @@ def resample_factor(
 ) -> np.ndarray:
     """Copy of ``factors`` with factor ``factor`` redrawn to a *different* level in every row.
 
-    This is the input intervention of the seeds (section 3.2.1): the pair
+    This is the input intervention of Roy (2025) (section 3.2.1): the pair
     ``(factors, result)`` differs only in factor ``factor``. A factor with one level
     cannot be changed and raises :class:`DatasetError`.
     """

@@ -1,6 +1,6 @@
 """The synthetic causal dataset: procedural 64x64 grayscale shapes with a known causal graph.
 
-The seeds (section 4.1) use "a custom dataset with known causal relationships between
+Roy (2025) (section 4.1) uses "a custom dataset with known causal relationships between
 factors (e.g. shape influences size, background influences contrast)" and intervene on
 shape, background and position (section 4.2). This module builds one such dataset as a
 *structural causal model* (SCM) on a full factorial grid of exogenous levels, so that

@@ -37,7 +37,7 @@ Memory layout
 Stacked sweeps run inside :meth:`Lens.sweep_layout`: on CPU, the model's 4-D (conv) weights
 are put in channels-last memory format for the sweep and restored afterwards. Values are
 untouched, only strides change; oneDNN's channels-last convolutions (transposed ones above
-all) ran exact patching of the seeds' network 1.1x to 1.3x faster on 2 CPU cores
+all) ran exact patching of the roy2025 network 1.1x to 1.3x faster on 2 CPU cores
 (``benchmarks/analysis.py --layout-ab``, interleaved runs). A model that cannot run in that
 layout (``x.view(...)`` on a conv output, say) is detected on a probe pass and left as it is;
 ``Lens(model, channels_last=False)`` turns it off.

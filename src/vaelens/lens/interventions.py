@@ -1,8 +1,8 @@
-"""Input and latent interventions (seeds sections 3.2.1 and 3.2.2).
+"""Input and latent interventions (Roy (2025) sections 3.2.1 and 3.2.2).
 
 Input intervention: pairs ``(x, x~)`` that differ only in factor ``k``
 (:func:`factor_pairs`); :func:`input_intervention` gives the latent shift
-``dz = E(x~) - E(x)`` (seeds eq. 2) and the activation difference ``A_l(x~) - A_l(x)`` at
+``dz = E(x~) - E(x)`` (Roy (2025) eq. 2) and the activation difference ``A_l(x~) - A_l(x)`` at
 every hook point.
 
 Latent intervention: ``z~_i = z`` with dimension ``i`` set to ``v`` (eq. 3), decoded
@@ -37,7 +37,7 @@ __all__ = [
     "traversal_grid",
 ]
 
-#: The seeds' latent sweep: 7 values over [-3, 3].
+#: The latent sweep of Roy (2025): 7 values over [-3, 3].
 DEFAULT_VALUES = tuple(np.linspace(-3.0, 3.0, 7).tolist())
 
 
@@ -63,7 +63,7 @@ class InputInterventionResult:
     """``delta_z``: ``E(x~) - E(x)`` ``(N, L)``; ``deltas[layer]``: reduced activation differences.
 
     With ``reduce="mean_abs"`` each ``deltas[layer]`` is ``(N, units)``, the mean over the
-    unit's positions of ``|A(x~) - A(x)|`` (averaged over examples it is the seeds' unit
+    unit's positions of ``|A(x~) - A(x)|`` (averaged over examples it is Roy (2025)'s unit
     response ``R(n, f)``); ``"mean"``: the signed mean; ``"none"``: the full difference.
     """
 
@@ -116,7 +116,7 @@ def input_intervention(
 
 
 def set_latent(z: torch.Tensor, dim: int, value: float | torch.Tensor) -> torch.Tensor:
-    """Copy of ``z`` ``(N, L)`` with dimension ``dim`` set to ``value`` (seeds eq. 3)."""
+    """Copy of ``z`` ``(N, L)`` with dimension ``dim`` set to ``value`` (Roy (2025) eq. 3)."""
     if z.ndim != 2:
         raise ArgumentError(f"z: expected shape (N, L), got {tuple(z.shape)}")
     if not 0 <= dim < z.shape[1]:

@@ -1,7 +1,7 @@
-"""Causal mediation analysis (seeds section 3.2.4): total, indirect and direct effects.
+"""Causal mediation analysis (Roy (2025) section 3.2.4): total, indirect and direct effects.
 
 For an input intervention ``x -> x~`` (a pair differing in one factor), an outcome ``f``
-(the reconstruction, or the latent mean for ``target="latent"``: the seeds' Table 5
+(the reconstruction, or the latent mean for ``target="latent"``: Roy (2025) Table 5
 mediates input interventions onto ``z``) and a component ``C`` (one unit of a layer, a
 whole layer, or a latent dimension via the ``"latent"`` hook point), with ``f(x; C <- c)``
 the run on ``x`` with ``C``'s activation replaced by ``c``::

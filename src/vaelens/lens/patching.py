@@ -1,6 +1,6 @@
-"""Activation patching (seeds section 3.2.3): exact, batched, and attribution patching.
+"""Activation patching (Roy (2025) section 3.2.3): exact, batched, and attribution patching.
 
-Exact patching of unit ``u`` of layer ``l`` (seeds eq. 5-6)::
+Exact patching of unit ``u`` of layer ``l`` (Roy (2025) eq. 5-6)::
 
     A~_l = A_l(x1) with unit u set to A_l(x2)[u];   out~ = forward(x1, A~_l)
     effect[n, u] = metric(out~_n, out(x1)_n, out(x2)_n)

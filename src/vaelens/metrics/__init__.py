@@ -1,6 +1,6 @@
 """Metrics of representations: disentanglement scores (:mod:`vaelens.metrics.disentanglement`).
 
-The causal metrics of the seeds live in :mod:`vaelens.metrics.causal`.
+The causal metrics of Roy (2025) live in :mod:`vaelens.metrics.causal`.
 
 Imports from: lens, errors.
 """

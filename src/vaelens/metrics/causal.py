@@ -1,6 +1,6 @@
-"""The seeds' causal metrics (Roy 2025, sections 3.3-3.4) as pure functions on arrays.
+"""The causal metrics of Roy (2025), sections 3.3-3.4, as pure functions on arrays.
 
-Each metric comes in the seeds' *faithful* form and, where that form is ill-posed, a
+Each metric comes in Roy (2025)'s *faithful* form and, where that form is ill-posed, a
 *normalised* form; every function says which it returns. Dead units (no response to any
 intervention) and null interventions (no change at all) are handled explicitly: they
 are reported as ``NaN`` and counted apart, never silently turned into 0 or 1.
@@ -63,7 +63,7 @@ def _check_recon(base: Any, perturbed: Any) -> tuple[np.ndarray, np.ndarray]:
 def causal_effect_strength(base: Any, perturbed: Any, *, normalise: bool = False) -> np.ndarray:
     """Causal effect strength of each latent dimension, ``(L,)``.
 
-    Seeds' eq. (7): ``CES(i) = E_{x, v} || D(z) - D(z~_{i,v}) ||_2``, the expectation taken over
+    Roy (2025) eq. (7): ``CES(i) = E_{x, v} || D(z) - D(z~_{i,v}) ||_2``, the expectation taken over
     the samples and the ``V`` intervention values of dimension ``i``.
 
     With ``normalise=True`` the norm is divided by ``sqrt(P)`` (P pixels): the root-mean-square
@@ -79,14 +79,14 @@ def causal_effect_strength(base: Any, perturbed: Any, *, normalise: bool = False
 
 
 def intervention_specificity(
-    base: Any, perturbed: Any, *, form: str = "seeds", eps: float = 1e-8, null_tol: float = 1e-12
+    base: Any, perturbed: Any, *, form: str = "roy2025", eps: float = 1e-8, null_tol: float = 1e-12
 ) -> tuple[np.ndarray, np.ndarray]:
     """Intervention specificity of each latent dimension and the share of null interventions.
 
     For each sample and value, ``p = d / sum(d)`` with ``d`` the pixelwise squared difference
     ``(D(z) - D(z~_i))^2`` and ``H(p) = -sum p log p`` (nats).
 
-    - ``form="seeds"``: eq. (8), ``S(i) = 1 / (H(p_i) + eps)``, unbounded and dependent on the
+    - ``form="roy2025"``: eq. (8), ``S(i) = 1 / (H(p_i) + eps)``, unbounded and dependent on the
       number of pixels ``P``.
     - ``form="normalised"``: ``S(i) = 1 - H(p_i) / log P`` in ``[0, 1]`` (1: one pixel changes,
       0: all change equally).
@@ -95,8 +95,8 @@ def intervention_specificity(
     left out of the mean. Returns ``(S (L,), null_fraction (L,))``; ``S`` is NaN for a dimension
     whose every intervention is null (a dead latent).
     """
-    if form not in ("seeds", "normalised"):
-        raise ArgumentError(f"form: expected 'seeds' or 'normalised', got {form!r}")
+    if form not in ("roy2025", "normalised"):
+        raise ArgumentError(f"form: expected 'roy2025' or 'normalised', got {form!r}")
     b, p = _check_recon(base, perturbed)
     d = ((p - b[None, None]) ** 2).reshape(p.shape[0], p.shape[1] * p.shape[2], -1)
     total = d.sum(-1, keepdims=True)
@@ -104,7 +104,7 @@ def intervention_specificity(
     prob = np.divide(d, total, out=np.zeros_like(d), where=total > null_tol)
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.where(prob > 0, prob * np.log(prob), 0.0).sum(-1)  # (L, V*N)
-    if form == "seeds":
+    if form == "roy2025":
         score = 1.0 / (ent + eps)
     else:
         score = 1.0 - ent / np.log(d.shape[-1])
@@ -122,7 +122,7 @@ def unit_responses(acts: Any, acts_changed: Any = None) -> np.ndarray:
     one unit; its response is averaged over positions). With ``acts_changed=None``, ``acts``
     is the difference ``A(x~) - A(x)`` itself, or its per-example reduction (the mean over
     positions of ``|A(x~) - A(x)|``, ``(N, U)``, what :func:`vaelens.lens.input_intervention`
-    returns). Stack the results of several factors as columns to get the seeds'
+    returns). Stack the results of several factors as columns to get Roy (2025)'s
     ``R(n, f)`` (eq. 10).
     """
     a = _np(acts, "acts")
@@ -162,16 +162,16 @@ def polysemanticity(
 ) -> np.ndarray:
     """Polysemanticity of each unit, ``(U,)``; NaN for dead units.
 
-    - ``form="participation"`` (the seeds' *text*: 1 = monosemantic, |F| = responds equally
-      to all factors): the participation ratio ``PR(n) = (sum_f R)^2 / sum_f R^2``.
-    - ``form="seeds"`` (eq. 11 *as printed*): ``PS(n) = |F| sum_f R^2 / (sum_f R)^2``, which
+    - ``form="participation"`` (Roy (2025)'s *text*: 1 = monosemantic, |F| = responds
+      equally to all factors): the participation ratio ``PR(n) = (sum_f R)^2 / sum_f R^2``.
+    - ``form="roy2025"`` (eq. 11 *as printed*): ``PS(n) = |F| sum_f R^2 / (sum_f R)^2``, which
       gives |F| for a unit responding to one factor and 1 for a uniform one: the inverse of
       the text's reading (``PS = |F| / PR``).
 
-    Neither form can produce the means below 1 in the seeds' Table 3.
+    Neither form can produce the means below 1 in Roy (2025) Table 3.
     """
-    if form not in ("participation", "seeds"):
-        raise ArgumentError(f"form: expected 'participation' or 'seeds', got {form!r}")
+    if form not in ("participation", "roy2025"):
+        raise ArgumentError(f"form: expected 'participation' or 'roy2025', got {form!r}")
     r = _check_R(R)
     dead = dead_units(r, rtol)
     s1 = r.sum(1)
@@ -204,21 +204,21 @@ def monosemantic_fraction(
     return (n_mono / n_live if n_live else float("nan")), n_mono, n_live
 
 
-def circuit_modularity(R: Any, *, form: str = "seeds") -> float:
+def circuit_modularity(R: Any, *, form: str = "roy2025") -> float:
     """Circuit modularity of a layer from its response matrix ``R`` ``(U, K)``.
 
-    Seeds' eq. (9): ``M = 1 - mean_{i<j} |rho(da_i, da_j)|``, ``da_i = R[:, i]`` the vector of
+    Roy (2025) eq. (9): ``M = 1 - mean_{i<j} |rho(da_i, da_j)|``, ``da_i = R[:, i]`` the vector of
     activation changes across the layer's units for intervention ``i``, ``rho`` Pearson's
     correlation. ``form="signed"`` uses ``1 - mean rho`` clipped to [0, 1] (anti-correlated
     circuits count as separate).
 
     Pairs involving a constant vector (every unit responds equally, e.g. a dead layer, or a
     layer with one unit) have no correlation: they are left out. With no valid pair the
-    result is NaN, not 1: the seeds' 1.000 for early layers is what a computation that
+    result is NaN, not 1: Roy (2025)'s 1.000 for early layers is what a computation that
     turns these NaNs into zero correlation would print.
     """
-    if form not in ("seeds", "signed"):
-        raise ArgumentError(f"form: expected 'seeds' or 'signed', got {form!r}")
+    if form not in ("roy2025", "signed"):
+        raise ArgumentError(f"form: expected 'roy2025' or 'signed', got {form!r}")
     r = _check_R(R)
     k = r.shape[1]
     if k < 2 or r.shape[0] < 2:
@@ -234,7 +234,7 @@ def circuit_modularity(R: Any, *, form: str = "seeds") -> float:
     if not rhos:
         return float("nan")
     rho = np.clip(np.array(rhos), -1.0, 1.0)
-    if form == "seeds":
+    if form == "roy2025":
         return float(1.0 - np.abs(rho).mean())
     return float(np.clip(1.0 - rho.mean(), 0.0, 1.0))
 
@@ -265,7 +265,7 @@ def circuit_clusters(
     """Cluster live units by their normalised response profile ``R[n] / sum_f R[n, f]``.
 
     k-means (scikit-learn, 10 restarts) with ``n_clusters`` (default: the number of factors,
-    capped by the number of live units). Cluster coherence (the seeds' Table 3) is the share
+    capped by the number of live units). Cluster coherence (Roy (2025) Table 3) is the share
     of live units whose primary factor equals the majority primary factor of their cluster.
     """
     from sklearn.cluster import KMeans

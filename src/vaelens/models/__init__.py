@@ -1,7 +1,7 @@
 """VAE variants behind one interface (:class:`VAEBase`), built by name with :func:`build_model`.
 
 Variants: ``vae``, ``beta_vae``, ``factor_vae``, ``beta_tc_vae``, ``dip_vae_i``, ``dip_vae_ii``,
-``vq_vae``; backbones ``"seeds"`` (3 conv layers) and ``"dlib"`` (disentanglement_lib).
+``vq_vae``; backbones ``"roy2025"`` (3 conv layers) and ``"dlib"`` (disentanglement_lib).
 
 Imports from: errors.
 """
@@ -15,7 +15,7 @@ from vaelens.models.dip_vae import DIPVAEI, DIPVAEII
 from vaelens.models.factor_vae import FactorVAE
 from vaelens.models.registry import (
     MODELS,
-    SEEDS_PRESET,
+    ROY2025_PRESET,
     build_model,
     get_model_class,
     list_models,
@@ -28,7 +28,7 @@ __all__ = [
     "DIPVAEI",
     "DIPVAEII",
     "MODELS",
-    "SEEDS_PRESET",
+    "ROY2025_PRESET",
     "VAE",
     "VQVAE",
     "BetaTCVAE",

@@ -2,7 +2,7 @@
 
 Two backbones, chosen by name:
 
-``"seeds"`` (the seeds' 3-layer network)
+``"roy2025"`` (the 3-layer network of Roy (2025))
     Encoder ``conv_0, conv_1, conv_2`` (Conv2d k4 s2 p1 + ReLU; 32, 64, 128 channels;
     64 -> 32 -> 16 -> 8), ``flatten`` (128 * 8 * 8 = 8192 features), heads ``mu`` and
     ``logvar`` (Linear 8192 -> latent_dim). Decoder ``fc`` (Linear latent_dim -> 8192 + ReLU),
@@ -21,7 +21,7 @@ Module names are part of the public interface: the lens addresses activations by
 least 1), e.g. ``width=0.125`` for tiny test networks.
 
 The spatial variants (:class:`SpatialEncoder`, :class:`SpatialDecoder`) serve VQ-VAE: the
-same conv trunk ends in a 1x1 conv ``pre_quant`` to ``code_dim`` channels on the 8x8 (seeds)
+same conv trunk ends in a 1x1 conv ``pre_quant`` to ``code_dim`` channels on the 8x8 (roy2025)
 or 4x4 (dlib) grid, and the decoder starts with ``post_quant`` (3x3 conv + ReLU) back to the
 trunk's channel count.
 """
@@ -55,6 +55,7 @@ __all__ = [
     "check_positive",
     "check_positive_int",
     "get_backbone",
+    "resolve_backbone",
 ]
 
 #: the only image size the backbones support
@@ -86,9 +87,13 @@ class BackboneSpec:
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "seeds": BackboneSpec("seeds", (32, 64, 128), (), (), (64, 32)),
+    "roy2025": BackboneSpec("roy2025", (32, 64, 128), (), (), (64, 32)),
     "dlib": BackboneSpec("dlib", (32, 32, 64, 64), (256,), (256,), (64, 32, 32)),
 }
+
+#: old backbone names, still read so that run directories written under them keep loading:
+#: ``"seeds"`` was the name of ``"roy2025"`` before it was renamed
+OLD_BACKBONE_NAMES: dict[str, str] = {"seeds": "roy2025"}
 
 
 # --------------------------------------------------------------------------- validation
@@ -161,9 +166,16 @@ def check_latents(z: Any, latent_dim: int, name: str = "z") -> torch.Tensor:
     return z
 
 
+def resolve_backbone(name: Any) -> str:
+    """The current name of backbone ``name`` (one of :data:`BACKBONES` or an old name)."""
+    if isinstance(name, str):
+        name = OLD_BACKBONE_NAMES.get(name, name)
+    return check_choice("backbone", name, tuple(BACKBONES))
+
+
 def get_backbone(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` called ``name`` (``"seeds"`` or ``"dlib"``)."""
-    return BACKBONES[check_choice("backbone", name, tuple(BACKBONES))]
+    """The :class:`BackboneSpec` called ``name`` (``"roy2025"`` or ``"dlib"``, or an old name)."""
+    return BACKBONES[resolve_backbone(name)]
 
 
 def _scaled(c: int, width: float) -> int:
@@ -210,7 +222,7 @@ class Encoder(_Trunk):
         in_channels: int = 1,
         latent_dim: int = 10,
         *,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         width: float = 1.0,
         image_size: int = IMAGE_SIZE,
     ) -> None:
@@ -246,7 +258,7 @@ class Decoder(nn.Module):
         out_channels: int = 1,
         latent_dim: int = 10,
         *,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         width: float = 1.0,
         image_size: int = IMAGE_SIZE,
     ) -> None:
@@ -297,7 +309,7 @@ class SpatialEncoder(_Trunk):
         in_channels: int = 1,
         code_dim: int = 64,
         *,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         width: float = 1.0,
         image_size: int = IMAGE_SIZE,
     ) -> None:
@@ -321,7 +333,7 @@ class SpatialDecoder(nn.Module):
         out_channels: int = 1,
         code_dim: int = 64,
         *,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         width: float = 1.0,
         image_size: int = IMAGE_SIZE,
     ) -> None:

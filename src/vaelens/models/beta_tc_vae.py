@@ -159,7 +159,7 @@ class BetaTCVAE(GaussianVAE):
         in_channels: int = 1,
         latent_dim: int = 10,
         width: float = 1.0,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         likelihood: str = "bernoulli",
         image_size: int = IMAGE_SIZE,
         alpha: float = 1.0,

@@ -2,7 +2,7 @@
 
 ``mode="higgins"`` (default)::
 
-    loss = rec + beta * KL                       (beta = 4 in the seeds)
+    loss = rec + beta * KL                       (beta = 4 in Roy (2025))
 
 ``mode="capacity"``::
 
@@ -41,7 +41,7 @@ class BetaVAE(GaussianVAE):
     """beta-VAE; ``mode`` picks Higgins' ``rec + beta KL`` or Burgess' ``rec + gamma |KL - C|``.
 
     Args (besides :class:`~vaelens.models.vae.GaussianVAE`'s):
-        beta: KL weight of the Higgins form (default 4, the seeds' value).
+        beta: KL weight of the Higgins form (default 4, Roy (2025)'s value).
         mode: ``"higgins"`` or ``"capacity"``.
         gamma: weight of ``|KL - C|`` in the capacity form.
         c_max: final capacity in nats.
@@ -55,7 +55,7 @@ class BetaVAE(GaussianVAE):
         in_channels: int = 1,
         latent_dim: int = 10,
         width: float = 1.0,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         likelihood: str = "bernoulli",
         image_size: int = IMAGE_SIZE,
         beta: float = 4.0,

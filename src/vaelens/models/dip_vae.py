@@ -66,7 +66,7 @@ class DIPVAE(GaussianVAE):
         in_channels: int = 1,
         latent_dim: int = 10,
         width: float = 1.0,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         likelihood: str = "bernoulli",
         image_size: int = IMAGE_SIZE,
         lambda_od: float = 10.0,

@@ -16,9 +16,9 @@ half) is permuted, as a second independent batch would be; the VAE loss uses the
 in :mod:`vaelens.models.base` (both backwards before either optimiser steps, the
 discriminator's grads cleared between them) no tensor is modified in place.
 
-Defaults: gamma 40 (the seeds), D = MLP with 6 hidden layers of 1000 units and
-LeakyReLU(0.2), Adam lr 1e-4 and betas (0.5, 0.9) for D (Kim & Mnih). The seeds trained D
-with lr 5e-5: ``SEEDS_PRESET["factor_vae"]["disc_lr"]`` in :mod:`vaelens.models.registry`.
+Defaults: gamma 40 (Roy (2025)), D = MLP with 6 hidden layers of 1000 units and
+LeakyReLU(0.2), Adam lr 1e-4 and betas (0.5, 0.9) for D (Kim & Mnih). Roy (2025) trained D
+with lr 5e-5: ``ROY2025_PRESET["factor_vae"]["disc_lr"]`` in :mod:`vaelens.models.registry`.
 """
 
 from __future__ import annotations
@@ -77,10 +77,10 @@ class FactorVAE(GaussianVAE):
     """FactorVAE with its discriminator as the aux module.
 
     Args (besides :class:`~vaelens.models.vae.GaussianVAE`'s):
-        gamma: weight of the total-correlation estimate (40 in the seeds).
+        gamma: weight of the total-correlation estimate (40 in Roy (2025)).
         disc_hidden: units per hidden layer of D (1000).
         disc_layers: hidden layers of D (6).
-        disc_lr: Adam learning rate of D (1e-4; the seeds used 5e-5).
+        disc_lr: Adam learning rate of D (1e-4; Roy (2025) used 5e-5).
         disc_betas: Adam betas of D ((0.5, 0.9)).
     """
 
@@ -91,7 +91,7 @@ class FactorVAE(GaussianVAE):
         in_channels: int = 1,
         latent_dim: int = 10,
         width: float = 1.0,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         likelihood: str = "bernoulli",
         image_size: int = IMAGE_SIZE,
         gamma: float = 40.0,

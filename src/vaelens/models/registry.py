@@ -5,8 +5,8 @@
 rebuilds an identical architecture. Unknown names or hyper-parameters raise
 :class:`~vaelens.errors.ConfigError` listing the valid choices.
 
-``SEEDS_PRESET`` holds the seeds' settings per variant (latent_dim 10; beta 4; gamma 40 and
-discriminator lr 5e-5 for FactorVAE). The seeds trained with Adam lr 1e-3, batch 64, 50 epochs
+``ROY2025_PRESET`` holds the settings of Roy (2025) per variant (latent_dim 10; beta 4; gamma 40
+and discriminator lr 5e-5 for FactorVAE). Roy (2025) trained with Adam lr 1e-3, batch 64, 50 epochs
 (the extended version adds cosine decay and weight decay 1e-5): those belong to the trainer.
 """
 
@@ -26,7 +26,7 @@ from vaelens.models.vq_vae import VQVAE
 
 __all__ = [
     "MODELS",
-    "SEEDS_PRESET",
+    "ROY2025_PRESET",
     "build_model",
     "get_model_class",
     "list_models",
@@ -43,8 +43,8 @@ MODELS: dict[str, type[VAEBase]] = {
     "vq_vae": VQVAE,
 }
 
-#: the seeds' model settings, per variant (``build_model(name, **SEEDS_PRESET[name])``)
-SEEDS_PRESET: dict[str, dict[str, Any]] = {
+#: Roy (2025)'s model settings, per variant (``build_model(name, **ROY2025_PRESET[name])``)
+ROY2025_PRESET: dict[str, dict[str, Any]] = {
     "vae": {"latent_dim": 10},
     "beta_vae": {"latent_dim": 10, "beta": 4.0},
     "factor_vae": {"latent_dim": 10, "gamma": 40.0, "disc_lr": 5e-5},

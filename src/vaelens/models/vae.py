@@ -21,7 +21,6 @@ import torch.nn.functional as F
 
 from vaelens.errors import ConfigError
 from vaelens.models.backbones import (
-    BACKBONES,
     IMAGE_SIZE,
     LIKELIHOODS,
     Decoder,
@@ -31,6 +30,7 @@ from vaelens.models.backbones import (
     check_latents,
     check_positive,
     check_positive_int,
+    resolve_backbone,
 )
 from vaelens.models.base import Posterior, VAEBase
 
@@ -88,9 +88,9 @@ class GaussianVAE(VAEBase):
 
     Args:
         in_channels: image channels C (1 or 3 for the bundled datasets).
-        latent_dim: number of latent dimensions (10 in the seeds).
+        latent_dim: number of latent dimensions (10 in Roy (2025)).
         width: channel / hidden-unit multiplier of the backbone (1.0 = the published sizes).
-        backbone: ``"seeds"`` (3 conv layers) or ``"dlib"`` (disentanglement_lib's network).
+        backbone: ``"roy2025"`` (3 conv layers) or ``"dlib"`` (disentanglement_lib's network).
         likelihood: ``"bernoulli"`` (decode returns logits) or ``"gaussian"`` (means).
         image_size: must be 64.
     """
@@ -102,7 +102,7 @@ class GaussianVAE(VAEBase):
         in_channels: int = 1,
         latent_dim: int = 10,
         width: float = 1.0,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         likelihood: str = "bernoulli",
         image_size: int = IMAGE_SIZE,
     ) -> None:
@@ -110,11 +110,11 @@ class GaussianVAE(VAEBase):
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.width = check_positive("width", width)
-        self.backbone = check_choice("backbone", backbone, tuple(BACKBONES))
+        self.backbone = resolve_backbone(backbone)
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
         self.image_size = check_positive_int("image_size", image_size)
         self.image_shape = (self.in_channels, self.image_size, self.image_size)
-        kw = {"backbone": backbone, "width": self.width, "image_size": image_size}
+        kw = {"backbone": self.backbone, "width": self.width, "image_size": image_size}
         self.encoder = Encoder(self.in_channels, self.latent_dim, **kw)
         self.decoder = Decoder(self.in_channels, self.latent_dim, **kw)
 

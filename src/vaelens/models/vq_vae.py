@@ -1,6 +1,6 @@
 """VQ-VAE (van den Oord et al. 2017) with an EMA codebook and dead-code restarts.
 
-The encoder maps an image to a ``g x g`` grid (8x8 for the seeds backbone, 4x4 for dlib) of
+The encoder maps an image to a ``g x g`` grid (8x8 for the roy2025 backbone, 4x4 for dlib) of
 ``code_dim``-vectors ``z_e``; each is replaced by its nearest of ``num_codes`` codebook
 vectors ``e_k`` (``k = argmin_k ||z_e - e_k||^2``), and the decoder reads the quantised grid.
 Objective (sums over the grid and code dimensions, averages over the batch)::
@@ -44,7 +44,6 @@ from torch import nn
 
 from vaelens.errors import ConfigError
 from vaelens.models.backbones import (
-    BACKBONES,
     IMAGE_SIZE,
     LIKELIHOODS,
     SpatialDecoder,
@@ -55,6 +54,7 @@ from vaelens.models.backbones import (
     check_nonnegative,
     check_positive,
     check_positive_int,
+    resolve_backbone,
 )
 from vaelens.models.base import Posterior, VAEBase
 from vaelens.models.vae import reconstruction_loss
@@ -198,7 +198,7 @@ class VectorQuantizer(nn.Module):
 
 
 class VQVAE(VAEBase):
-    """VQ-VAE on the seeds' (or dlib's) conv backbone.
+    """VQ-VAE on the roy2025 (or dlib) conv backbone.
 
     Args:
         in_channels, width, backbone, likelihood, image_size: as for the Gaussian variants.
@@ -218,7 +218,7 @@ class VQVAE(VAEBase):
         self,
         in_channels: int = 1,
         width: float = 1.0,
-        backbone: str = "seeds",
+        backbone: str = "roy2025",
         likelihood: str = "bernoulli",
         image_size: int = IMAGE_SIZE,
         num_codes: int = 512,
@@ -232,7 +232,7 @@ class VQVAE(VAEBase):
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.width = check_positive("width", width)
-        self.backbone = check_choice("backbone", backbone, tuple(BACKBONES))
+        self.backbone = resolve_backbone(backbone)
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
         self.image_size = check_positive_int("image_size", image_size)
         self.image_shape = (self.in_channels, self.image_size, self.image_size)
@@ -243,7 +243,7 @@ class VQVAE(VAEBase):
         self.decay = float(decay)
         self.eps = float(eps)
         self.restart_threshold = check_nonnegative("restart_threshold", restart_threshold)
-        kw = {"backbone": backbone, "width": self.width, "image_size": image_size}
+        kw = {"backbone": self.backbone, "width": self.width, "image_size": image_size}
         self.encoder = SpatialEncoder(self.in_channels, self.code_dim, **kw)
         self.decoder = SpatialDecoder(self.in_channels, self.code_dim, **kw)
         self.quantizer = VectorQuantizer(

@@ -1,4 +1,4 @@
-"""The study report: one self-contained HTML file with the seeds' tables, figures and statistics.
+"""The study report: one self-contained HTML file with Roy (2025)'s tables, figures and statistics.
 
 ``build_report(study_dir)`` reads ``study.sqlite`` and each run's ``analysis.json`` and writes
 ``<study_dir>/report/report.html`` plus ``tables/*.csv`` and ``tables/*.md``.

@@ -83,7 +83,7 @@ class StudyData:
 
     ``runs``: the runs table (all statuses); ``completed``: one row a completed run with
     its stored metrics (columns named as in the store, e.g. ``ces.mean``,
-    ``polysemanticity_seeds.<layer>``) plus the covariates ``n_factors``, ``resolution`` and
+    ``polysemanticity_roy2025.<layer>``) plus the covariates ``n_factors``, ``resolution`` and
     ``latent_dim`` read from each run's analysis; ``analyses``: run_id -> its typed
     :class:`~vaelens.analysis.AnalysisResult`; ``problems``: human-readable notes on files
     that could not be read.

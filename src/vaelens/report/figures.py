@@ -175,7 +175,7 @@ def ces_specificity_per_dim(study: StudyData, ds: str) -> bytes | None:
 
 
 def polysemanticity_hist(study: StudyData, ds: str) -> bytes | None:
-    """Histograms of the mu layer's per-unit PS (participation and seeds' form), all seeds."""
+    """Histograms of the mu layer's per-unit PS (participation and Roy (2025) form), all seeds."""
     layer = study.mu_layer(ds)
     archs = _archs_with_runs(study, ds)
     if layer is None or not archs:
@@ -187,8 +187,8 @@ def polysemanticity_hist(study: StudyData, ds: str) -> bytes | None:
     drawn = False
     for ax, form, title in zip(
         axes,
-        ("participation", "seeds_form"),
-        ("participation form (1 = monosemantic)", "seeds' printed form (|F| = monosemantic)"),
+        ("participation", "roy2025_form"),
+        ("participation form (1 = monosemantic)", "Roy (2025) printed form (|F| = monosemantic)"),
         strict=True,
     ):
         for k, arch in enumerate(archs):
@@ -216,7 +216,7 @@ def polysemanticity_hist(study: StudyData, ds: str) -> bytes | None:
 
 
 def modularity_layers(study: StudyData, ds: str) -> bytes | None:
-    """Modularity (seeds' form) per layer per architecture, mean ± 95% CI; baseline dashed."""
+    """Modularity (Roy (2025) form) per layer per architecture, mean ± 95% CI; baseline dashed."""
     layers = study.layers(ds)
     archs = _archs_with_runs(study, ds)
     c = study.completed[study.completed.dataset == ds]
@@ -257,7 +257,7 @@ def modularity_layers(study: StudyData, ds: str) -> bytes | None:
                 ms=4,
             )
     ax.set_xticks(x, layers, rotation=20, fontsize=7)
-    ax.set_ylabel("modularity (seeds' form)")
+    ax.set_ylabel("modularity (Roy (2025) form)")
     ax.set_title(f"{ds}: circuit modularity by layer", fontsize=9)
     ax.legend(fontsize=6, ncol=2)
     return png_bytes(fig)
@@ -291,8 +291,8 @@ def modularity_vs_effect(study: StudyData) -> bytes | None:
                 )
     if not drawn:
         return None
-    ax.set_xlabel("mu-layer modularity (seeds' form)")
-    ax.set_ylabel("mean CES (seeds' form)")
+    ax.set_xlabel("mu-layer modularity (Roy (2025) form)")
+    ax.set_ylabel("mean CES (Roy (2025) form)")
     ax.set_title("modularity against causal effect strength (one point a run)", fontsize=9)
     ax.legend(fontsize=6)
     return png_bytes(fig)
@@ -374,7 +374,7 @@ def ces_vs_dci(study: StudyData) -> bytes | None:
     if not drawn:
         return None
     ax.set_xlabel("DCI disentanglement")
-    ax.set_ylabel("mean CES (seeds' form)")
+    ax.set_ylabel("mean CES (Roy (2025) form)")
     ax.set_title("CES against DCI D: per-dataset OLS fit and 95% confidence band", fontsize=9)
     ax.legend(fontsize=7)
     return png_bytes(fig)

@@ -123,32 +123,32 @@ def _seed_counts(study: StudyData) -> tuple[int, int]:
     return int(n.min()), int(n.max())
 
 
-def _seeds_ci_text(seeds: tabs.Table) -> list[str]:
-    """Per dataset, how many of the seeds' numbers lie outside our 95% CI."""
+def _roy2025_ci_text(theirs: tabs.Table) -> list[str]:
+    """Per dataset, how many of the numbers of Roy (2025) lie outside our 95% CI."""
     out = []
-    if seeds.data.empty:
+    if theirs.data.empty:
         return out
-    for ds, sub in seeds.data.groupby("dataset", sort=True):
+    for ds, sub in theirs.data.groupby("dataset", sort=True):
         off = sub[sub.verdict == "outside our 95% CI"]
         tested = sub[sub.verdict.isin(["outside our 95% CI", "within our 95% CI"])]
         if tested.empty:
-            out.append(f"{ds}: none of the seeds' numbers can be checked against a CI.")
+            out.append(f"{ds}: none of the numbers of Roy (2025) can be checked against a CI.")
             continue
         listed = "; ".join(
-            f"{m} {arch_label(a)} (seeds {fmt(v)}, ours {fmt(mu)})"
+            f"{m} {arch_label(a)} (Roy (2025) {fmt(v)}, ours {fmt(mu)})"
             for m, a, v, mu in zip(
-                off.metric, off.architecture, off.seeds, off["mean"], strict=True
+                off.metric, off.architecture, off.roy2025, off["mean"], strict=True
             )
         )
         out.append(
-            f"{ds}: {len(off)} of {len(tested)} seed numbers with a CI of ours lie outside "
+            f"{ds}: {len(off)} of {len(tested)} Roy (2025) numbers with a CI of ours lie outside "
             f"it" + (f": {listed}." if listed else ".")
         )
     return out
 
 
-def _seeds_corr_text(corr: tabs.Table) -> list[str]:
-    """Whether our pooled within-dataset CES-DCI correlation agrees with the seeds' claim."""
+def _roy2025_corr_text(corr: tabs.Table) -> list[str]:
+    """Whether our pooled within-dataset CES-DCI correlation agrees with Roy (2025)'s claim."""
     data = corr.data
     if data.empty or "group" not in data:
         return []
@@ -172,42 +172,42 @@ def _seeds_corr_text(corr: tabs.Table) -> list[str]:
 
 
 def _ces_order_text(study: StudyData) -> list[str]:
-    """Per dataset, our order of the seeds' architectures by mean CES."""
+    """Per dataset, our order of the architectures of Roy (2025) by mean CES."""
     out = []
     for ds in study.datasets:
         c = study.completed[study.completed.dataset == ds]
         if "ces.mean" not in c or c.empty:
             continue
         means = c.groupby("architecture")["ces.mean"].mean()
-        means = means[[a for a in tabs.SEED_ARCHS if a in means.index]].dropna()
+        means = means[[a for a in tabs.ROY2025_ARCHS if a in means.index]].dropna()
         if len(means) >= 2:
             order = " > ".join(arch_label(a) for a in means.sort_values(ascending=False).index)
             out.append(f"{ds}: our mean-CES order is {order} (means; tests in section 8).")
     return out
 
 
-def _seeds_text(study: StudyData, corr: tabs.Table, seeds: tabs.Table) -> list[str]:
-    out = _seeds_ci_text(seeds)
-    s = tabs.SEEDS
-    r_seeds = float(np.corrcoef(s["ces.mean"], s["dci.disentanglement"])[0, 1])
+def _roy2025_text(study: StudyData, corr: tabs.Table, theirs: tabs.Table) -> list[str]:
+    out = _roy2025_ci_text(theirs)
+    s = tabs.ROY2025
+    r_roy2025 = float(np.corrcoef(s["ces.mean"], s["dci.disentanglement"])[0, 1])
     out.append(
-        "The seeds' Table 1 (dSprites, one seed a model, no error bars) ranks mean CES "
+        "Roy (2025) Table 1 (dSprites, one seed a model, no error bars) ranks mean CES "
         "FactorVAE > VAE > β-VAE and DCI D in the same order; across their three models the "
-        f"two columns correlate positively (Pearson r = {r_seeds:.2f}, n = 3, no test possible)."
-        " The extended seed instead claims a consistent negative within-dataset CES-DCI "
-        "correlation."
+        f"two columns correlate positively (Pearson r = {r_roy2025:.2f}, n = 3, no test possible)."
+        " The extended version of Roy (2025) instead claims a consistent negative "
+        "within-dataset CES-DCI correlation."
     )
-    out += _seeds_corr_text(corr)
+    out += _roy2025_corr_text(corr)
     out += _ces_order_text(study)
     out.append(
-        "Metric forms: CES is the seeds' eq. 7 (mean L2 change of the decoded image), which "
+        "Metric forms: CES is Roy (2025) eq. 7 (mean L2 change of the decoded image), which "
         "grows with the image size, the pixel scale and the intervention range, so absolute "
         "values are comparable only under the same decoder output, image size and latent "
-        "values; the normalised form divides it out. Specificity: the seeds' 1/(H + eps) is "
+        "values; the normalised form divides it out. Specificity: Roy (2025)'s 1/(H + eps) is "
         "unbounded and depends on the number of pixels; the normalised form is 1 - H/log D. "
-        "Polysemanticity: the seeds' printed formula and the participation ratio both lie in "
-        "[1, |F|], so the seeds' latent means below 1 (0.837, 0.612, 0.493) are impossible "
-        "under either form; our tables give both. The seeds' modularity and PS of exactly "
+        "Polysemanticity: Roy (2025)'s printed formula and the participation ratio both lie in "
+        "[1, |F|], so Roy (2025)'s latent means below 1 (0.837, 0.612, 0.493) are impossible "
+        "under either form; our tables give both. Roy (2025)'s modularity and PS of exactly "
         "1.000 in every early layer point to a degenerate computation, not a finding."
     )
     return out
@@ -308,7 +308,7 @@ def _add_dimensions(rep: _Report, study: StudyData) -> None:
                 figs.ces_specificity_per_dim,
                 "CES and specificity per dimension",
                 "Bars: mean across seeds; error bars: 95% t-CI across seeds (absent with one "
-                "seed). Specificity is the seeds' 1/(H + eps); dead dimensions have none.",
+                "seed). Specificity is Roy (2025)'s 1/(H + eps); dead dimensions have none.",
             ),
         ),
     )
@@ -363,7 +363,7 @@ def _add_modularity(rep: _Report, study: StudyData) -> None:
     rep.figure(
         figs.modularity_vs_effect(study),
         "modularity vs effect",
-        "One point a run: mu-layer modularity against mean CES (the seeds' 'modularity "
+        "One point a run: mu-layer modularity against mean CES (Roy (2025)'s 'modularity "
         "paradox' plot). No correlation is claimed from this figure.",
     )
 
@@ -425,11 +425,11 @@ def _add_traversals(rep: _Report, study: StudyData) -> None:
         rep.add("<p>No run has figures/traversals.png.</p>")
 
 
-def _add_seeds(rep: _Report, study: StudyData, corr: tabs.Table) -> None:
-    rep.add("<h2>10. Comparison with the seeds</h2>")
-    seeds = tabs.seeds_comparison(study)
-    rep.table(seeds)
-    rep.add(_claims(_seeds_text(study, corr, seeds)))
+def _add_roy2025(rep: _Report, study: StudyData, corr: tabs.Table) -> None:
+    rep.add("<h2>10. Comparison with Roy (2025)</h2>")
+    theirs = tabs.roy2025_comparison(study)
+    rep.table(theirs)
+    rep.add(_claims(_roy2025_text(study, corr, theirs)))
 
 
 def _write_document(rep: _Report, study: StudyData, out: Path) -> Path:
@@ -483,5 +483,5 @@ def build_report(
     _add_mediation(rep, study, mediation)
     _add_baseline_and_tests(rep, study, tests)
     _add_traversals(rep, study)
-    _add_seeds(rep, study, corr)
+    _add_roy2025(rep, study, corr)
     return _write_document(rep, study, out)

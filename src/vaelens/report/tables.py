@@ -1,4 +1,4 @@
-"""The report's tables (the seeds' Tables 1-5 and the statistics) and the claims written from them.
+"""The report's tables (Roy (2025) Tables 1-5 and the statistics) and the claims written from them.
 
 Every builder takes a :class:`~vaelens.report.data.StudyData` and returns a :class:`Table`:
 ``display`` (strings, "n/a" for missing values: written as Markdown and HTML) and ``data``
@@ -26,7 +26,7 @@ from vaelens.stats import (
 )
 
 __all__ = [
-    "SEEDS",
+    "ROY2025",
     "Table",
     "architecture_comparison",
     "architecture_tests",
@@ -36,12 +36,12 @@ __all__ = [
     "modularity_by_layer",
     "per_dimension_effects",
     "polysemanticity_table",
-    "seeds_comparison",
+    "roy2025_comparison",
     "to_markdown",
 ]
 
-# The seeds' numbers (001, Tables 1 and 3), VAE / beta-VAE / FactorVAE.
-SEEDS = {
+# The numbers of Roy (2025) (001, Tables 1 and 3), VAE / beta-VAE / FactorVAE.
+ROY2025 = {
     "dci.disentanglement": (0.0636, 0.0512, 0.0844),
     "ces.mean": (3.99, 3.43, 4.59),
     "specificity.mean": (0.294, 0.279, 0.271),
@@ -50,7 +50,7 @@ SEEDS = {
     "cluster_coherence.mu": (0.426, 0.587, 0.742),
     "ps.mu": (0.837, 0.612, 0.493),
 }
-SEED_ARCHS = ("vae", "beta_vae", "factor_vae")
+ROY2025_ARCHS = ("vae", "beta_vae", "factor_vae")
 
 
 @dataclass
@@ -132,11 +132,14 @@ def architecture_comparison(study: StudyData) -> Table:
     """Table 1: DCI disentanglement, mean CES, mean specificity and mu-layer modularity."""
     rows = [
         ("Disentanglement (DCI D)", "dci.disentanglement"),
-        ("Mean CES (seeds' form)", "ces.mean"),
+        ("Mean CES (Roy (2025) form)", "ces.mean"),
         ("Mean CES (normalised)", "ces.mean_normalised"),
-        ("Mean specificity (seeds' 1/(H+eps))", "specificity.mean"),
+        ("Mean specificity (Roy (2025) 1/(H+eps))", "specificity.mean"),
         ("Mean specificity (1 - H/log D)", "specificity.mean_normalised"),
-        ("mu-layer modularity (seeds' form)", lambda ds: _layer_metric(study, ds, "modularity")),
+        (
+            "mu-layer modularity (Roy (2025) form)",
+            lambda ds: _layer_metric(study, ds, "modularity"),
+        ),
         ("Reconstruction MSE per pixel", "recon.mse_trained"),
         ("  same, random-init twin", "recon.mse_baseline"),
         ("  same, predicting the mean image", "recon.mse_mean_image"),
@@ -174,7 +177,7 @@ def per_dimension_effects(study: StudyData) -> Table:
     return Table(
         "table2_dimensions",
         "Table 2: causal effect strength of each latent dimension",
-        "CES (seeds' eq. 7, mean L2 change of the decoded image when one dimension is set to "
+        "CES (Roy (2025) eq. 7, mean L2 change of the decoded image when one dimension is set to "
         "each intervention value) per latent dimension, mean ± 95% CI across seeds.",
         pd.DataFrame(disp),
         pd.DataFrame(data),
@@ -194,9 +197,9 @@ def polysemanticity_table(study: StudyData) -> Table:
 
     rows = [
         ("Early layer mean PS (participation)", col("polysemanticity", "early")),
-        ("Early layer mean PS (seeds' printed form)", col("polysemanticity_seeds", "early")),
+        ("Early layer mean PS (Roy (2025) printed form)", col("polysemanticity_roy2025", "early")),
         ("Latent (mu) mean PS (participation)", col("polysemanticity", "mu")),
-        ("Latent (mu) mean PS (seeds' printed form)", col("polysemanticity_seeds", "mu")),
+        ("Latent (mu) mean PS (Roy (2025) printed form)", col("polysemanticity_roy2025", "mu")),
         ("Monosemantic fraction (mu)", col("monosemantic_fraction", "mu")),
         ("Cluster coherence (mu)", col("cluster_coherence", "mu")),
     ]
@@ -205,7 +208,7 @@ def polysemanticity_table(study: StudyData) -> Table:
         "table3_polysemanticity",
         "Table 3: polysemanticity",
         "Participation form: (Σ_f R)² / Σ_f R², 1 = monosemantic, |F| = responds equally to "
-        "all factors (the reading the seeds' text describes). Seeds' printed form: "
+        "all factors (the reading Roy (2025)'s text describes). Roy (2025) printed form: "
         "|F| Σ_f R² / (Σ_f R)², which is the inverse (|F| = monosemantic). Both lie in "
         "[1, |F|]; neither can produce a mean below 1. Mean ± 95% CI across seeds.",
         rows,
@@ -213,15 +216,15 @@ def polysemanticity_table(study: StudyData) -> Table:
 
 
 def modularity_by_layer(study: StudyData) -> Table:
-    """Table 4: circuit modularity of every analysed layer (seeds' form and signed form)."""
+    """Table 4: circuit modularity of every analysed layer (Roy (2025) form and signed form)."""
     disp, data = [], []
     for ds in study.datasets:
         for layer in study.layers(ds):
-            for form, prefix in (("seeds", "modularity"), ("signed", "modularity_signed")):
+            for form, prefix in (("roy2025", "modularity"), ("signed", "modularity_signed")):
                 column = f"{prefix}.{layer}"
                 summ = _summary(study, ds, column)
                 base = (
-                    _summary(study, ds, f"baseline.modularity.{layer}") if form == "seeds" else {}
+                    _summary(study, ds, f"baseline.modularity.{layer}") if form == "roy2025" else {}
                 )
                 rec = {"dataset": ds, "layer": layer, "form": form}
                 for arch in study.architectures:
@@ -244,7 +247,7 @@ def modularity_by_layer(study: StudyData) -> Table:
     return Table(
         "table4_modularity",
         "Table 4: circuit modularity by layer",
-        "Seeds' form M = 1 - mean_{i<j} |ρ(Δa_i, Δa_j)|; signed form 1 - mean ρ (does not "
+        "Roy (2025) form M = 1 - mean_{i<j} |ρ(Δa_i, Δa_j)|; signed form 1 - mean ρ (does not "
         "count anti-correlated circuits as shared). Mean ± 95% CI across seeds; the "
         "random-initialisation twin's mean in brackets.",
         pd.DataFrame(disp),
@@ -611,8 +614,8 @@ def _correlation_claims(data: pd.DataFrame, alpha: float) -> list[str]:
     return claims
 
 
-def seeds_comparison(study: StudyData) -> Table:
-    """The seeds' Table 1 and Table 3 numbers beside ours (per dataset)."""
+def roy2025_comparison(study: StudyData) -> Table:
+    """The Table 1 and Table 3 numbers of Roy (2025) beside ours (per dataset)."""
     disp, data = [], []
     labels = {
         "dci.disentanglement": "Disentanglement (DCI D)",
@@ -624,14 +627,14 @@ def seeds_comparison(study: StudyData) -> Table:
         "ps.mu": "Latent mean PS (ours: participation form)",
     }
     for ds in study.datasets:
-        for metric, seeds in SEEDS.items():
+        for metric, theirs in ROY2025.items():
             col = (
                 _layer_metric(study, ds, "polysemanticity")
                 if metric == "ps.mu"
                 else _resolve(study, ds, metric)
             )
             summ = _summary(study, ds, col)
-            for arch, sv in zip(SEED_ARCHS, seeds, strict=True):
+            for arch, sv in zip(ROY2025_ARCHS, theirs, strict=True):
                 if arch not in summ:
                     continue
                 s = summ[arch]
@@ -648,7 +651,7 @@ def seeds_comparison(study: StudyData) -> Table:
                         "dataset": ds,
                         "metric": labels[metric],
                         "architecture": arch_label(arch),
-                        "seeds": fmt(sv),
+                        "roy2025": fmt(sv),
                         "ours": fmt_ci(s["mean"], s["ci_low"], s["ci_high"], int(s["n"])),
                         "verdict": verdict,
                     }
@@ -658,15 +661,15 @@ def seeds_comparison(study: StudyData) -> Table:
                         "dataset": ds,
                         "metric": metric,
                         "architecture": arch,
-                        "seeds": sv,
+                        "roy2025": sv,
                         **s,
                         "verdict": verdict,
                     }
                 )
     return Table(
-        "seeds_comparison",
-        "Comparison with the seeds",
-        "The seeds' numbers (their Tables 1 and 3: dSprites, one seed, no CIs) beside ours.",
+        "roy2025_comparison",
+        "Comparison with Roy (2025)",
+        "The numbers of Roy (2025) (their Tables 1 and 3: dSprites, one seed, no CIs) beside ours.",
         pd.DataFrame(disp),
         pd.DataFrame(data),
     )

@@ -1,4 +1,4 @@
-"""Statistics the seeds' reviewers asked for.
+"""Statistics the reviewers of Roy (2025) asked for.
 
 - :func:`bootstrap_ci`: the one bootstrap confidence interval (BCa or percentile, paired
   samples resampled by whole rows) that every other module uses;

@@ -1,11 +1,11 @@
 """Built-in studies.
 
-- ``paper``: the extended seed's study: 6 architectures x 5 datasets x 3 seeds = 90 runs with
-  its settings (Adam 1e-3, cosine decay, weight decay 1e-5, batch 64, 50 epochs, beta 4,
-  gamma 40). It needs the official dataset files and GPUs (``--executor ray``).
-- ``paper-v1``: the first seed's 3 architectures (VAE, beta-VAE, FactorVAE) on the synthetic
-  causal dataset and procedural dSprites, 3 seeds, same settings.
-- ``quick``: 3 architectures (half-width seeds backbone) x synthetic and procedural dSprites x
+- ``paper``: the study of the extended version of Roy (2025): 6 architectures x 5 datasets x
+  3 seeds = 90 runs with its settings (Adam 1e-3, cosine decay, weight decay 1e-5, batch 64,
+  50 epochs, beta 4, gamma 40). It needs the official dataset files and GPUs (``--executor ray``).
+- ``paper-v1``: the 3 architectures of the first version of Roy (2025) (VAE, beta-VAE,
+  FactorVAE) on the synthetic causal dataset and procedural dSprites, 3 seeds, same settings.
+- ``quick``: 3 architectures (half-width roy2025 backbone) x synthetic and procedural dSprites x
   2 seeds, 600 steps each: finishes on 2 CPU cores in minutes and still trains models well
   past their untrained baseline.
 """
@@ -19,7 +19,7 @@ from vaelens.study.config import StudyConfig, study_config_from_dict
 
 __all__ = ["PRESETS", "preset"]
 
-_SEEDS_TRAIN: dict[str, Any] = {
+_ROY2025_TRAIN: dict[str, Any] = {
     "lr": 1e-3,
     "batch_size": 64,
     "epochs": 50,
@@ -27,7 +27,7 @@ _SEEDS_TRAIN: dict[str, Any] = {
     "weight_decay": 1e-5,
     "checkpoint_every": 2000,
 }
-_SEEDS_PARAMS: dict[str, dict[str, Any]] = {
+_ROY2025_PARAMS: dict[str, dict[str, Any]] = {
     "beta_vae": {"beta": 4.0},
     "factor_vae": {"gamma": 40.0, "disc_lr": 5e-5},
 }
@@ -38,8 +38,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "architectures": ["vae", "beta_vae", "factor_vae", "beta_tc_vae", "dip_vae_ii", "vq_vae"],
         "datasets": ["dsprites", "shapes3d", "mpi3d", "celeba", "smallnorb"],
         "seeds": [0, 1, 2],
-        "train": dict(_SEEDS_TRAIN),
-        "model_params": _SEEDS_PARAMS,
+        "train": dict(_ROY2025_TRAIN),
+        "model_params": _ROY2025_PARAMS,
         "dataset_options": {"dsprites": {"source": "file"}, "shapes3d": {"source": "file"}},
         "analysis": {"n_samples": 512, "metrics_preset": "faithful"},
         "resources": {"num_cpus": 4, "num_gpus": 1},
@@ -49,8 +49,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "architectures": ["vae", "beta_vae", "factor_vae"],
         "datasets": ["synthetic", "dsprites"],
         "seeds": [0, 1, 2],
-        "train": dict(_SEEDS_TRAIN),
-        "model_params": _SEEDS_PARAMS,
+        "train": dict(_ROY2025_TRAIN),
+        "model_params": _ROY2025_PARAMS,
         "dataset_options": {"dsprites": {"source": "auto"}},
         "analysis": {"n_samples": 512, "metrics_preset": "faithful"},
         "resources": {"num_cpus": 4, "num_gpus": 1},
@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "n_train": 20000,
             "checkpoint_every": 200,
         },
-        # half-width seeds architecture: 4x fewer FLOPs, so that 12 runs fit in minutes
+        # half-width roy2025 architecture: 4x fewer FLOPs, so that 12 runs fit in minutes
         "model_params": {
             "vae": {"width": 0.5},
             "beta_vae": {"width": 0.5, "beta": 4.0},

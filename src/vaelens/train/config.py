@@ -10,8 +10,9 @@ names at its top level, e.g. (TOML)::
     epochs = 50
     model_params = { beta = 4.0 }
 
-An optional top-level ``preset = "seeds"`` starts from :data:`PRESETS` ``["seeds"]`` and
-lets the file override any field. Unknown keys raise :class:`~vaelens.errors.ConfigError`
+An optional top-level ``preset = "roy2025"`` starts from :data:`PRESETS` ``["roy2025"]`` and
+lets the file override any field (``"seeds"``, its old name, is still accepted: see
+:data:`OLD_PRESET_NAMES`). Unknown keys raise :class:`~vaelens.errors.ConfigError`
 naming the key and the file.
 """
 
@@ -26,10 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vaelens.errors import ConfigError
 from vaelens.io import format_validation_error, read_config_file
-from vaelens.models.registry import SEEDS_PRESET
+from vaelens.models.registry import ROY2025_PRESET
 
 __all__ = [
     "GRID_FIELDS",
+    "OLD_PRESET_NAMES",
     "PRESETS",
     "TrainConfig",
     "check_train_section",
@@ -40,18 +42,21 @@ __all__ = [
 
 #: Named starting points. ``variant_params[model]`` is merged into ``model_params``.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The seeds' extended set-up (section "Training parameters"): Adam lr 1e-3 with cosine
-    # decay, weight decay 1e-5, batch 64, 50 epochs; beta = 4 (beta-VAE), gamma = 40 and a
-    # discriminator lr of 5e-5 (FactorVAE).
-    "seeds": {
+    # The set-up of the extended version of Roy (2025) (section "Training parameters"): Adam
+    # lr 1e-3 with cosine decay, weight decay 1e-5, batch 64, 50 epochs; beta = 4 (beta-VAE),
+    # gamma = 40 and a discriminator lr of 5e-5 (FactorVAE).
+    "roy2025": {
         "lr": 1e-3,
         "batch_size": 64,
         "epochs": 50,
         "weight_decay": 1e-5,
         "schedule": "cosine",
-        "variant_params": SEEDS_PRESET,
+        "variant_params": ROY2025_PRESET,
     },
 }
+
+#: old preset names, still accepted: ``"seeds"`` was the name of ``"roy2025"``
+OLD_PRESET_NAMES: dict[str, str] = {"seeds": "roy2025"}
 
 
 class TrainConfig(BaseModel):
@@ -138,6 +143,8 @@ def _apply_preset(data: dict[str, Any], where: str) -> dict[str, Any]:
     name = data.pop("preset", None)
     if name is None:
         return data
+    if isinstance(name, str):
+        name = OLD_PRESET_NAMES.get(name, name)
     if name not in PRESETS:
         raise ConfigError(f"{where}: unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     preset = copy.deepcopy(PRESETS[name])

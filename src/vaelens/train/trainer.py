@@ -119,7 +119,7 @@ def cosine_factor(step: int, total: int) -> float:
 def default_channels_last(device: torch.device | str) -> bool:
     """What ``channels_last = "auto"`` picks: channels-last (NHWC) on every device.
 
-    On CPU the oneDNN convolutions of the seeds' network run ~1.3x faster in NHWC
+    On CPU the oneDNN convolutions of the roy2025 network run ~1.3x faster in NHWC
     (benchmarks/train_throughput.py: plain VAE at batch 256 went from ~49% to ~63% of the
     measured matmul peak); on CUDA NHWC is what cuDNN's tensor-core kernels want.
     """
@@ -227,7 +227,7 @@ class StepRunner:
             raise ConfigError("amp: 'fp16' needs device 'cuda'; use 'bf16' or 'off' on the CPU")
         if amp == "bf16" and self.device.type == "cpu":
             warnings.warn(
-                "amp='bf16' on the CPU: autocast runs the seeds' network ~6x slower than fp32 "
+                "amp='bf16' on the CPU: autocast runs the roy2025 network ~6x slower than fp32 "
                 "here (benchmarks/train_throughput.py --amp bf16); use it only to test numerics",
                 RuntimeWarning,
                 stacklevel=2,
