@@ -9,6 +9,11 @@ Files (distributed by the authors on Google Drive only; download them by hand):
   values -1 / 1;
 - ``list_eval_partition.txt``: ``000001.jpg 0`` with 0 train, 1 valid, 2 test.
 
+The files are untrusted input: every image name in the text files must be a plain file
+name (no ``/`` or ``\\``, no ``..``, no NUL), only zip members ``img_align_celeba/<name>``
+are read (a member whose name escapes the archive is refused), and a text file over
+:data:`MAX_TEXT_BYTES` is refused before it is read.
+
 Images are cut to 64x64 the usual way: a centre crop of 148x148, then a resize to 64x64
 with PIL's antialiased bilinear filter (as ``CenterCrop(148), Resize(64)`` in torchvision).
 The preprocessed uint8 images are cached once as ``celeba_crop148_64.npy`` and
@@ -130,12 +135,57 @@ def manual_download_message(root: str | os.PathLike[str] | None = None) -> str:
 
 # --------------------------------------------------------------------------- text files
 
+#: largest text file read (bytes): the official list_attr_celeba.txt is 26.7 MB and
+#: list_eval_partition.txt 2.8 MB; a bigger file is refused before it is read
+MAX_TEXT_BYTES = 64 << 20
+
 
 def _lines(path: Path) -> list[str]:
     try:
+        size = path.stat().st_size
+        if size > MAX_TEXT_BYTES:
+            raise DatasetError(
+                f"{path}: {size} bytes, over the {MAX_TEXT_BYTES}-byte limit of a CelebA text file"
+            )
         return path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read ({exc})") from None
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` is not a plain image file name (``None`` when it is one).
+
+    A plain name has no path separator (``/`` or ``\\``), no ``..``, no NUL and is not
+    empty: it names a file directly inside the image folder (or the zip's folder).
+    """
+    if not name:
+        return "is empty"
+    if "/" in name or "\\" in name:
+        return "has a path separator"
+    if ".." in name:
+        return "has '..'"
+    if "\0" in name:
+        return "has a NUL character"
+    if name == ".":
+        return "is '.'"
+    return None
+
+
+def _all_plain(names: list[str]) -> bool:
+    """Whether every name is plain (see :func:`_name_problem`), in one pass over their text."""
+    joined = "\n".join(names)
+    return not any(bad in joined for bad in ("/", "\\", "..", "\0")) and all(
+        n and n != "." for n in names
+    )
+
+
+def _check_name(path: Path, lineno: int, name: str) -> None:
+    problem = _name_problem(name)
+    if problem is not None:
+        raise DatasetError(
+            f"{path}, line {lineno}: image name {name[:80]!r} {problem}; expected a plain file "
+            "name such as '000001.jpg'"
+        )
 
 
 def read_attr_file(path: str | os.PathLike[str]) -> tuple[list[str], tuple[str, ...], np.ndarray]:
@@ -162,6 +212,8 @@ def read_attr_file(path: str | os.PathLike[str]) -> tuple[list[str], tuple[str, 
     if len(names) != _N_ATTR:
         raise DatasetError(f"{p}, line 2: expected {_N_ATTR} attribute names, got {len(names)}")
     fast = _fast_rows(p)
+    if fast is not None and not _all_plain(fast[0]):
+        fast = None  # _checked_rows names the line of the bad image name
     filenames, values_arr = fast if fast is not None else _checked_rows(p, lines, names)
     if len(filenames) != count:
         raise DatasetError(
@@ -213,6 +265,7 @@ def _checked_rows(
             raise DatasetError(
                 f"{path}, line {lineno}: attribute {names[j]} is {values[j]!r}, expected -1 or 1"
             )
+        _check_name(path, lineno, tokens[0])
         filenames.append(tokens[0])
         flat.extend(values)
     return filenames, np.where(np.asarray(flat) == "1", 1, -1).astype(np.int8).reshape(-1, _N_ATTR)
@@ -221,7 +274,8 @@ def _checked_rows(
 def read_partition_file(path: str | os.PathLike[str]) -> dict[str, int]:
     """Parse ``list_eval_partition.txt`` -> ``{filename: 0 train | 1 valid | 2 test}``.
 
-    Raises :class:`DatasetError` naming the file and line of a malformed row.
+    Raises :class:`DatasetError` naming the file and line of a malformed row (a file name
+    that is not a plain name included).
     """
     p = Path(path)
     out: dict[str, int] = {}
@@ -233,6 +287,7 @@ def read_partition_file(path: str | os.PathLike[str]) -> dict[str, int]:
             raise DatasetError(
                 f"{p}, line {lineno}: expected '<file name> <0|1|2>', got {line.strip()[:60]!r}"
             )
+        _check_name(p, lineno, tokens[0])
         out[tokens[0]] = int(tokens[1])
     return out
 
@@ -261,6 +316,37 @@ def preprocess_face(image: object, crop: int | None = 148, size: int = 64) -> np
     return np.asarray(img, dtype=np.uint8)
 
 
+_ZIP_FOLDER = "img_align_celeba"
+
+
+def _zip_members(archive: Path, names: list[str]) -> dict[str, str]:
+    """``{image name: member}`` of the members ``img_align_celeba/<plain name>`` of the zip.
+
+    Other members (the folder entry, ``__MACOSX/`` leftovers) are ignored; a member whose
+    name escapes the archive (absolute, a drive, a backslash, a ``..`` part) or a name
+    listed twice is refused with :class:`DatasetError` naming the archive and the member.
+    """
+    out: dict[str, str] = {}
+    for member in names:
+        parts = member.split("/")
+        if (
+            member.startswith("/")
+            or "\\" in member
+            or ".." in parts
+            or (len(member) > 1 and member[1] == ":")
+        ):
+            raise DatasetError(
+                f"{archive}: member {member[:80]!r} escapes the archive (absolute path, "
+                f"backslash or '..'); expected members {_ZIP_FOLDER}/<file name>"
+            )
+        if len(parts) != 2 or parts[0] != _ZIP_FOLDER or _name_problem(parts[1]) is not None:
+            continue
+        if parts[1] in out:
+            raise DatasetError(f"{archive}: member {member[:80]!r} is listed twice")
+        out[parts[1]] = member
+    return out
+
+
 class _FaceFiles:
     """The JPEGs, from an ``img_align_celeba/`` folder or an ``img_align_celeba.zip``."""
 
@@ -276,7 +362,11 @@ class _FaceFiles:
                 self._zip = zipfile.ZipFile(self.archive)
             except (zipfile.BadZipFile, OSError) as exc:
                 raise DatasetError(f"{self.archive}: not a readable zip archive ({exc})") from None
-            self._members = {Path(m).name: m for m in self._zip.namelist() if not m.endswith("/")}
+            try:
+                self._members = _zip_members(self.archive, self._zip.namelist())
+            except DatasetError:
+                self._zip.close()
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -636,7 +726,7 @@ def _cached_faces(npy: Path, attr_path: Path, shape: tuple[int, ...]) -> np.ndar
     array = None
     if npy.is_file() and npy.stat().st_mtime >= attr_path.stat().st_mtime:
         with contextlib.suppress(ValueError, OSError):
-            array = np.load(npy, mmap_mode="r")
+            array = np.load(npy, mmap_mode="r", allow_pickle=False)
         if array is not None and (array.shape != shape or array.dtype != np.uint8):
             array = None
     return array
@@ -662,7 +752,7 @@ def _load_faces(
             f"{manual_download_message(root)}"
         )
     _build_cache(npy, filenames, _FaceFiles(img_dir, archive), crop, image_size)
-    return np.load(npy, mmap_mode="r")
+    return np.load(npy, mmap_mode="r", allow_pickle=False)
 
 
 def load_celeba(

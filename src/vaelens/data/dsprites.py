@@ -338,18 +338,36 @@ class DSpritesPacked(_DSpritesMeta, ArrayDataset):
 # --------------------------------------------------------------------------- official files
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` from the ``.npy`` header of a zip member (its data left unread)."""
+    fmt = np.lib.format
+    with zf.open(member) as fh:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"member {member}: unsupported .npy format version {version}")
+    return tuple(int(d) for d in shape), np.dtype(dtype)
+
+
+def _read_npz(path: Path, n: int) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     # allow_pickle=False: the pickled `metadata` entry is never unpickled (never read).
     with np.load(path, allow_pickle=False) as npz:
         for key in _KEYS:
-            if key not in npz.files:
+            if key not in npz.files or f"{key}.npy" not in npz.zip.namelist():
                 raise KeyError(key)
+            # the header's shape and dtype are checked before the data is read: a crafted
+            # header cannot make np.load allocate (or inflate) more than the official layout
+            shape, dtype = _npy_header(npz.zip, f"{key}.npy")
+            _check_declared(path, key, dtype, shape, n)
             arrays[key] = npz[key]
     return arrays
 
 
-def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
+def _read_hdf5(path: Path, n: int) -> dict[str, np.ndarray]:
     import h5py
 
     arrays: dict[str, np.ndarray] = {}
@@ -357,8 +375,36 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
         for key in _KEYS:
             if key not in fh:
                 raise KeyError(key)
-            arrays[key] = np.asarray(fh[key][()])
+            link = fh.get(key, getlink=True)
+            node = fh[key]
+            if not isinstance(link, h5py.HardLink) or not isinstance(node, h5py.Dataset):
+                raise DatasetError(
+                    f"{path}: {key!r} is a {type(link).__name__} to a {type(node).__name__}, "
+                    "expected a dataset stored in this file"
+                )
+            if node.external or node.is_virtual:
+                raise DatasetError(
+                    f"{path}: dataset {key!r} keeps its data in other files "
+                    f"({'external storage' if node.external else 'a virtual dataset'}); "
+                    "expected a dataset stored in this file"
+                )
+            _check_declared(path, key, node.dtype, tuple(node.shape), n)
+            arrays[key] = np.asarray(node[()])
     return arrays
+
+
+def _check_declared(path: Path, key: str, dtype: np.dtype, shape: tuple[int, ...], n: int) -> None:
+    """The official dtype and shape of array ``key`` (``imgs``, ``latents_*``) for ``n`` rows."""
+    if key == "imgs" and (dtype != np.uint8 or shape != (n, IMAGE_SIZE, IMAGE_SIZE)):
+        raise DatasetError(
+            f"{path}: 'imgs' is {dtype} {shape}, expected uint8 ({n}, {IMAGE_SIZE}, {IMAGE_SIZE})"
+        )
+    if key == "latents_classes" and (dtype.kind not in "iu" or shape != (n, 6)):
+        raise DatasetError(
+            f"{path}: 'latents_classes' is {dtype} {shape}, expected integers ({n}, 6)"
+        )
+    if key == "latents_values" and (dtype.kind != "f" or shape != (n, 6)):
+        raise DatasetError(f"{path}: 'latents_values' is {dtype} {shape}, expected floats ({n}, 6)")
 
 
 def read_dsprites_file(
@@ -370,7 +416,11 @@ def read_dsprites_file(
     ``(N, 6)`` integers in flat-index order (colour column all 0, then shape, scale,
     orientation, posX, posY with posY fastest); ``latents_values`` ``(N, 6)`` floats;
     ``N = prod(factor_sizes)`` (``factor_sizes`` is there for small test files). The
-    pickled ``metadata`` entry is skipped.
+    pickled ``metadata`` entry is skipped. Each array's declared dtype and shape (the
+    ``.npy`` header of an npz member, the dataset's metadata in HDF5) are checked before
+    its data is read, so a crafted header cannot make the reader allocate or inflate more
+    than the official layout; an HDF5 array must be stored in the file itself (no external
+    link, external storage or virtual dataset, which would read other files).
 
     Returns ``(imgs, classes)``: ``imgs`` as stored and ``classes`` ``(N, 5)`` int64 with
     the constant colour factor dropped. Any unreadable, truncated or malformed file raises
@@ -388,12 +438,14 @@ def read_dsprites_file(
         raise DatasetError(f"{p}: file not found")
     kind = "npz" if suffix == ".npz" else "hdf5"
     try:
-        arrays = _read_npz(p) if kind == "npz" else _read_hdf5(p)
+        arrays = _read_npz(p, n) if kind == "npz" else _read_hdf5(p, n)
     except KeyError as exc:
         raise DatasetError(
             f"{p}: missing array {exc.args[0]!r}; expected the official dSprites keys "
             f"{', '.join(_KEYS)}"
         ) from None
+    except DatasetError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError) as exc:
         raise DatasetError(
             f"{p}: cannot read this dSprites {kind} file ({type(exc).__name__}: {exc}); "
@@ -401,22 +453,11 @@ def read_dsprites_file(
             f"(re-download it with `vaelens data download {NAME}`)"
         ) from None
 
-    imgs, classes, values = (arrays[k] for k in _KEYS)
-    if imgs.dtype != np.uint8 or imgs.shape != (n, IMAGE_SIZE, IMAGE_SIZE):
-        raise DatasetError(
-            f"{p}: 'imgs' is {imgs.dtype} {imgs.shape}, expected uint8 "
-            f"({n}, {IMAGE_SIZE}, {IMAGE_SIZE})"
-        )
+    imgs, classes = arrays["imgs"], arrays["latents_classes"]
+    for key, arr in arrays.items():  # as declared (checked before reading), re-checked as read
+        _check_declared(p, key, arr.dtype, arr.shape, n)
     if n and imgs.max() > 1:
         raise DatasetError(f"{p}: 'imgs' has values up to {imgs.max()}, expected 0/1")
-    if classes.dtype.kind not in "iu" or classes.shape != (n, 6):
-        raise DatasetError(
-            f"{p}: 'latents_classes' is {classes.dtype} {classes.shape}, expected integers ({n}, 6)"
-        )
-    if values.dtype.kind != "f" or values.shape != (n, 6):
-        raise DatasetError(
-            f"{p}: 'latents_values' is {values.dtype} {values.shape}, expected floats ({n}, 6)"
-        )
     if n and np.any(classes[:, 0] != 0):
         raise DatasetError(f"{p}: 'latents_classes' column 0 (colour) must be all 0")
     expected = index_to_factors(np.arange(n, dtype=np.int64), sizes)
@@ -482,7 +523,7 @@ def build_dsprites_cache(
         path = path.with_name(f"{path.stem}_first{n}.npy")
     if path.is_file() and not force:
         try:
-            existing = np.load(path, mmap_mode="r")
+            existing = np.load(path, mmap_mode="r", allow_pickle=False)
             if existing.shape == (n, PACKED_ROW_BYTES) and existing.dtype == np.uint8:
                 return path
         except (OSError, ValueError):

@@ -20,14 +20,19 @@ horizontal_axis, vertical_axis. (disentanglement_lib reshapes the toy file to
 An ``.npz`` cannot be memory-mapped, and the images take 12.7 GB. On first use the
 ``images.npy`` member is streamed out of the zip into ``<stem>.images.npy`` next to the
 ``.npz`` (written atomically, never held in memory), and that file is memory-mapped
-from then on.
+from then on. The member's ``.npy`` header is checked first (uint8 ``(N, H, W, 3)`` with
+``N`` from the factor grid and ``H, W <= MAX_IMAGE_SIDE``), so a crafted header cannot make
+the conversion inflate more than the official size; a member holding more data than its
+header declares is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +46,7 @@ from vaelens.errors import DatasetError
 from vaelens.io import atomic_open
 
 __all__ = [
+    "MAX_IMAGE_SIDE",
     "MPI3D",
     "MPI3D_FACTOR_NAMES",
     "MPI3D_VARIANTS",
@@ -61,6 +67,9 @@ MPI3D_FACTOR_NAMES: tuple[str, ...] = (
 )
 
 _SIZES = (6, 6, 2, 3, 3, 40, 40)
+#: largest image side accepted (every MPI3D variant is 64x64): with the image count fixed
+#: by the factor grid it bounds what a header can make the conversion decompress
+MAX_IMAGE_SIDE = 64
 _COMPLEX_SIZES = (4, 4, 2, 3, 3, 40, 40)
 _AXIS = tuple(str(i) for i in range(40))
 _COMMON_LEVELS = (
@@ -184,7 +193,7 @@ def _read_header(fh: BinaryIO, path: Path, key: str) -> tuple[tuple[int, ...], n
             shape, fortran, dtype = fmt.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except ValueError as exc:
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
         raise DatasetError(f"{path}: member {key}.npy is not a valid .npy array ({exc})") from None
     return tuple(int(s) for s in shape), np.dtype(dtype), bool(fortran)
 
@@ -195,6 +204,7 @@ def convert_npz_member_to_npy(
     npy_path: str | os.PathLike[str],
     *,
     chunk_bytes: int = 1 << 24,
+    max_bytes: int | None = None,
 ) -> tuple[int, ...]:
     """Stream array ``key`` of an ``.npz`` into a standalone ``.npy`` file; return its shape.
 
@@ -202,8 +212,10 @@ def convert_npz_member_to_npy(
     through :func:`vaelens.io.atomic_open`, so the array is never held in memory and a
     reader never sees a half-written ``npy_path``. The result loads with
     ``np.load(npy_path, mmap_mode="r")`` and equals ``np.load(npz_path)[key]``.
-    Fortran-ordered or object arrays raise :class:`DatasetError`; so does a member
-    shorter than its header promises (a truncated download).
+    Fortran-ordered or object arrays raise :class:`DatasetError`; so do a header declaring
+    more than ``max_bytes`` data bytes (when given), a member shorter or longer than its
+    header declares (a truncated download, a crafted file) and a bad CRC-32. Nothing is
+    ever decompressed past the declared size plus one byte.
     """
     src = Path(npz_path)
     with _open_member(src, key) as fh:
@@ -213,24 +225,41 @@ def convert_npz_member_to_npy(
                 f"{src}: member {key}.npy is {'Fortran-ordered' if fortran else 'an object array'}; "
                 "expected a C-ordered numeric array"
             )
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if any(d < 0 for d in shape):
+            raise DatasetError(f"{src}: member {key}.npy declares a negative dimension {shape}")
+        nbytes = math.prod(shape) * dtype.itemsize  # exact: no int64 overflow
+        if max_bytes is not None and nbytes > max_bytes:
+            raise DatasetError(
+                f"{src}: member {key}.npy declares {dtype} {shape} ({nbytes} bytes), over the "
+                f"{max_bytes}-byte limit"
+            )
         header = {
             "descr": np.lib.format.dtype_to_descr(dtype),
             "fortran_order": False,
             "shape": shape,
         }
-        with atomic_open(npy_path, "wb") as out:
-            np.lib.format.write_array_header_1_0(out, header)
-            left = nbytes
-            while left > 0:
-                block = fh.read(min(chunk_bytes, left))
-                if not block:
+        try:
+            with atomic_open(npy_path, "wb") as out:
+                np.lib.format.write_array_header_1_0(out, header)
+                left = nbytes
+                while left > 0:
+                    block = fh.read(min(chunk_bytes, left))
+                    if not block:
+                        raise DatasetError(
+                            f"{src}: member {key}.npy is truncated: expected {nbytes} data "
+                            f"bytes, got {nbytes - left}"
+                        )
+                    out.write(block)
+                    left -= len(block)
+                if fh.read(1):  # reading to the end also checks the member's CRC-32
                     raise DatasetError(
-                        f"{src}: member {key}.npy is truncated: expected {nbytes} data bytes, "
-                        f"got {nbytes - left}"
+                        f"{src}: member {key}.npy holds more data than the {nbytes} bytes its "
+                        f"header declares for {dtype} {shape}"
                     )
-                out.write(block)
-                left -= len(block)
+        except (EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise DatasetError(
+                f"{src}: member {key}.npy is corrupt ({type(exc).__name__}: {exc})"
+            ) from None
     return shape
 
 
@@ -249,14 +278,15 @@ def _mapped_images(npz: Path | None, npy: Path, total: int, what: str) -> np.nda
         fresh = npy.is_file() and npy.stat().st_mtime >= npz.stat().st_mtime
         if fresh:
             try:
-                cached = np.load(npy, mmap_mode="r")
+                cached = np.load(npy, mmap_mode="r", allow_pickle=False)
                 fresh = cached.shape == shape and cached.dtype == dtype
             except (ValueError, OSError):
                 fresh = False
         if not fresh:
-            convert_npz_member_to_npy(npz, "images", npy)
+            limit = total * MAX_IMAGE_SIDE * MAX_IMAGE_SIDE * 3
+            convert_npz_member_to_npy(npz, "images", npy, max_bytes=limit)
     try:
-        array = np.load(npy, mmap_mode="r")
+        array = np.load(npy, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise DatasetError(f"{npy}: cannot memory-map the cached images ({exc})") from None
     _check_shape(npy, array.shape, array.dtype, total, what)
@@ -270,6 +300,11 @@ def _check_shape(
         raise DatasetError(
             f"{path}: expected 'images' of shape (N, H, W, 3) and dtype uint8, "
             f"got shape {shape} and dtype {dtype}"
+        )
+    if not (1 <= shape[1] <= MAX_IMAGE_SIDE and 1 <= shape[2] <= MAX_IMAGE_SIDE):
+        raise DatasetError(
+            f"{path}: 'images' are {shape[1]}x{shape[2]}, expected sides in "
+            f"[1, {MAX_IMAGE_SIDE}] (MPI3D images are 64x64)"
         )
     if shape[0] != total:
         raise DatasetError(f"{path}: holds {shape[0]} images, expected {total} = {what}")

@@ -596,7 +596,8 @@ def open_shapes3d_h5(
 
     Checks, each failure one :class:`DatasetError` naming the file and what was expected:
     the file opens as HDF5 (a truncated download fails here: HDF5 compares the file's
-    size with the end address written in its superblock); it holds datasets ``images``
+    size with the end address written in its superblock); it holds datasets, stored in
+    the file itself (no external link, external storage or virtual dataset), ``images``
     ``(N, 64, 64, 3)`` uint8 and ``labels`` ``(N, 6)`` floating point with
     ``N = prod(factor_sizes)``; the labels of a sample of rows (first and last 64, and
     2048 spread between; all rows of a small file) equal the factor values at those flat
@@ -626,6 +627,18 @@ def open_shapes3d_h5(
                 raise DatasetError(
                     f"{path}: missing dataset {key!r} (found {sorted(fh.keys())}); expected keys "
                     "'images' (N, 64, 64, 3) uint8 and 'labels' (N, 6) float64"
+                )
+            # an external link, external storage or a virtual dataset reads other files
+            link = fh.get(key, getlink=True)
+            if not isinstance(link, h5py.HardLink) or fh[key].external or fh[key].is_virtual:
+                how = (
+                    type(link).__name__
+                    if not isinstance(link, h5py.HardLink)
+                    else ("external storage" if fh[key].external else "a virtual dataset")
+                )
+                raise DatasetError(
+                    f"{path}: dataset {key!r} keeps its data in other files ({how}); expected "
+                    "a dataset stored in this file"
                 )
         images, labels = fh["images"], fh["labels"]
         if images.dtype != np.uint8 or images.shape != (total, *_IMAGE_HW, 3):

@@ -10,7 +10,8 @@ Binary ``.mat`` format (all little-endian int32): ``magic, ndim, dim_0 .. dim_{k
 fastest. Magic numbers: ``0x1E3D4C55`` uint8, ``0x1E3D4C54`` int32, ``0x1E3D4C56`` int16,
 ``0x1E3D4C51`` float32, ``0x1E3D4C53`` float64 (``0x1E3D4C52``, a packed matrix, is not
 used by SmallNORB and not supported). disentanglement_lib wrongly reads the byte type
-as int8.
+as int8. A header declaring more than :data:`MAX_MAT_BYTES` is refused, and a gzipped
+file is decompressed as a stream no further than its header declares.
 
 ``dat`` is ``(24300, 2, 96, 96)`` uint8 (left/right stereo pair), ``cat`` ``(24300,)``
 int32 (0 animal, 1 human, 2 airplane, 3 truck, 4 car), ``info`` ``(24300, 4)`` int32:
@@ -28,10 +29,12 @@ set), and :meth:`SmallNORB.images` picks one by a documented rule.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -42,6 +45,7 @@ from vaelens.errors import DatasetError
 from vaelens.io import atomic_open, atomic_save_npy
 
 __all__ = [
+    "MAX_MAT_BYTES",
     "NORB_MAGIC",
     "SMALLNORB_FACTOR_NAMES",
     "SMALLNORB_FILES",
@@ -80,8 +84,31 @@ _URLS = (
 # --------------------------------------------------------------------------- the .mat format
 
 
+#: largest matrix read (bytes, header included): the biggest official file, a ``dat``
+#: ``(24300, 2, 96, 96)`` uint8, is 447,897,624 bytes; a header declaring more is refused
+#: before any data is read or decompressed
+MAX_MAT_BYTES = 512 << 20
+
+
 def _header_len(ndim: int) -> int:
     return 8 + 4 * max(3, ndim)
+
+
+def _read_upto(fh: BinaryIO, n: int) -> bytearray:
+    """Up to ``n`` bytes of ``fh`` (fewer only at its end), read in 16 MiB pieces into one
+    buffer (no second copy of a large matrix)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = fh.readinto(view[got : got + (1 << 24)])  # type: ignore[attr-defined]
+        if not k:
+            break
+        got += k
+    view.release()
+    if got < n:
+        del buf[got:]
+    return buf
 
 
 def read_norb_mat(path: str | os.PathLike[str]) -> np.ndarray:
@@ -90,25 +117,32 @@ def read_norb_mat(path: str | os.PathLike[str]) -> np.ndarray:
     Layout: little-endian int32 ``magic, ndim`` then ``max(3, ndim)`` int32 dims, then
     ``prod(dims[:ndim])`` elements of the magic's type (see :data:`NORB_MAGIC`), C order.
     Returns a native-endian array of shape ``dims[:ndim]``. Raises :class:`DatasetError`
-    naming ``path`` for an unknown magic, a bad header, a corrupt gzip stream, or a file
-    whose size differs from ``8 + 4*max(3, ndim) + prod(dims)*itemsize`` bytes.
+    naming ``path`` for an unknown magic, a bad header, a corrupt gzip stream, a header
+    declaring more than :data:`MAX_MAT_BYTES`, or a file whose (decompressed) size differs
+    from ``8 + 4*max(3, ndim) + prod(dims)*itemsize`` bytes. A gzipped file is
+    decompressed as a stream and never past the size its header declares (plus one byte,
+    to detect trailing data), so a small file that inflates to gigabytes is refused
+    without holding them.
     """
     p = Path(path)
     try:
-        with open(p, "rb") as fh:
-            gzipped = fh.read(2) == b"\x1f\x8b"
-        if gzipped:
-            with gzip.open(p, "rb") as fh:
-                data = fh.read()
-        else:
-            data = p.read_bytes()
+        with open(p, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            fh: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw  # type: ignore[assignment]
+            return _read_mat_stream(p, fh, None if gzipped else os.fstat(raw.fileno()).st_size)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DatasetError(f"{p}: truncated or corrupt gzip stream ({exc})") from None
     except OSError as exc:
         raise DatasetError(f"{p}: cannot read ({exc})") from None
-    if len(data) < 8:
-        raise DatasetError(f"{p}: truncated: expected at least 8 header bytes, got {len(data)}")
-    magic, ndim = (int(v) for v in np.frombuffer(data, "<i4", count=2))
+
+
+def _read_mat_stream(p: Path, fh: BinaryIO, file_size: int | None) -> np.ndarray:
+    """The matrix of the (decompressed) stream ``fh``; ``file_size`` of a plain file."""
+    head = _read_upto(fh, 8)
+    if len(head) < 8:
+        raise DatasetError(f"{p}: truncated: expected at least 8 header bytes, got {len(head)}")
+    magic, ndim = (int(v) for v in np.frombuffer(head, "<i4", count=2))
     magic &= 0xFFFFFFFF
     if magic == _PACKED_MAGIC:
         raise DatasetError(f"{p}: packed matrices (magic 0x1E3D4C52) are not supported")
@@ -118,24 +152,41 @@ def read_norb_mat(path: str | os.PathLike[str]) -> np.ndarray:
     if not 0 <= ndim <= 32:
         raise DatasetError(f"{p}: header ndim {ndim} is not in [0, 32]")
     start = _header_len(ndim)
-    if len(data) < start:
+    rest = _read_upto(fh, start - 8)
+    if len(rest) < start - 8:
         raise DatasetError(
-            f"{p}: truncated: expected at least {start} header bytes, got {len(data)}"
+            f"{p}: truncated: expected at least {start} header bytes, got {8 + len(rest)}"
         )
-    dims = tuple(int(v) for v in np.frombuffer(data, "<i4", count=max(3, ndim), offset=8))
+    dims = tuple(int(v) for v in np.frombuffer(rest, "<i4", count=max(3, ndim)))
     shape = dims[:ndim]
     if any(d < 0 for d in shape):
         raise DatasetError(f"{p}: negative dimension in header {shape}")
     dtype = NORB_MAGIC[magic]
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact: no int64 overflow for a hostile header
     expected = start + count * dtype.itemsize
-    if len(data) != expected:
-        what = "truncated" if len(data) < expected else "has trailing bytes"
+    if expected > MAX_MAT_BYTES:
+        raise DatasetError(
+            f"{p}: header declares a {dtype} matrix of shape {shape} ({expected} bytes), over "
+            f"the {MAX_MAT_BYTES}-byte limit of a SmallNORB file"
+        )
+    if file_size is not None and file_size != expected:  # a plain file: its size is known
+        what = "truncated" if file_size < expected else "has trailing bytes"
         raise DatasetError(
             f"{p}: {what}: expected {expected} bytes for a {dtype} matrix of shape {shape}, "
-            f"got {len(data)}"
+            f"got {file_size}"
         )
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=start).reshape(shape)
+    data = _read_upto(fh, expected - start)
+    if len(data) < expected - start:
+        raise DatasetError(
+            f"{p}: truncated: expected {expected} bytes for a {dtype} matrix of shape {shape}, "
+            f"got {start + len(data)}"
+        )
+    if fh.read(1):
+        raise DatasetError(
+            f"{p}: has trailing bytes: decompresses to more than the {expected} bytes its "
+            f"header declares for a {dtype} matrix of shape {shape}"
+        )
+    arr = np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -442,7 +493,7 @@ def load_smallnorb(
             ]
         )
         atomic_save_npy(npy, images)
-        array = np.load(npy, mmap_mode="r")
+        array = np.load(npy, mmap_mode="r", allow_pickle=False)
     cat = np.concatenate([c for _, c, _ in parts])
     info = np.concatenate([i for _, _, i in parts])
     labels = np.stack([cat, info[:, 1], info[:, 2] // 2, info[:, 3]], axis=1)
@@ -459,7 +510,7 @@ def _load_cache(npy: Path, shape: tuple[int, ...], sources: list[Path]) -> np.nd
     if not npy.is_file() or npy.stat().st_mtime < max(p.stat().st_mtime for p in sources):
         return None
     try:
-        arr = np.load(npy, mmap_mode="r")
+        arr = np.load(npy, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError):
         return None
     return arr if arr.shape == shape and arr.dtype == np.uint8 else None

@@ -34,10 +34,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from vaelens.analysis.settings import AnalysisSettings
 from vaelens.errors import ConfigError
@@ -75,6 +84,13 @@ class StudyAnalysis(AnalysisSettings):
         return AnalysisSettings.model_validate({**fields, "seed": seed})
 
 
+#: a registry name (architectures, datasets); ``package.module:Class`` (custom models) for
+#: an architecture. Each is part of a run directory's name: no path separator, no ``..``
+#: (refused apart), no whitespace, not empty
+_REGISTRY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_ARCH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(:[A-Za-z0-9_][A-Za-z0-9_.]*)?")
+
+
 class StudyConfig(BaseModel):
     """A study: the grid, the training settings and the analysis settings."""
 
@@ -93,6 +109,22 @@ class StudyConfig(BaseModel):
         default_factory=lambda: {"num_cpus": 1.0, "num_gpus": 0.0},
         description="per-run request of the Ray executor",
     )
+
+    @field_validator("architectures", "datasets")
+    @classmethod
+    def _plain_names(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        # each name becomes part of a run directory's name (see _run_id)
+        arch = info.field_name == "architectures"
+        pattern = _ARCH_NAME if arch else _REGISTRY_NAME
+        for entry in v:
+            if not pattern.fullmatch(entry) or ".." in entry:
+                legal = "a registry name or 'package.module:Class'" if arch else "a registry name"
+                raise ValueError(
+                    f"entry {entry[:80]!r} is not a plain name: expected {legal} (letters, "
+                    "digits, '_', '-', '.'), without path separators, '..', whitespace or an "
+                    "empty name"
+                )
+        return v
 
     @field_validator("train")
     @classmethod

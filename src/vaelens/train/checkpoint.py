@@ -243,11 +243,29 @@ def save_checkpoint(
     return json_path
 
 
+def _plain_tensors_file(json_path: Path, name: Any) -> str:
+    """``name`` if it is a plain ``.safetensors`` file name (no directory part, no ``..``,
+    no NUL), so that it names a file inside the checkpoint's own directory."""
+    if (
+        not isinstance(name, str)
+        or not name.endswith(".safetensors")
+        or name.startswith(".")
+        or any(c in name for c in "/\\\0")
+        or ".." in name
+    ):
+        raise CheckpointError(
+            f"checkpoint {json_path}: field 'tensors_file' is {str(name)[:80]!r}, expected a "
+            "plain file name '<name>.safetensors' in the checkpoint's directory"
+        )
+    return name
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and validate a checkpoint (its ``.json`` path or the ``.safetensors`` path).
 
     Raises :class:`CheckpointError` naming the file if either file is missing, unparsable,
-    truncated or altered (size or SHA-256 differ from the sidecar).
+    truncated or altered (size or SHA-256 differ from the sidecar), or if the sidecar's
+    ``tensors_file`` is not a plain ``.safetensors`` file name in its own directory.
     """
     p = Path(path)
     json_path = p.with_suffix(".json")
@@ -267,11 +285,25 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     for key in ("step", "tensors_file", "tensors_bytes", "tensors_sha256", "optimizers", "rng"):
         if key not in meta:
             raise CheckpointError(f"checkpoint {json_path}: the sidecar lacks the field {key!r}")
-    tensors_path = json_path.parent / meta["tensors_file"]
+    tensors_path = json_path.parent / _plain_tensors_file(json_path, meta["tensors_file"])
+    size = meta["tensors_bytes"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise CheckpointError(
+            f"checkpoint {json_path}: field 'tensors_bytes' is {repr(size)[:40]}, expected a "
+            "non-negative int"
+        )
     try:
+        actual = tensors_path.stat().st_size
+        if actual != size:  # compared before reading: a stray huge file is never loaded
+            raise CheckpointError(
+                f"checkpoint {tensors_path}: truncated or altered: {actual} bytes, "
+                f"the sidecar {json_path.name} records {size}"
+            )
         blob = tensors_path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {tensors_path}: tensors file missing") from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {tensors_path}: cannot read ({exc})") from None
     if len(blob) != meta["tensors_bytes"]:
         raise CheckpointError(
             f"checkpoint {tensors_path}: truncated or altered: {len(blob)} bytes, "
