@@ -395,13 +395,27 @@ def _twin_notes(model: nn.Module, twin: nn.Module) -> list[str]:
 
 
 def _check_inputs(model: object, ds: object) -> None:
+    """The model against the dataset, before any sample is drawn or probe fitted.
+
+    One pass on two blank images of the dataset's ``image_shape`` (the lens checks what
+    ``encode`` and ``decode`` return): the output-mapped reconstruction must be
+    ``(2, *image_shape)``, as the pixel probe and the traversal figures read it so.
+    """
     if not isinstance(model, nn.Module):
         raise ModelContractError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    image_shape = tuple(int(d) for d in ds.image_shape)
     model_shape = getattr(model, "image_shape", None)
-    if model_shape is not None and tuple(model_shape) != tuple(ds.image_shape):
+    if model_shape is not None and tuple(model_shape) != image_shape:
         raise ConfigError(
-            f"dataset {ds.name}: images are {tuple(ds.image_shape)} but the model "
+            f"dataset {ds.name}: images are {image_shape} but the model "
             f"{type(model).__name__} takes image_shape {tuple(model_shape)}"
+        )
+    with torch.no_grad():
+        out = Lens(model).forward(torch.zeros(2, *image_shape))
+    if tuple(out.shape[1:]) != image_shape:
+        raise ModelContractError(
+            f"decode(z) of {type(model).__name__} returned images of shape {tuple(out.shape[1:])} "
+            f"(batch shape {tuple(out.shape)}), but dataset {ds.name} has image_shape {image_shape}"
         )
 
 

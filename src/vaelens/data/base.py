@@ -209,6 +209,15 @@ def sample_images(
     return factors, dataset.images(factors)
 
 
+def _sequence(value: object, attr: str, label: str) -> Sequence:
+    """``value`` as a sized sequence (a tuple, list or 1-D array); :class:`DatasetError` otherwise."""
+    if isinstance(value, np.ndarray) and value.ndim >= 1:
+        return list(value)
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise DatasetError(f"{label}: {attr} is a {type(value).__name__}; expected a tuple or list")
+    return value
+
+
 def check_dataset(dataset: object) -> GroundTruthDataset:
     """Validate that ``dataset`` meets the contract; return it or raise :class:`DatasetError`."""
     missing = [
@@ -229,20 +238,43 @@ def check_dataset(dataset: object) -> GroundTruthDataset:
             f"dataset: {type(dataset).__name__} lacks {', '.join(missing)} of the ground-truth dataset contract"
         )
     ds: GroundTruthDataset = dataset  # type: ignore[assignment]
-    if len(ds.factor_names) != len(ds.factor_sizes) or len(ds.factor_values) != len(
-        ds.factor_sizes
-    ):
-        raise DatasetError(
-            f"dataset {ds.name}: factor_names, factor_sizes and factor_values must have one entry per factor"
-        )
-    for f, (size, values) in enumerate(zip(ds.factor_sizes, ds.factor_values, strict=True)):
+    label = f"dataset {getattr(ds, 'name', type(ds).__name__)}"
+    for attr in ("images", "sample_factors"):
+        if not callable(getattr(ds, attr)):
+            raise DatasetError(
+                f"{label}: {attr} must be a method, got {type(getattr(ds, attr)).__name__}"
+            )
+    sizes = _sequence(ds.factor_sizes, "factor_sizes", label)
+    if not sizes:
+        raise DatasetError(f"{label}: factor_sizes is empty; expected at least one factor")
+    for f, size in enumerate(sizes):
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise DatasetError(
+                f"{label}: factor_sizes[{f}] is {size!r}; expected a positive int (levels of the factor)"
+            )
+    for attr in ("factor_names", "factor_values"):
+        got = len(_sequence(getattr(ds, attr), attr, label))
+        if got != len(sizes):
+            raise DatasetError(
+                f"{label}: {attr} has {got} entries but factor_sizes has {len(sizes)}; "
+                "expected one entry per factor"
+            )
+    for f, (size, values) in enumerate(zip(sizes, ds.factor_values, strict=True)):
         if np.asarray(values).shape != (size,):
             raise DatasetError(
-                f"dataset {ds.name}: factor_values[{f}] has shape {np.asarray(values).shape}, expected ({size},)"
+                f"{label}: factor_values[{f}] has shape {np.asarray(values).shape}, expected ({size},)"
             )
-    if len(ds.image_shape) != 3:
+    shape = ds.image_shape
+    shape = tuple(shape.tolist()) if isinstance(shape, np.ndarray) else shape
+    if (
+        not isinstance(shape, Sequence)
+        or len(shape) != 3
+        or not all(
+            isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 1 for d in shape
+        )
+    ):
         raise DatasetError(
-            f"dataset {ds.name}: image_shape must be (C, H, W), got {ds.image_shape}"
+            f"{label}: image_shape is {shape!r}; expected (C, H, W), 3 positive ints"
         )
     return ds
 

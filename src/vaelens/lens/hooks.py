@@ -29,6 +29,15 @@ stacked batch. Models whose later layers combine tensors from before the hook po
 (skip connections) break this with ``N > 1``; :meth:`Lens.run_variants` detects that (an
 error or a wrong output batch) and falls back to repeating the input ``K`` times.
 
+Boundary checks
+---------------
+Every pass checks, by shape comparisons only: that ``encode(x)``'s mean is a floating tensor
+``(N, ...)`` for an input of batch ``N`` (and a log-variance, if given, of the mean's shape)
+and that ``decode(z)`` returns one row per row of ``z`` (:class:`ModelContractError`); for a
+phase whose activations a suffix run replays or a hook edits, the stacked rows are checked on
+the output instead (:meth:`Lens.run_from`). An input ``x`` must have the traced example's
+per-example shape, a latent ``z`` the traced latent's width (:class:`ArgumentError`).
+
 The lens puts the model in ``eval()`` mode (batch-norm statistics and dropout would mix or
 randomise the stacked variants); pass ``eval_mode=False`` to leave it as it is.
 
@@ -73,23 +82,40 @@ _Key = tuple[str, str, int]  # (phase, module name, call index within the phase)
 LATENT_MODULE = "<latent>"
 
 
-def latent_mean(encoded: Any) -> torch.Tensor:
+def latent_mean(encoded: Any, *, batch: int | None = None) -> torch.Tensor:
     """The posterior mean from what ``encode`` returned.
 
     Accepts a tensor (taken as the mean), a ``(mean, logvar, ...)`` tuple/list (its first
     element) or any object with a ``.mean`` tensor attribute (:class:`vaelens.models.Posterior`).
+    With ``batch`` (the input's batch size), also checks that the mean is a floating tensor
+    ``(batch, ...)`` and that a log-variance (the tuple's second tensor, or ``.logvar``) has
+    the mean's shape; raises :class:`ModelContractError` otherwise.
     """
+    logvar: Any = None
     if isinstance(encoded, torch.Tensor):
-        return encoded
-    mean = getattr(encoded, "mean", None)
-    if isinstance(mean, torch.Tensor):
-        return mean
-    if isinstance(encoded, tuple | list) and encoded and isinstance(encoded[0], torch.Tensor):
-        return encoded[0]
-    raise ModelContractError(
-        f"encode(x) returned {type(encoded).__name__}; expected a tensor (the mean), a "
-        "(mean, logvar) tuple or an object with a .mean tensor"
-    )
+        mean = encoded
+    elif isinstance(getattr(encoded, "mean", None), torch.Tensor):
+        mean, logvar = encoded.mean, getattr(encoded, "logvar", None)
+    elif isinstance(encoded, tuple | list) and encoded and isinstance(encoded[0], torch.Tensor):
+        mean, logvar = encoded[0], encoded[1] if len(encoded) > 1 else None
+    else:
+        raise ModelContractError(
+            f"encode(x) returned {type(encoded).__name__}; expected a tensor (the mean), a "
+            "(mean, logvar) tuple or an object with a .mean tensor"
+        )
+    if batch is not None:
+        if not mean.is_floating_point() or mean.ndim < 1 or mean.shape[0] != batch:
+            raise ModelContractError(
+                f"encode(x) returned a mean of shape {tuple(mean.shape)} and dtype "
+                f"{mean.dtype} for an input of batch {batch}; expected a floating tensor "
+                f"({batch}, ...)"
+            )
+        if isinstance(logvar, torch.Tensor) and logvar.shape != mean.shape:
+            raise ModelContractError(
+                f"encode(x) returned a logvar of shape {tuple(logvar.shape)} beside a mean of "
+                f"shape {tuple(mean.shape)}; expected the mean's shape"
+            )
+    return mean
 
 
 @dataclass(frozen=True)
@@ -163,6 +189,11 @@ class _Run:
         self.recorded: dict[_Key, Any] = {}
         self.order: list[_Key] = []
         self.clone = False  # set for models with in-place modules (ReLU(inplace=True))
+        # batch checks of encode/decode, off for a phase whose activations are replayed or
+        # edited (a suffix run may carry K * N stacked rows through it; see run_from)
+        touched = {k[0] for k in self.replay} | {k[0] for k in self.edits}
+        self.check_encode = "encode" not in touched
+        self.check_decode = "decode" not in touched
 
 
 class Lens:
@@ -213,6 +244,7 @@ class Lens:
         self._channels_last = channels_last
         self._layout_works: bool | None = None  # the channels-last probe's verdict
         self._points: dict[str, HookPoint] | None = None
+        self._input_shape: tuple[int, ...] | None = None  # per-example shape of the traced x
         self._by_key: dict[_Key, str] = {}
         self._stack_ok: dict[str, bool] = {}
         self._modules = {name: mod for name, mod in model.named_modules() if name}
@@ -268,6 +300,7 @@ class Lens:
                 name = mod if module_calls[mod] == 1 else f"{mod}:{k}"
             points[name] = HookPoint(name, mod, phase, call, i, tuple(out.shape[1:]))
         self._points = points
+        self._input_shape = tuple(x.shape[1:])
         self._by_key = {p.key: n for n, p in points.items()}
         self._stack_ok = {}
         return list(points)
@@ -295,6 +328,30 @@ class Lens:
                 f"{argument}: expected a batch (N, ...) with N >= 1, got shape {tuple(x.shape)}"
             )
         return x
+
+    def _traced_input(self, x: Any, argument: str = "x") -> torch.Tensor:
+        """``x`` checked as a batch of the traced input's per-example shape (tracing on it first)."""
+        x = self._check_input(x, argument=argument)
+        self._ensure_traced(x)
+        if tuple(x.shape[1:]) != self._input_shape:
+            dims = ", ".join(map(str, self._input_shape or ()))
+            raise ArgumentError(
+                f"{argument}: expected inputs of shape (N, {dims}) like the traced example, "
+                f"got {tuple(x.shape)}"
+            )
+        return x
+
+    def _check_latent(self, z: Any, argument: str = "z") -> torch.Tensor:
+        """``z`` checked as a floating batch of latent codes of the traced latent's width."""
+        z = self._check_input(z, argument=argument)
+        shape = self.hook_point(self.latent_name).shape
+        if tuple(z.shape[1:]) != shape or not z.is_floating_point():
+            dims = ", ".join(map(str, shape))
+            raise ArgumentError(
+                f"{argument}: expected floating latent codes of shape (N, {dims}) (the width of "
+                f"encode's mean), got shape {tuple(z.shape)} and dtype {z.dtype}"
+            )
+        return z
 
     # ------------------------------------------------------------------ names
 
@@ -468,7 +525,9 @@ class Lens:
         with self._installed(run):
             if z is None:
                 run.phase = "encode"
-                z = latent_mean(self.model.encode(x))
+                assert x is not None
+                batch = int(x.shape[0]) if run.check_encode else None
+                z = latent_mean(self.model.encode(x), batch=batch)
             run.phase = "latent"
             key = ("latent", LATENT_MODULE, 0)
             new = self._dispatch(run, key, z)
@@ -480,6 +539,11 @@ class Lens:
             if not isinstance(decoded, torch.Tensor):
                 raise ModelContractError(
                     f"decode(z) returned {type(decoded).__name__}; expected a tensor"
+                )
+            if run.check_decode and (decoded.ndim < 1 or decoded.shape[0] != z.shape[0]):
+                raise ModelContractError(
+                    f"decode(z) returned shape {tuple(decoded.shape)} for z of shape "
+                    f"{tuple(z.shape)}; expected {z.shape[0]} rows, one output per latent code"
                 )
             return self.output_map(decoded)
 
@@ -498,8 +562,7 @@ class Lens:
 
     def forward(self, x: torch.Tensor, *, target: Target = "output") -> torch.Tensor:
         """``output_map(decode(mean(encode(x))))`` (or the latent mean for ``target="latent"``)."""
-        x = self._check_input(x)
-        self._ensure_traced(x)
+        x = self._traced_input(x)
         return self._execute(_Run(), x=x, target=target)
 
     __call__ = forward
@@ -511,7 +574,7 @@ class Lens:
     def decode_output(self, z: torch.Tensor) -> torch.Tensor:
         """``output_map(decode(z))`` for latent codes ``z`` ``(N, L)``."""
         self._ensure_traced()
-        self._check_input(z, argument="z")
+        z = self._check_latent(z)
         return self._execute(_Run(), z=z, target="output")
 
     def run_with_hooks(
@@ -528,10 +591,10 @@ class Lens:
         Pass ``z`` instead of ``x`` (``x=None``) to run the decoder only.
         """
         if z is None:
-            x = self._check_input(x)
-            self._ensure_traced(x)
+            x = self._traced_input(x)
         else:
             self._ensure_traced()
+            z = self._check_latent(z)
         run = _Run(edits=self._edits(hooks))
         return self._execute(run, x=x if z is None else None, z=z, target=target)
 
@@ -549,8 +612,7 @@ class Lens:
         after ``encode`` (decoder names then cannot be cached). Cached activations are what
         flowed on, i.e. after any ``hooks``.
         """
-        x = self._check_input(x)
-        self._ensure_traced(x)
+        x = self._traced_input(x)
         wanted = self._resolve_names(names)
         if target == "latent":
             bad = [n for n in wanted if self.hook_point(n).phase == "decode"]
@@ -569,8 +631,7 @@ class Lens:
 
     def capture(self, x: torch.Tensor, *, target: Target = "output", grad: bool = False) -> Capture:
         """One pass recording every module output (for :meth:`run_from`) and every activation."""
-        x = self._check_input(x)
-        self._ensure_traced(x)
+        x = self._traced_input(x)
         run = _Run(record_modules=True)
         with torch.set_grad_enabled(grad):
             out = self._execute(run, x=x, target=target)

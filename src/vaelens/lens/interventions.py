@@ -13,6 +13,8 @@ the result as an image.
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -21,8 +23,8 @@ import numpy as np
 import torch
 
 from vaelens.data import check_dataset, intervention_pairs
-from vaelens.data.base import factor_index
-from vaelens.errors import ArgumentError
+from vaelens.data.base import GroundTruthDataset, factor_index
+from vaelens.errors import ArgumentError, DatasetError
 from vaelens.lens.hooks import Lens
 from vaelens.lens.patching import Metric, effect_metric, resolve_max_batch
 
@@ -53,9 +55,25 @@ def factor_pairs(
     factor_index(ds, factor)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     base, changed = intervention_pairs(ds, factor, int(n), rng)
-    x = torch.from_numpy(np.ascontiguousarray(ds.images(base), dtype=np.float32))
-    xt = torch.from_numpy(np.ascontiguousarray(ds.images(changed), dtype=np.float32))
+    x = _dataset_images(ds, base)
+    xt = _dataset_images(ds, changed)
     return x, xt, base, changed
+
+
+def _dataset_images(ds: GroundTruthDataset, factors: np.ndarray) -> torch.Tensor:
+    """``ds.images(factors)`` as float32 ``(N, *image_shape)``; :class:`DatasetError` otherwise."""
+    images = ds.images(factors)
+    arr = np.asarray(images) if isinstance(images, np.ndarray | torch.Tensor) else None
+    expected = (len(factors), *(int(d) for d in ds.image_shape))
+    if arr is None or arr.dtype.kind != "f" or arr.shape != expected:
+        got = (
+            f"shape {arr.shape} and dtype {arr.dtype}" if arr is not None else type(images).__name__
+        )
+        raise DatasetError(
+            f"dataset {ds.name}: images(factors) returned {got}; expected floats of shape "
+            f"{expected} (N factor rows, image_shape {tuple(ds.image_shape)})"
+        )
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
 @dataclass
@@ -91,11 +109,12 @@ def input_intervention(
     """Latent shift and activation differences at every hook point in ``names`` (default all)."""
     if reduce not in ("mean_abs", "mean", "none"):
         raise ArgumentError(f"reduce: expected 'mean_abs', 'mean' or 'none', got {reduce!r}")
+    x = lens._traced_input(x)
+    x_tilde = lens._traced_input(x_tilde, "x_tilde")
     if x.shape != x_tilde.shape:
         raise ArgumentError(
             f"x and x_tilde: expected the same shape, got {tuple(x.shape)} and {tuple(x_tilde.shape)}"
         )
-    lens._ensure_traced(x)
     max_batch = resolve_max_batch(max_batch, lens)
     layer_names = lens._resolve_names(names)
     keep = list(dict.fromkeys([*layer_names, lens.latent_name]))
@@ -116,13 +135,30 @@ def input_intervention(
 
 
 def set_latent(z: torch.Tensor, dim: int, value: float | torch.Tensor) -> torch.Tensor:
-    """Copy of ``z`` ``(N, L)`` with dimension ``dim`` set to ``value`` (Roy (2025) eq. 3)."""
-    if z.ndim != 2:
-        raise ArgumentError(f"z: expected shape (N, L), got {tuple(z.shape)}")
-    if not 0 <= dim < z.shape[1]:
-        raise ArgumentError(f"dim: expected an index in [0, {z.shape[1] - 1}], got {dim}")
+    """Copy of ``z`` ``(N, L)`` with dimension ``dim`` set to ``value`` (Roy (2025) eq. 3).
+
+    ``value``: a number, or a tensor of shape ``()`` or ``(N,)`` (one value per row).
+    """
+    if not isinstance(z, torch.Tensor) or z.ndim != 2 or not z.is_floating_point():
+        got = (
+            f"shape {tuple(z.shape)}, dtype {z.dtype}"
+            if isinstance(z, torch.Tensor)
+            else type(z).__name__
+        )
+        raise ArgumentError(f"z: expected a floating tensor (N, L), got {got}")
+    try:
+        index = operator.index(dim)
+    except TypeError:
+        index = -1
+    if not 0 <= index < z.shape[1]:
+        raise ArgumentError(f"dim: expected an index in [0, {z.shape[1] - 1}], got {dim!r}")
+    if isinstance(value, torch.Tensor) and value.shape not in ((), (z.shape[0],)):
+        raise ArgumentError(
+            f"value: expected a number or a tensor of shape () or ({z.shape[0]},), got shape "
+            f"{tuple(value.shape)}"
+        )
     out = z.clone()
-    out[:, dim] = value
+    out[:, index] = value
     return out
 
 
@@ -133,6 +169,23 @@ def _values(values: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
             f"values: expected a non-empty 1-D sequence of finite floats, got {values!r}"
         )
     return v
+
+
+def _latent_codes(lens: Lens, z: object) -> torch.Tensor:
+    """``z`` checked as latent codes ``(N, L)`` of the lens's latent width."""
+    if not isinstance(z, torch.Tensor) or z.ndim != 2:
+        raise ArgumentError(f"z: expected a tensor (N, L), got {getattr(z, 'shape', type(z))}")
+    lens._ensure_traced()
+    return lens._check_latent(z)
+
+
+def _dims(dims: Sequence[int] | None, width: int) -> list[int]:
+    """The latent dimensions ``dims`` (default all ``width``), each checked in range."""
+    d = list(range(width)) if dims is None else [int(i) for i in dims]
+    for i in d:
+        if not 0 <= i < width:
+            raise ArgumentError(f"dims: {i} is not in [0, {width - 1}]")
+    return d
 
 
 def latent_traversal(
@@ -149,12 +202,8 @@ def latent_traversal(
     ``dims`` default all latent dimensions, ``values`` default 7 points over ``[-3, 3]``.
     All variants run as stacked decoder passes of at most ``max_batch`` rows.
     """
-    if not isinstance(z, torch.Tensor) or z.ndim != 2:
-        raise ArgumentError(f"z: expected a tensor (N, L), got {getattr(z, 'shape', type(z))}")
-    d = list(range(z.shape[1])) if dims is None else [int(i) for i in dims]
-    for i in d:
-        if not 0 <= i < z.shape[1]:
-            raise ArgumentError(f"dims: {i} is not in [0, {z.shape[1] - 1}]")
+    z = _latent_codes(lens, z)
+    d = _dims(dims, z.shape[1])
     v = _values(values).to(device=z.device, dtype=z.dtype)
     max_batch = resolve_max_batch(max_batch, lens)
     n, nd, nv = z.shape[0], len(d), v.numel()
@@ -187,9 +236,14 @@ def latent_shift_effects(
     """
     fn = effect_metric(metric)
     max_batch = resolve_max_batch(max_batch, lens)
-    if not isinstance(z, torch.Tensor) or z.ndim != 2:
-        raise ArgumentError(f"z: expected a tensor (N, L), got {getattr(z, 'shape', type(z))}")
-    d = list(range(z.shape[1])) if dims is None else [int(i) for i in dims]
+    z = _latent_codes(lens, z)
+    d = _dims(dims, z.shape[1])
+    try:
+        finite = math.isfinite(float(delta))
+    except (TypeError, ValueError):
+        finite = False
+    if not finite:
+        raise ArgumentError(f"delta: expected a finite number, got {delta!r}")
     with torch.no_grad():
         clean = lens.decode_output(z)
         shifted = z.unsqueeze(0).repeat(len(d), 1, 1)

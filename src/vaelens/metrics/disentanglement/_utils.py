@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import mutual_info_score
 
-from vaelens.errors import ConfigError
+from vaelens.errors import ConfigError, DatasetError
 
 __all__ = [
     "RandomState",
@@ -59,13 +59,27 @@ def seed_from(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
+def _as_array(value: Any, name: str) -> np.ndarray:
+    """``np.asarray(value)``, a ragged nested list or a tensor that needs grad raising ConfigError."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            f"{name}: expected a rectangular numeric array, got a {type(value).__name__} "
+            f"numpy cannot stack ({reason})"
+        ) from exc
+
+
 def check_codes(codes: Any, name: str = "codes", *, min_rows: int = 2) -> np.ndarray:
     """Validate a code matrix ``(N, D)``; return it as float64.
 
-    Raises :class:`ConfigError` naming ``name`` for a wrong rank, too few rows, no columns,
-    a non-numeric dtype or any NaN/infinite value.
+    Raises :class:`ConfigError` naming ``name`` for a ragged input, a wrong rank, too few
+    rows, no columns, a non-numeric dtype or any NaN/infinite value.
     """
-    arr = np.asarray(codes)
+    arr = _as_array(codes, name)
     if arr.ndim != 2:
         raise ConfigError(
             f"{name}: expected a 2-D array (N points, D latents), got shape {arr.shape}"
@@ -89,7 +103,7 @@ def check_codes(codes: Any, name: str = "codes", *, min_rows: int = 2) -> np.nda
 
 def check_factors(factors: Any, name: str = "factors", *, min_rows: int = 2) -> np.ndarray:
     """Validate a factor matrix ``(N, F)`` of integer level indices; return it as int64."""
-    arr = np.asarray(factors)
+    arr = _as_array(factors, name)
     if arr.ndim != 2:
         raise ConfigError(
             f"{name}: expected a 2-D array (N points, F factors), got shape {arr.shape}"
@@ -99,7 +113,14 @@ def check_factors(factors: Any, name: str = "factors", *, min_rows: int = 2) -> 
             f"{name}: expected at least {min_rows} points and 1 factor, got shape {arr.shape}"
         )
     if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ConfigError(
+                f"{name}: expected integer factor indices, found {int(bad.sum())} NaN/infinite "
+                f"(first at row {row}, factor {col})"
+            )
+        if not np.all(arr == np.round(arr)):
             raise ConfigError(f"{name}: expected integer factor indices, got non-integer floats")
     elif arr.dtype.kind not in "biu":
         raise ConfigError(f"{name}: expected integer factor indices, got dtype {arr.dtype}")
@@ -236,10 +257,28 @@ def sample_codes(
     """
     if not isinstance(n, int | np.integer) or n < 1:
         raise ConfigError(f"n: expected a positive int, got {n!r}")
-    factors = np.asarray(dataset.sample_factors(int(n), rng), dtype=np.int64)
+    sampled = np.asarray(dataset.sample_factors(int(n), rng))
+    sizes = getattr(dataset, "factor_sizes", None)
+    n_factors = len(sizes) if sizes is not None else (sampled.shape[-1] if sampled.ndim else 0)
+    integral = sampled.dtype.kind in "iu" or (
+        sampled.dtype.kind == "f"
+        and bool(np.all(np.isfinite(sampled) & (sampled == np.round(sampled))))
+    )
+    if sampled.shape != (n, n_factors) or n_factors < 1 or not integral:
+        raise DatasetError(
+            f"dataset.sample_factors({n}) returned shape {sampled.shape} and dtype "
+            f"{sampled.dtype}; expected integer factor indices of shape ({n}, {n_factors or 'F'})"
+        )
+    factors = sampled.astype(np.int64, copy=False)
     codes = []
     chunk = max(batch_size, 1024 // batch_size * batch_size)  # limit image memory
     for start in range(0, n, chunk):
-        imgs = dataset.images(factors[start : start + chunk])
+        rows = factors[start : start + chunk]
+        imgs = np.asarray(dataset.images(rows))
+        if imgs.ndim != 4 or imgs.shape[0] != rows.shape[0]:
+            raise DatasetError(
+                f"dataset.images(factors) returned shape {imgs.shape} for {rows.shape[0]} factor "
+                f"rows; expected images ({rows.shape[0]}, C, H, W)"
+            )
         codes.append(encode(repr_fn, imgs, batch_size))
     return np.concatenate(codes, axis=0), factors

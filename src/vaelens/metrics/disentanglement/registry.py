@@ -29,6 +29,7 @@ from vaelens.metrics.disentanglement._utils import (
     RandomState,
     ReprFn,
     check_codes_factors,
+    resolve_test_split,
     sample_codes,
 )
 from vaelens.metrics.disentanglement.beta_vae import beta_vae_score
@@ -172,8 +173,15 @@ def _check_inputs(
     factors: np.ndarray | None,
     repr_fn: ReprFn | None,
     dataset: Any,
+    codes_test: np.ndarray | None = None,
+    factors_test: np.ndarray | None = None,
 ) -> bool:
-    """Check that either arrays or a model and dataset were given; True for the latter."""
+    """Check that either arrays or a model and dataset were given; True for the latter.
+
+    The arrays (and a test split, if given) are validated here, at the entry point, even
+    for metrics that would not read them.
+    """
+    have_test = codes_test is not None or factors_test is not None
     have_arrays = codes is not None or factors is not None
     have_model = repr_fn is not None or dataset is not None
     if have_arrays and have_model:
@@ -190,7 +198,14 @@ def _check_inputs(
             raise ConfigError(
                 f"{needs_model} need repr_fn and dataset (they encode batches that share a factor)"
             )
-        check_codes_factors(codes, factors)
+        c, f = check_codes_factors(codes, factors)
+        if have_test:
+            resolve_test_split(c, f, codes_test, factors_test, np.random.default_rng(0))
+    elif have_test:
+        raise ConfigError(
+            "codes_test and factors_test: give them only with codes and factors; with repr_fn "
+            "and dataset the test set is sampled"
+        )
     return have_model
 
 
@@ -267,7 +282,7 @@ def compute_metrics(
     if preset not in PRESETS:
         raise ConfigError(f"preset: expected one of {PRESETS}, got {preset!r}")
     names, overrides = _requested(names, overrides)
-    have_model = _check_inputs(names, codes, factors, repr_fn, dataset)
+    have_model = _check_inputs(names, codes, factors, repr_fn, dataset, codes_test, factors_test)
     base = _base_seed(random_state)
     arrays = (codes, factors, codes_test, factors_test)
     if have_model and any(METRICS[n].kind == "arrays" for n in names):
