@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from report_fixtures import make_fake_study
+from report_fixtures import FACTORS, make_fake_study
 from vaelens.errors import ConfigError
 from vaelens.report import build_report
 from vaelens.report.data import fmt_ci, load_study
@@ -198,3 +198,21 @@ def test_study_without_completed_runs(tmp_path: Path) -> None:
         build_report(tmp_path, n_boot=-1)
     t1 = (tmp_path / "report" / "tables" / "table1_architectures.md").read_text()
     assert "| dsprites | Mean CES (Roy (2025) form) | n/a |" in t1
+
+
+def test_mediation_table_is_per_channel(tmp_path: Path) -> None:
+    from vaelens.report.data import load_study
+    from vaelens.report.tables import channel_concentration, mediation_by_layer
+
+    one = channel_concentration(np.array([1.0, 0.0, 0.0, 0.0]))
+    assert one == {"top1": 1.0, "top3": 1.0, "n_eff": 1.0}
+    even = channel_concentration(np.full(4, 0.25))
+    assert even["top1"] == 0.25 and even["top3"] == 0.75 and even["n_eff"] == pytest.approx(4.0)
+    assert np.isnan(channel_concentration(np.full(3, np.nan))["n_eff"])
+    study = load_study(make_fake_study(tmp_path, datasets=("synthetic",), seeds=(0, 1)))
+    table = mediation_by_layer(study)
+    assert set(table.display.factor) == set(FACTORS["synthetic"])  # every factor, not one
+    assert set(table.data.measure) == {"top1", "top3", "n_eff"}
+    assert "whole-layer" in table.caption.lower() or "Whole-layer" in table.caption
+    only = mediation_by_layer(study, "posX")
+    assert set(only.display.factor) == {"posX"}

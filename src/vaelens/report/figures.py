@@ -298,42 +298,49 @@ def modularity_vs_effect(study: StudyData) -> bytes | None:
     return png_bytes(fig)
 
 
-def mediation_heatmaps(study: StudyData, ds: str) -> bytes | None:
-    """Factor x layer mediation share, mean over seeds, one panel per architecture."""
+def _cumulative_shares(study: StudyData, ds: str, arch: str, factor: str) -> np.ndarray:
+    """``(runs, channels)`` cumulative indirect share of each run's top-k channels."""
+    curves = []
+    for a in study.analyses_of(ds, arch):
+        for shares in a.trained.mediation.by_channel.get(factor, {}).values():
+            s = np.asarray(shares, dtype=np.float64)
+            if s.size and np.isfinite(s).all() and np.any(s):
+                curves.append(np.cumsum(np.sort(s)[::-1]))
+    if not curves:
+        return np.empty((0, 0))
+    n = max(c.size for c in curves)
+    return np.vstack([np.pad(c, (0, n - c.size), mode="edge") for c in curves])
+
+
+def mediation_heatmaps(study: StudyData, ds: str, max_channels: int = 16) -> bytes | None:
+    """Cumulative mediation share of the top-k channels, a line per factor, a panel per arch.
+
+    Channels are ranked by their indirect share within each run (channel indices are not
+    comparable across seeds), then the curves are averaged over seeds.
+    """
     archs = _archs_with_runs(study, ds)
     factors = study.factor_names(ds)
-    mats, layers_all = {}, []
-    for arch in archs:
-        stack = []
-        for a in study.analyses_of(ds, arch):
-            by = a.trained.mediation.by_layer
-            if by:
-                stack.append(by)
-                for f in by.values():
-                    layers_all += [x for x in f if x not in layers_all]
-        if stack:
-            mats[arch] = stack
-    if not mats or not factors or not layers_all:
+    curves = {arch: {f: _cumulative_shares(study, ds, arch, f) for f in factors} for arch in archs}
+    archs = [a for a in archs if any(c.size for c in curves[a].values())]
+    if not archs:
         return None
-    fig = Figure(figsize=(3.0 * len(mats) + 0.8, 0.35 * len(factors) + 1.8))
-    axes = fig.subplots(1, len(mats), squeeze=False)[0]
-    im = None
-    for ax, (arch, stack) in zip(axes, mats.items(), strict=True):
-        m = np.array(
-            [
-                [[by.get(f, {}).get(layer, np.nan) for layer in layers_all] for f in factors]
-                for by in stack
-            ]
-        )
-        with _nan_ok():
-            mean = np.nanmean(m, axis=0)
-        im = ax.imshow(mean, cmap="magma", vmin=0, vmax=1, aspect="auto")
-        ax.set_xticks(range(len(layers_all)), layers_all, rotation=30, fontsize=6)
-        ax.set_yticks(range(len(factors)), factors if ax is axes[0] else [], fontsize=7)
-        ax.set_title(f"{arch_label(arch)} (n={len(stack)})", fontsize=8)
-    if im is not None:
-        fig.colorbar(im, ax=list(axes), shrink=0.8, label="mediation share")
-    fig.suptitle(f"{ds}: mediation share by layer and factor", fontsize=9)
+    fig = Figure(figsize=(3.2 * len(archs) + 0.8, 3.2))
+    axes = fig.subplots(1, len(archs), squeeze=False)[0]
+    for ax, arch in zip(axes, archs, strict=True):
+        for k, f in enumerate(factors):
+            m = curves[arch][f]
+            if not m.size:
+                continue
+            mean = m.mean(axis=0)[:max_channels]
+            ax.plot(np.arange(1, mean.size + 1), mean, "-o", ms=2.5,
+                    color=COLORS[k % len(COLORS)], label=f"{f} (n={m.shape[0]})")  # fmt: skip
+        ax.axhline(1.0, color="#888", lw=0.6, ls=":")
+        ax.set_xlabel("top-k channels", fontsize=7)
+        ax.set_title(arch_label(arch), fontsize=8)
+        ax.tick_params(labelsize=6)
+    axes[0].set_ylabel("cumulative indirect share", fontsize=7)
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"{ds}: how many channels carry each factor (mean over seeds)", fontsize=9)
     return png_bytes(fig)
 
 

@@ -377,9 +377,10 @@ def _add_mediation(rep: _Report, study: StudyData, mediation: tabs.Table) -> Non
         (
             (
                 figs.mediation_heatmaps,
-                "mediation heatmaps",
-                "Share of each factor's total effect on the latent mean carried by each layer, "
-                "mean over seeds.",
+                "mediation by channel",
+                "Cumulative share of each factor's effect on the latent mean carried by the "
+                "top-k channels of the mediated layer (channels ranked within each run), mean "
+                "over seeds: a curve that reaches 1 at k = 1 is a single-channel circuit.",
             ),
         ),
     )
