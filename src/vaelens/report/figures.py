@@ -23,7 +23,7 @@ __all__ = [
     "causal_graph",
     "ces_specificity_per_dim",
     "ces_vs_dci",
-    "mediation_heatmaps",
+    "mediation_by_channel",
     "modularity_layers",
     "modularity_vs_effect",
     "png_bytes",
@@ -312,7 +312,7 @@ def _cumulative_shares(study: StudyData, ds: str, arch: str, factor: str) -> np.
     return np.vstack([np.pad(c, (0, n - c.size), mode="edge") for c in curves])
 
 
-def mediation_heatmaps(study: StudyData, ds: str, max_channels: int = 16) -> bytes | None:
+def mediation_by_channel(study: StudyData, ds: str, max_channels: int = 16) -> bytes | None:
     """Cumulative mediation share of the top-k channels, a line per factor, a panel per arch.
 
     Channels are ranked by their indirect share within each run (channel indices are not

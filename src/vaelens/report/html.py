@@ -376,7 +376,7 @@ def _add_mediation(rep: _Report, study: StudyData, mediation: tabs.Table) -> Non
         mediation,
         (
             (
-                figs.mediation_heatmaps,
+                figs.mediation_by_channel,
                 "mediation by channel",
                 "Cumulative share of each factor's effect on the latent mean carried by the "
                 "top-k channels of the mediated layer (channels ranked within each run), mean "
