@@ -29,6 +29,7 @@ from vaelens.analysis import (
     Modularity,
     Monosemanticity,
     Polysemanticity,
+    VQEffects,
 )
 from vaelens.study.store import ResultStore
 
@@ -114,8 +115,15 @@ def _causal_block(
         edge_threshold=0.1, probe_r2=np.full(n_f, 0.5), probe_r2_min=0.2,
         latent_units="latent dimensions", method="fake",
     )  # fmt: skip
+    vq = None
+    if arch == "vq_vae":
+        vq = VQEffects(
+            code_swap_effect_mean=rng.uniform(2, 4), code_swap_effect_ci=[1.5, 4.5],
+            continuous_effect_mean=rng.uniform(0, 0.1), continuous_zero_fraction=0.9,
+            continuous_shift=1.0, continuous_dims=[0, 1], n_positions=latent,
+        )  # fmt: skip
     return ModelAnalysis(
-        latent=lat, layers=layers, mediation=med, causal_graph=graph,
+        latent=lat, layers=layers, mediation=med, causal_graph=graph, vq=vq,
         recon_error=rng.uniform(50, 150) * (1 if strength > 2 else 20),
         recon_mse=rng.uniform(0.005, 0.02) * (1 if strength > 2 else 12),
     )  # fmt: skip

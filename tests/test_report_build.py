@@ -216,3 +216,17 @@ def test_mediation_table_is_per_channel(tmp_path: Path) -> None:
     assert "whole-layer" in table.caption.lower() or "Whole-layer" in table.caption
     only = mediation_by_layer(study, "posX")
     assert set(only.display.factor) == {"posX"}
+
+
+def test_vq_runs_get_their_own_table(tmp_path: Path) -> None:
+    from vaelens.report.data import load_study
+    from vaelens.report.tables import vq_interventions
+
+    study = make_fake_study(tmp_path, architectures=("vae", "vq_vae"), datasets=("dsprites",),
+                            seeds=(0, 1), failed=(), no_dci=())  # fmt: skip
+    table = vq_interventions(load_study(study))
+    assert set(table.data.architecture) == {"vq_vae"}
+    assert (table.data.n == 2).all()
+    html = build_report(study, n_boot=N_BOOT).read_text()
+    assert "VQ-VAEs: discrete interventions" in html
+    assert vq_interventions(load_study(make_fake_study(tmp_path / "c"))).display.empty

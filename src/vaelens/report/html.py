@@ -394,6 +394,9 @@ def _add_baseline_and_tests(rep: _Report, study: StudyData, tests: tabs.Table) -
         tabs.baseline_comparison(study),
     )
     _add_section(rep, study, "8. Tests of architecture differences", tests)
+    vq = tabs.vq_interventions(study)
+    if not vq.display.empty:
+        _add_section(rep, study, "8b. VQ-VAEs: discrete interventions", vq)
 
 
 def _add_run_traversal(rep: _Report, study: StudyData, ds: str, arch: str) -> bool:
