@@ -37,7 +37,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from vaelens.analysis.settings import AnalysisSettings
 from vaelens.errors import ConfigError
@@ -120,7 +129,13 @@ class StudyConfig(BaseModel):
 
 
 class RunSpec(BaseModel):
-    """One run of a study: everything a worker needs, JSON-serialisable."""
+    """One run of a study: everything a worker needs, JSON-serialisable.
+
+    ``trust_code`` (the ``"module:attr"`` model names the worker may import, or ``True``
+    for any) is set by the study driver at dispatch from the ``trust_code`` given to
+    :func:`~vaelens.study.runner.run_study`; :func:`plan_runs` never sets it, so a study
+    file cannot grant trust.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -132,6 +147,9 @@ class RunSpec(BaseModel):
     train: dict[str, Any]
     dataset_options: dict[str, Any]
     analysis: StudyAnalysis
+    trust_code: StrictBool | list[StrictStr] = Field(
+        default_factory=list, description="set by the driver at dispatch, never by a study file"
+    )
 
 
 def _run_id(arch: str, dataset: str, seed: int, hparams: dict[str, Any]) -> str:
