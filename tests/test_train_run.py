@@ -14,9 +14,20 @@ import vaelens.train.run
 import vaelens.train.trainer
 from test_train_fixtures import TinyVAE, tiny_dataset
 from vaelens.errors import CheckpointError, ConfigError, TrainingDivergedError
-from vaelens.train import Run, TrainConfig, load_run, train
+from vaelens.train import Run, TrainConfig
+from vaelens.train import load_run as _load_run
+from vaelens.train import train as _train
 
 MODEL = "test_train_fixtures:TinyVAE"
+TRUST = [MODEL]  # the tiny test model is named by import path: these tests trust it
+
+
+def train(config, **kwargs):
+    return _train(config, trust_code=TRUST, **kwargs)
+
+
+def load_run(run_dir, **kwargs):
+    return _load_run(run_dir, trust_code=TRUST, **kwargs)
 
 
 def _config(out: Path, **kw) -> TrainConfig:
@@ -71,7 +82,7 @@ def test_open_gives_the_model_train_just_trained(tmp_path: Path) -> None:
     trained = res.run.model()
     assert isinstance(trained, TinyVAE) and not trained.training
     assert res.run.model() is trained
-    run = Run.open(tmp_path / "run")
+    run = Run.open(tmp_path / "run", trust_code=TRUST)
     assert run.config == cfg and run.status == "completed"
     assert run.latest_checkpoint == res.checkpoint == run.checkpoints[-1]
     assert [p.name for p in run.checkpoints] == ["step_000000010.json", "step_000000012.json"]
@@ -106,7 +117,7 @@ def test_open_loads_the_dataset_and_builds_the_model_once(
 ) -> None:
     train(_config(tmp_path / "run"), progress=False, dataset=tiny_dataset())
     counted.update(load_dataset=0, build_model=0)
-    run = Run.open(tmp_path / "run")
+    run = Run.open(tmp_path / "run", trust_code=TRUST)
     assert run.dataset() is run.dataset()
     assert run.model() is run.model()
     assert counted == {"load_dataset": 1, "build_model": 1}
@@ -126,7 +137,7 @@ def test_a_diverged_run_reports_failed(tmp_path: Path) -> None:
     cfg = _config(tmp_path / "nan", model_params={"nan_at": 7})
     with pytest.raises(TrainingDivergedError):
         train(cfg, progress=False, dataset=tiny_dataset())
-    run = Run.open(tmp_path / "nan")
+    run = Run.open(tmp_path / "nan", trust_code=TRUST)
     assert run.status == "failed" and run.status_record["error_type"] == "TrainingDivergedError"
     assert [p.name for p in run.checkpoints] == ["step_000000005.json"]
 

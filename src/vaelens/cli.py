@@ -208,8 +208,33 @@ def _key_values(items: list[str] | None, option: str) -> dict:
 
 
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", help="Model name (vaelens models) or pkg.mod:Class.")
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model name (vaelens models) or pkg.mod:Class. A pkg.mod:Class given here is "
+        "your own choice and is trusted (its module is imported); one named by --config or a "
+        "run directory needs --trust-code.",
+    ),
 ]
+TrustCodeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust-code",
+        metavar="MODULE:ATTR",
+        help="Allow importing and running the model class MODULE:ATTR when a config file, "
+        "study file or run directory names it (repeatable). Only for code you trust: "
+        "without it such a name is refused and only registered models are built.",
+    ),
+]
+
+
+def _trust(trust_code: list[str] | None) -> frozenset[str]:
+    """The ``--trust-code`` names, checked (one-line ArgumentError naming the option)."""
+    from vaelens.train import normalize_trust
+
+    return normalize_trust(list(trust_code or []), argument="--trust-code")  # type: ignore[return-value]
+
+
 DatasetOpt = Annotated[
     str | None, typer.Option("--dataset", help="Dataset name (vaelens data list).")
 ]
@@ -288,9 +313,14 @@ def train_cmd(
     tensorboard: TensorboardOpt = None,
     wandb: WandbOpt = None,
     progress: ProgressOpt = True,
+    trust_code: TrustCodeOpt = None,
 ) -> None:
     """Train a VAE variant on a dataset (Adam, optional cosine decay), resumably."""
-    from vaelens.train import Run, train
+    from vaelens.train import Run, check_model_trust, train
+
+    trust = _trust(trust_code)
+    if model is not None and ":" in model:  # typed on the command line: the user's choice
+        trust = trust | {model}
 
     overrides = {
         "model": model,
@@ -309,7 +339,9 @@ def train_cmd(
         "wandb": wandb,
     }
     cfg = _train_config(config, preset_name, overrides, _key_values(param, "--param"))
-    result = train(Run.create(cfg), progress=progress)
+    where = str(config) if config is not None else "command line"
+    check_model_trust(cfg.model, trust, source=where, what="this config")
+    result = train(Run.create(cfg, trust_code=trust), progress=progress)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
     console.print(
         f"{result.status}: {result.run_dir} at step {result.step}/{result.total_steps} ({terms})"
@@ -355,6 +387,7 @@ def analyze_cmd(
             "-s 'latent_values=[-2, 0, 2]' (repeatable; see vaelens.analysis.AnalysisSettings).",
         ),
     ] = None,
+    trust_code: TrustCodeOpt = None,
 ) -> None:
     """Run the four interventions and the causal metrics on a trained run.
 
@@ -363,12 +396,14 @@ def analyze_cmd(
     table; a bad one ends in one line naming it.
     """
     from vaelens.analysis import analyze_run, settings_from
+    from vaelens.train import Run
 
+    trust = _trust(trust_code)
     given = {"n_samples": n_samples, "seed": seed, "baseline": baseline}
     overrides = {k: v for k, v in given.items() if v is not None}
     overrides.update(_key_values(settings, "--set"))
     s = settings_from(source="vaelens analyze", **overrides)
-    path = analyze_run(run_dir, s, out=out)
+    path = analyze_run(Run.open(run_dir, trust_code=trust), s, out=out)
     console.print(f"wrote {path} and {path.parent / 'figures'}")
 
 
@@ -386,13 +421,14 @@ def metrics_cmd(
         Path | None,
         typer.Option("--out", "-o", help="JSON file (default RUN_DIR/disentanglement.json)."),
     ] = None,
+    trust_code: TrustCodeOpt = None,
 ) -> None:
     """Disentanglement metrics (DCI, MIG, SAP, FactorVAE, BetaVAE, IRS, modularity) of a trained run."""
     from vaelens.io import atomic_write_json
     from vaelens.metrics import compute_metrics, representation_fn
     from vaelens.train import Run
 
-    run = Run.open(run_dir)
+    run = Run.open(run_dir, trust_code=_trust(trust_code))
     wanted = "all" if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
     result = compute_metrics(
         wanted,
@@ -453,17 +489,21 @@ def study(
     max_runs: Annotated[
         int | None, typer.Option("--max-runs", min=1, help="Start at most this many runs.")
     ] = None,
+    trust_code: TrustCodeOpt = None,
 ) -> None:
     """Run (or resume) a study; finished runs are skipped, half-finished ones resume."""
     if ctx.invoked_subcommand is not None:
         return
     from vaelens.study.config import load_study_config
     from vaelens.study.presets import preset
-    from vaelens.study.runner import run_study
+    from vaelens.study.runner import check_study_trust, run_study
 
     if (config is None) == (preset_name is None):
         raise typer.BadParameter("give --config FILE or --preset NAME (one of them)")
+    trust = _trust(trust_code)
     cfg = preset(preset_name) if preset_name else load_study_config(config)
+    where = str(config) if config is not None else f"preset {preset_name!r}"
+    check_study_trust(cfg, trust, source=where)
     study_dir = out or Path("studies") / cfg.name
 
     def event(kind: str, run_id: str, info: dict) -> None:
@@ -484,6 +524,7 @@ def study(
         retry_failed=retry_failed,
         max_runs=max_runs,
         on_event=event,
+        trust_code=trust,
     )
     console.print(f"study {cfg.name} in {study_dir}: {counts}")
 

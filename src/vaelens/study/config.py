@@ -42,6 +42,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -152,7 +154,13 @@ class StudyConfig(BaseModel):
 
 
 class RunSpec(BaseModel):
-    """One run of a study: everything a worker needs, JSON-serialisable."""
+    """One run of a study: everything a worker needs, JSON-serialisable.
+
+    ``trust_code`` (the ``"module:attr"`` model names the worker may import, or ``True``
+    for any) is set by the study driver at dispatch from the ``trust_code`` given to
+    :func:`~vaelens.study.runner.run_study`; :func:`plan_runs` never sets it, so a study
+    file cannot grant trust.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -164,6 +172,9 @@ class RunSpec(BaseModel):
     train: dict[str, Any]
     dataset_options: dict[str, Any]
     analysis: StudyAnalysis
+    trust_code: StrictBool | list[StrictStr] = Field(
+        default_factory=list, description="set by the driver at dispatch, never by a study file"
+    )
 
 
 def _run_id(arch: str, dataset: str, seed: int, hparams: dict[str, Any]) -> str:

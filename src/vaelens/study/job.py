@@ -49,7 +49,8 @@ def _train(run: RunSpec, run_dir: Path) -> Run:
     from vaelens.train import config_from_dict, train
 
     cfg = config_from_dict(_train_config(run, run_dir), source=f"study run {run.run_id}")
-    trained = train(cfg, progress=False)
+    # the trust the driver was given (run_study(trust_code=...)), set at dispatch
+    trained = train(cfg, progress=False, trust_code=run.trust_code)
     if trained.status != "completed" or trained.run is None:
         raise RuntimeError(f"training ended with status {trained.status!r}")
     return trained.run
@@ -88,7 +89,9 @@ def _disentanglement(run: RunSpec, trained: Run) -> dict[str, Any]:
 def execute_run(spec: dict[str, Any], storage: str) -> dict[str, Any]:
     """Run one study run (see the module docstring); returns the driver's result dict.
 
-    The run's model is built once and its dataset loaded once: training hands its
+    ``spec["trust_code"]`` (set by the driver, never by a study file) lists the
+    ``"module:attr"`` architectures whose code may be imported. The run's model is built
+    once and its dataset loaded once: training hands its
     :class:`~vaelens.train.Run` (with both cached) to the analysis and the scoring.
     """
     run = RunSpec.model_validate(spec)

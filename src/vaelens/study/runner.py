@@ -11,7 +11,13 @@ killed at any moment and started again with the same command:
 
 The job a worker runs is named by an import string (``"module:function"``) so that it can
 cross process and machine boundaries; it takes ``(run_spec: dict, storage_dir: str)`` and
-returns ``{"metrics": {...}, "train_seconds": float, "analysis_seconds": float}``.
+returns ``{"metrics": {...}, "train_seconds": float, "analysis_seconds": float}``. The job
+name comes from the caller's code (``run_study(job=...)``), never from a study file.
+
+A study file is untrusted input: an architecture named ``"package.module:Class"`` is
+refused before anything is created unless ``run_study(trust_code=[...])`` names it; the
+driver then puts that trust into each run's :class:`RunSpec` at dispatch (a study file
+cannot set it), and the worker passes it to :func:`vaelens.train.train`.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from vaelens.io import atomic_write_json
 from vaelens.study.config import RunSpec, StudyConfig, plan_runs, study_config_from_dict
 from vaelens.study.lock import study_lock
 from vaelens.study.store import ResultStore
+from vaelens.train.run import TrustCode, check_model_trust, normalize_trust
 
-__all__ = ["DEFAULT_JOB", "run_study", "study_status"]
+__all__ = ["DEFAULT_JOB", "check_study_trust", "run_study", "study_status"]
 
 DEFAULT_JOB = "vaelens.study.job:execute_run"
 DB_NAME = "study.sqlite"
@@ -99,7 +106,7 @@ def _open_study(cfg: StudyConfig, study_dir: Path) -> tuple[ResultStore, dict[st
                 "dataset": s.dataset,
                 "seed": s.seed,
                 "hparams": s.hparams,
-                "config": s.model_dump(mode="json"),
+                "config": s.model_dump(mode="json", exclude={"trust_code"}),
                 "run_dir": str(Path("runs") / s.run_id),
             }
             for s in specs.values()
@@ -121,6 +128,7 @@ def run_study(
     job: str = DEFAULT_JOB,
     max_runs: int | None = None,
     on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+    trust_code: TrustCode = None,
 ) -> dict[str, int]:
     """Run (or resume) every pending run of ``cfg`` in ``study_dir``; returns the status counts.
 
@@ -130,6 +138,11 @@ def run_study(
     directories go (a path every worker can reach; default ``study_dir``). ``max_runs``
     stops after that many runs have been started (for tests and partial sweeps).
 
+    ``trust_code``: the ``"module:attr"`` architectures whose code the workers may import
+    and run (``True``: any, for study files you wrote). An architecture with a ``:`` that
+    it does not name raises a one-line :class:`ConfigError` before the study directory is
+    created; the trust reaches each worker in its run spec.
+
     One driver at a time: the study directory is locked for the call
     (:func:`vaelens.study.lock.study_lock`); a second driver gets a one-line
     :class:`~vaelens.errors.StudyLockedError` naming the holder's pid.
@@ -137,20 +150,36 @@ def run_study(
     if executor not in ("local", "ray"):
         raise ConfigError(f"executor: expected 'local' or 'ray', got {executor!r}")
     study_dir = Path(study_dir)
-    _resolve(job)  # fail early on a bad job name
-    _check_before_creating(cfg)
+    _resolve(job)  # fail early on a bad job name (it comes from code, not from the file)
+    trust = normalize_trust(trust_code)
+    _check_before_creating(cfg, trust)
     study_dir.mkdir(parents=True, exist_ok=True)
     with study_lock(study_dir):
         return _drive(cfg, study_dir, executor, workers, ray_address, storage, retry_failed,
-                      job, max_runs, on_event)  # fmt: skip
+                      job, max_runs, on_event, trust)  # fmt: skip
 
 
-def _check_before_creating(cfg: StudyConfig) -> None:
+def check_study_trust(cfg: StudyConfig, trust_code: TrustCode, *, source: str) -> None:
+    """Refuse an architecture named ``"module:attr"`` that ``trust_code`` does not trust."""
+    for arch in cfg.architectures:
+        check_model_trust(
+            arch, trust_code, source=f"{source}: architectures", what="this study config"
+        )
+
+
+def _check_before_creating(cfg: StudyConfig, trust: bool | frozenset[str]) -> None:
     """What can be checked before the study directory exists (nothing is created on failure)."""
     from vaelens.train.config import check_train_section
 
+    check_study_trust(cfg, trust, source=f"study {cfg.name}")
     # a StudyConfig built in code skipped study_config_from_dict: check [train] before any run
     check_train_section(cfg.train, source=f"study {cfg.name}")
+
+
+def _dispatch(spec: RunSpec, trust: bool | frozenset[str]) -> dict[str, Any]:
+    """What a worker receives: the run's spec with the driver's trust (never the file's)."""
+    wire: bool | list[str] = True if trust is True else sorted(trust)  # type: ignore[arg-type]
+    return spec.model_copy(update={"trust_code": wire}).model_dump(mode="json")
 
 
 def _drive(
@@ -164,9 +193,11 @@ def _drive(
     job: str,
     max_runs: int | None,
     on_event: Callable[[str, str, dict[str, Any]], None] | None,
+    trust: bool | frozenset[str],
 ) -> dict[str, int]:
     """The driver's work, under the study lock: open the store, run what is pending."""
-    store, specs = _open_study(cfg, study_dir)
+    store, planned = _open_study(cfg, study_dir)
+    specs = {rid: _dispatch(spec, trust) for rid, spec in planned.items()}
     try:
         if retry_failed:
             store.reset_failed()
@@ -190,7 +221,7 @@ def _threads_per_worker(workers: int) -> int:
 
 def _run_local(
     store: ResultStore,
-    specs: dict[str, RunSpec],
+    specs: dict[str, dict[str, Any]],
     pending: list[str],
     job: str,
     storage: str,
@@ -204,7 +235,7 @@ def _run_local(
             store.mark_running(rid)
             notify("start", rid, {})
             t0 = time.time()
-            result = _call_job(job, specs[rid].model_dump(mode="json"), storage, threads)
+            result = _call_job(job, specs[rid], storage, threads)
             _record(store, rid, result)
             notify("done", rid, {**result, "wall": time.time() - t0})
         return
@@ -217,9 +248,7 @@ def _run_local(
                 rid = queue.pop(0)
                 store.mark_running(rid)
                 notify("start", rid, {})
-                fut = pool.submit(
-                    _call_job, job, specs[rid].model_dump(mode="json"), storage, threads
-                )
+                fut = pool.submit(_call_job, job, specs[rid], storage, threads)
                 running[fut] = rid
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -234,7 +263,7 @@ def _run_local(
 
 def _run_ray(
     store: ResultStore,
-    specs: dict[str, RunSpec],
+    specs: dict[str, dict[str, Any]],
     pending: list[str],
     job: str,
     storage: str,
@@ -264,9 +293,7 @@ def _run_ray(
         for rid in pending:
             store.mark_running(rid)
             notify("start", rid, {})
-            refs[
-                task.remote(job, specs[rid].model_dump(mode="json"), storage, max(1, int(num_cpus)))
-            ] = rid
+            refs[task.remote(job, specs[rid], storage, max(1, int(num_cpus)))] = rid
         remaining = list(refs)
         while remaining:
             done, remaining = ray.wait(remaining, num_returns=1)

@@ -4,6 +4,10 @@
 already holds a checkpoint; ``Run.open(run_dir)`` gives the run's config, status,
 checkpoints, model and dataset (``load_run(run_dir)`` rebuilds just the model).
 
+Run directories and configs are untrusted input: a model named ``"package.module:Class"``
+in one is imported only when the caller passes ``trust_code=[...]`` naming it (see
+:func:`check_model_trust`); registry models need no trust.
+
 Imports from: data, models, errors, io.
 """
 
@@ -17,7 +21,7 @@ from vaelens.train.checkpoint import (
 from vaelens.train.config import PRESETS, TrainConfig, config_from_dict, load_config, preset_config
 from vaelens.train.data import EpochOrder, TrainingSet, build_training_set
 from vaelens.train.logging import read_metrics, read_status
-from vaelens.train.run import Run
+from vaelens.train.run import Run, TrustCode, check_model_trust, normalize_trust
 from vaelens.train.trainer import (
     RunResult,
     build_model_from_config,
@@ -34,14 +38,17 @@ __all__ = [
     "RunResult",
     "TrainConfig",
     "TrainingSet",
+    "TrustCode",
     "build_model_from_config",
     "build_training_set",
+    "check_model_trust",
     "config_from_dict",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "load_config",
     "load_run",
+    "normalize_trust",
     "preset_config",
     "read_metrics",
     "read_status",

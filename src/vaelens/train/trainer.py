@@ -56,7 +56,13 @@ from vaelens.train.logging import (
     read_metrics,
     write_status,
 )
-from vaelens.train.run import Run, build_model_from_config
+from vaelens.train.run import (
+    Run,
+    TrustCode,
+    build_model_from_config,
+    check_model_trust,
+    merge_trust,
+)
 
 __all__ = [
     "RunResult",
@@ -354,13 +360,19 @@ class _Session:
         return self.run.config
 
 
-def _as_run(config: Run | TrainConfig | dict[str, Any]) -> Run:
-    """The :class:`Run` to train: ``config`` itself, or a new one in ``config.out``."""
+def _as_run(config: Run | TrainConfig | dict[str, Any], trust_code: TrustCode) -> Run:
+    """The :class:`Run` to train: ``config`` itself (trusting ``trust_code`` too), or a new
+    one in ``config.out``."""
     if not isinstance(config, Run):
-        return Run.create(config)
+        return Run.create(config, trust_code=trust_code)
+    config.trust_code = merge_trust(config.trust_code, trust_code)
     if Path(config.config.out) != config.path:  # a run directory that was moved
         config.config = config.config.model_copy(update={"out": config.path})
     return config
+
+
+def _config_source(run: Run) -> str:
+    return f"config of run {run.path}"
 
 
 def _begin(run: Run) -> Checkpoint | None:
@@ -389,17 +401,24 @@ def _training_data(run: Run, dataset: Any | None, device: torch.device) -> Train
 
 
 def _training_model(
-    config: TrainConfig,
+    run: Run,
     model: nn.Module | None,
     trainset: TrainingSet,
     device: torch.device,
     channels_last: bool,
 ) -> nn.Module:
     """``model`` (or the config's, built for the data) on ``device``, in training mode."""
+    config = run.config
     image_shape = trainset.image_shape
     if model is None:
         model = build_model_from_config(
-            config.model, config.model_params, image_shape, len(trainset)
+            config.model,
+            config.model_params,
+            image_shape,
+            len(trainset),
+            trust_code=run.trust_code,
+            source=_config_source(run),
+            what="this config",
         )
     model_shape = tuple(getattr(model, "image_shape", image_shape))
     if model_shape != tuple(image_shape):
@@ -447,7 +466,7 @@ def _setup(
     )
     _seed_everything(config.seed)
     trainset = _training_data(run, dataset, device)
-    model = _training_model(config, model, trainset, device, channels_last)
+    model = _training_model(run, model, trainset, device, channels_last)
     runner = StepRunner(
         model,
         lr=config.lr,
@@ -620,20 +639,29 @@ def train(
     progress: bool = True,
     model: nn.Module | None = None,
     dataset: Any | None = None,
+    trust_code: TrustCode = None,
 ) -> RunResult:
     """Train ``config.model`` on ``config.dataset`` into the run directory ``config.out``.
 
     ``config`` may be a :class:`Run` (trained in ``run.path``; a dataset already in its
     cache is reused). ``model`` / ``dataset`` replace the ones the config names (e.g. a user
     model that is not in the registry; the config's ``model`` should then be its import
-    path so that :meth:`Run.open` can rebuild it). ``result.run`` is the :class:`Run`; its
+    path so that :meth:`Run.open` can rebuild it). A ``"package.module:Class"`` model name
+    is built only when trusted: ``trust_code`` lists the names whose code may be imported
+    and run (``True``: any, for configs you wrote; a :class:`Run` adds its own
+    ``trust_code``); an untrusted one raises a one-line :class:`ConfigError` before
+    anything is imported or written. ``result.run`` is the :class:`Run`; its
     ``model()`` is the trained model (CPU, eval mode) and its ``dataset()`` the dataset
     trained on. A run directory with a checkpoint is resumed from its newest checkpoint;
     one whose status is "completed" at the requested length returns at once. Raises
     :class:`TrainingDivergedError` (status "failed") when a loss term is NaN or infinite,
     before that step updates any weight.
     """
-    run = _as_run(config)
+    run = _as_run(config, trust_code)
+    if model is None:  # refuse untrusted code before the run directory is touched
+        check_model_trust(
+            run.config.model, run.trust_code, source=_config_source(run), what="this config"
+        )
     ckpt = _begin(run)
     atomic_write_json(run.path / "config.json", run.config.to_json_dict())
     prog = _Progress(step=ckpt.step if ckpt else 0, last_ckpt=ckpt.path if ckpt else None)
@@ -669,13 +697,19 @@ def train(
 
 
 def load_run(
-    run_dir: str | Path, *, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"
+    run_dir: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    trust_code: TrustCode = None,
 ) -> tuple[nn.Module, TrainConfig]:
     """Rebuild a trained model from a run directory: ``(model in eval mode, its TrainConfig)``.
 
     Uses the newest checkpoint unless ``checkpoint`` (a ``.json`` or ``.safetensors`` path)
     is given. Raises :class:`CheckpointError` naming the file when there is none or it does
-    not match. Prefer :meth:`Run.open` (``run.model()``, ``run.config``), which caches.
+    not match. A ``"module:attr"`` model named by the run's files is imported only when
+    ``trust_code`` holds it (see :meth:`Run.load_model`). Prefer :meth:`Run.open`
+    (``run.model()``, ``run.config``), which caches.
     """
-    run = Run.open(run_dir)
+    run = Run.open(run_dir, trust_code=trust_code)
     return run.load_model(checkpoint, device=device), run.config
