@@ -91,3 +91,23 @@ def test_internal_errors_say_so_and_name_the_log(monkeypatch, capsys) -> None:
     log = Path(line.rsplit(" ", 1)[-1])
     assert log.is_file() and "KeyError: 'boom'" in log.read_text()
     log.unlink()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--dataset", "nosuch"], "unknown name 'nosuch'"),
+        (["--model", "nosuch"], "unknown variant 'nosuch'"),
+    ],
+)
+def test_train_that_fails_validation_creates_no_run_directory(
+    tmp_path: Path, args: list[str], needle: str
+) -> None:
+    _one_error_line(_cli("train", "--steps", "1", "--out", "run", *args, cwd=tmp_path), needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_out_pointing_at_a_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    _one_error_line(_cli("train", "--steps", "1", "--out", "afile", cwd=tmp_path), "is a file")
+    assert (tmp_path / "afile").read_text() == "x"

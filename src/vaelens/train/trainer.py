@@ -375,6 +375,28 @@ def _config_source(run: Run) -> str:
     return f"config of run {run.path}"
 
 
+def _check_before_creating(run: Run, model: nn.Module | None, dataset: Any | None) -> None:
+    """What can be refused before the run directory exists: nothing is created for a run
+    whose dataset or model name is unknown, or whose model is untrusted code."""
+    if dataset is None:
+        from vaelens.data.registry import get_spec
+        from vaelens.errors import DatasetError
+
+        try:
+            get_spec(run.config.dataset)
+        except DatasetError:
+            run.dataset()  # not a registry name: load it now (a bad name fails here)
+    if model is None:
+        name = run.config.model
+        check_model_trust(name, run.trust_code, source=_config_source(run), what="this config")
+        if ":" not in name:
+            from vaelens.models import get_model_class
+
+            get_model_class(name)
+    if run.path.exists() and not run.path.is_dir():
+        raise ConfigError(f"out: {run.path} is a file; expected a run directory")
+
+
 def _begin(run: Run) -> Checkpoint | None:
     """Create the run directory, drop half-written checkpoints, load the one to resume from."""
     run.path.mkdir(parents=True, exist_ok=True)
@@ -658,10 +680,7 @@ def train(
     before that step updates any weight.
     """
     run = _as_run(config, trust_code)
-    if model is None:  # refuse untrusted code before the run directory is touched
-        check_model_trust(
-            run.config.model, run.trust_code, source=_config_source(run), what="this config"
-        )
+    _check_before_creating(run, model, dataset)
     ckpt = _begin(run)
     atomic_write_json(run.path / "config.json", run.config.to_json_dict())
     prog = _Progress(step=ckpt.step if ckpt else 0, last_ckpt=ckpt.path if ckpt else None)
