@@ -54,8 +54,12 @@ def _layer(rng: np.random.Generator, arch: str, u: int, n_f: int, dead_last: boo
     mono = int((part < 1.5).sum())
     k = 3
     labels = rng.integers(0, k, u)
+    dead = np.zeros(u, dtype=bool)
+    dead[-1] = dead_last
     return LayerMetrics(
         responses=resp,
+        dead=dead,
+        collapsed=np.zeros(u, dtype=bool),
         polysemanticity=Polysemanticity(participation=part, roy2025_form=roy2025_form),
         monosemantic=Monosemanticity(
             fraction=mono / u,

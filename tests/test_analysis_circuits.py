@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from vaelens.analysis import SCHEMA_VERSION, AnalysisResult, analyze, load_analysis, random_baseline
+from vaelens.analysis.core import baseline_seed
 from vaelens.errors import ConfigError, ModelContractError
 
 LEVELS = 4
@@ -115,8 +116,8 @@ def test_json_round_trip_is_exact(result: AnalysisResult, tmp_path) -> None:
 def test_schema_version_and_bad_files_are_one_line_errors(result: AnalysisResult, tmp_path) -> None:
     data = result.to_json()
     assert data["schema_version"] == SCHEMA_VERSION
-    old = dict(data, schema_version=1)
-    with pytest.raises(ConfigError, match="schema version 1"):
+    old = dict(data, schema_version=2)
+    with pytest.raises(ConfigError, match="schema version 2"):
         AnalysisResult.from_json(old, source="run/analysis.json")
     broken = json.loads(json.dumps(data))
     broken["trained"]["latent"]["n_samples"] = "many"
@@ -216,3 +217,125 @@ def test_random_baseline_reinitialises_and_is_seeded() -> None:
 
     with pytest.raises(ModelContractError, match="reset_parameters"):
         random_baseline(NoReset(), 0)
+
+
+def test_collapsed_latent_is_reported_and_not_a_live_unit() -> None:
+    """z2 = 0.05 u0 with sigma = 1: it leaks 5% of the left half (above dead_rtol) into the
+    mu layer, but its KL to the prior is 0.5 E[(0.05 u0)^2] ~ 3e-4 nats: collapsed."""
+    model = HalvesModel()
+    with torch.no_grad():
+        model.mu.weight[2] = torch.tensor([0.05, 0.0, 0.0])
+    res = analyze(model, HalvesDataset(), n_samples=24, seed=1, n_boot=50, baseline=False)
+    post = res.trained.posterior
+    assert post is not None and post.rule == "kl" and post.threshold == 0.01
+    assert post.collapsed.tolist() == [False, False, True]
+    # KL_2 = 0.5 E[z2^2] = 0.5 (0.05)^2 E[u0^2], E[u0^2] = mean_0^2 + Var(mu_0)
+    e_u0_sq = post.mean[0] ** 2 + post.mean_variance[0]
+    np.testing.assert_allclose(post.kl[2], 0.5 * 0.05**2 * e_u0_sq, rtol=1e-4)
+    assert post.kl[2] < 0.01
+    assert post.kl[0] > 0.1 and post.kl[1] > 0.1
+    np.testing.assert_allclose(post.posterior_variance, 1.0)
+    assert res.meta.latent_layer == "mu"
+    mu = res.trained.layers["mu"]
+    assert mu.responses[2, 1] == pytest.approx(0.05 * mu.responses[0, 1])  # leaks, not dead
+    assert mu.dead.tolist() == [False, False, False]
+    assert mu.collapsed.tolist() == [False, False, True]
+    assert mu.live.tolist() == [True, True, False]
+    assert (mu.monosemantic.n_live, mu.monosemantic.n_units) == (2, 3)
+    assert np.isnan(mu.polysemanticity.participation[2]) and mu.clusters.labels[2] == -1
+    assert not res.trained.layers["enc"].collapsed.any()  # only the latent layer collapses
+    flat = res.scalars()
+    assert flat["latent.n_collapsed"] == 1.0 and flat["n_collapsed.mu"] == 1.0
+    assert flat["n_dead.logvar"] == 3.0 and flat["n_dead.mu"] == 0.0
+
+
+class ScaledHalves(HalvesModel):
+    """HalvesModel reparametrised ``z -> c z`` (mean and sigma scaled, decoder divided by c)."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.mu.weight.mul_(c)
+            self.logvar.bias.fill_(2 * np.log(c))
+            self.dec.weight.div_(c)
+
+
+def test_posterior_sweep_is_invariant_to_the_latent_scale() -> None:
+    kw = {"n_samples": 24, "seed": 1, "n_boot": 50, "baseline": False}
+    ref = analyze(ScaledHalves(1.0), HalvesDataset(), **kw)
+    big = analyze(ScaledHalves(4.0), HalvesDataset(), **kw)
+    for res in (ref, big):
+        lat, post = res.trained.latent_posterior, res.trained.posterior
+        assert res.trained.latent.sweep == "absolute" and lat.sweep == "posterior"
+        a = np.asarray(res.meta.settings.latent_values)
+        np.testing.assert_allclose(lat.values, post.mean[:, None] + post.spread[:, None] * a)
+        np.testing.assert_allclose(res.trained.latent.values, np.broadcast_to(a, (3, 7)))
+    # the same model in other units: same posterior-sweep effects, not the same absolute ones
+    np.testing.assert_allclose(big.trained.latent_posterior.ces, ref.trained.latent_posterior.ces,
+                               rtol=1e-5)  # fmt: skip
+    assert big.trained.latent.ces[0] < 0.5 * ref.trained.latent.ces[0]
+    flat = ref.scalars()
+    assert flat["ces_posterior.mean"] == ref.trained.latent_posterior.ces_mean
+    assert flat["ces.mean"] == ref.trained.latent.ces_mean
+
+
+def test_latent_sweep_setting_chooses_the_blocks() -> None:
+    kw = {"n_samples": 12, "seed": 1, "n_boot": 20, "baseline": False}
+    both = analyze(HalvesModel(), HalvesDataset(), **kw)
+    absolute = analyze(HalvesModel(), HalvesDataset(), latent_sweep="absolute", **kw)
+    post = analyze(HalvesModel(), HalvesDataset(), latent_sweep="posterior", **kw)
+    assert (
+        absolute.trained.latent_posterior is None and "ces_posterior.mean" not in absolute.scalars()
+    )
+    np.testing.assert_array_equal(absolute.trained.latent.ces, both.trained.latent.ces)
+    assert post.trained.latent.sweep == "posterior" and post.trained.latent_posterior is None
+    np.testing.assert_array_equal(post.trained.latent.ces, both.trained.latent_posterior.ces)
+    assert "ces.mean" not in post.scalars() and "ces_posterior.mean" in post.scalars()
+    with pytest.raises(ConfigError, match="latent_sweep"):
+        analyze(HalvesModel(), HalvesDataset(), latent_sweep="relative", **kw)
+    with pytest.raises(ConfigError, match="dead_rtol"):
+        analyze(HalvesModel(), HalvesDataset(), dead_rtol=1.0, **kw)
+    with pytest.raises(ConfigError, match="collapse_kl"):
+        analyze(HalvesModel(), HalvesDataset(), collapse_kl=-0.1, **kw)
+
+
+class OwnInit(nn.Module):
+    """disentangling-vae style: the root's reset_parameters re-initialises its children."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(64, 64)
+        self.b = nn.Linear(64, 64)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in (self.a, self.b):
+            nn.init.normal_(m.weight, std=0.5)
+            nn.init.zeros_(m.bias)
+
+
+def test_random_twin_keeps_a_root_init_and_is_not_the_initial_weights() -> None:
+    twin = random_baseline(OwnInit(), 0)
+    # the root's scheme wins over the children's default (std 1/sqrt(3 * 64) = 0.072)
+    for w in (twin.a.weight, twin.b.weight):
+        assert 0.45 < float(w.detach().std()) < 0.55
+    assert twin.a.bias.abs().max() == 0
+    # a model initialised under the study seed s: its twin is seeded baseline_seed(s) != s
+    s = 5
+    assert baseline_seed(s) != s
+    torch.manual_seed(s)
+    model = OwnInit()
+    init = [p.detach().clone() for p in model.parameters()]
+    # re-initialising under s itself replays the construction: the twin would be the init
+    same_seed = random_baseline(model, s)
+    assert all(torch.equal(p, q) for p, q in zip(same_seed.parameters(), init, strict=True))
+    twin = random_baseline(model, baseline_seed(s))
+    assert not torch.equal(twin.a.weight, init[0]) and not torch.equal(twin.b.weight, init[2])
+    assert 0.45 < float(twin.a.weight.detach().std()) < 0.55
+
+
+def test_analyze_records_the_twin_seed() -> None:
+    res = analyze(HalvesModel(), HalvesDataset(), n_samples=12, seed=3, n_boot=20)
+    assert res.meta.baseline_seed == baseline_seed(3) == 3 + 1_000_003
+    assert analyze(HalvesModel(), HalvesDataset(), n_samples=12, seed=3, n_boot=20,
+                   baseline=False).meta.baseline_seed is None  # fmt: skip

@@ -47,6 +47,12 @@ def test_analyze_every_continuous_variant(variant: str, dsprites) -> None:
     assert res.trained.vq is None
     assert res.meta.channel_layers == ["encoder.conv_2"]
     assert "encoder.mu" in res.meta.encoder_layers
+    assert res.meta.latent_layer == "encoder.mu"
+    post = res.trained.posterior
+    assert post is not None and post.rule == "kl" and post.collapsed.shape == (3,)
+    assert res.trained.layers["encoder.mu"].collapsed.tolist() == post.collapsed.tolist()
+    assert res.trained.latent_posterior is not None
+    assert res.trained.latent_posterior.values.shape == (3, 7)
     assert len(res.trained.mediation.by_channel["shape"]["encoder.conv_2"]) == 16
     # a FactorVAE discriminator never fires in encode/decode: it is not analysed
     assert not any("discriminator" in n for n in res.meta.layers)
@@ -64,6 +70,10 @@ def test_analyze_vq_vae_uses_code_swaps(dsprites) -> None:
     assert vq.code_swap_effect_mean > 0 and res.trained.latent.ces.min() > 0
     assert 0.0 <= vq.continuous_zero_fraction <= 1.0
     assert res.trained.latent.units == "code positions"
+    assert res.trained.latent.sweep == "code swaps" and res.trained.latent.values is None
+    assert res.trained.posterior is None and res.trained.latent_posterior is None
+    assert res.meta.latent_layer is None
+    assert "ces_posterior.mean" not in res.scalars()
     assert res.scalars()["vq.n_positions"] == 64
     assert res.traversals.shape[:3] == (1, 10, 2)
 

@@ -11,6 +11,7 @@ from vaelens.metrics.causal import (
     causal_effect_strength,
     circuit_clusters,
     circuit_modularity,
+    collapsed_latents,
     dead_units,
     intervention_specificity,
     monosemantic_fraction,
@@ -99,9 +100,9 @@ def test_polysemanticity_both_forms_and_dead_units() -> None:
 
 
 def test_modularity_known_values() -> None:
-    disjoint = np.eye(4)[:, :2]  # two factors read by different units
-    # Pearson rho of (1,0,0,0) and (0,1,0,0) is -1/3
-    assert circuit_modularity(disjoint) == pytest.approx(1 - 1 / 3)
+    disjoint = np.eye(4)[:, :2]  # two factors read by different units; rows 2, 3 are dead
+    # over the live rows (1,0) and (0,1): rho = -1, so Roy's |rho| form gives 0
+    assert circuit_modularity(disjoint) == pytest.approx(0.0)
     assert circuit_modularity(disjoint, form="signed") == pytest.approx(1.0)
     shared = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])  # same circuit for both factors
     assert circuit_modularity(shared) == pytest.approx(0.0)
@@ -139,3 +140,61 @@ def test_bootstrap_ci_lives_in_stats_only() -> None:
     import vaelens.metrics.causal as causal
 
     assert not hasattr(causal, "bootstrap_ci")
+
+
+def test_modularity_ignores_dead_rows() -> None:
+    # a perfectly modular one-hot layer: K = 4 units, each reading one factor.
+    # rho(e_i, e_j) over K entries is -1/(K-1), so M = 1 - 1/3 = 2/3 (signed form: 1)
+    one_hot = np.eye(4)
+    assert circuit_modularity(one_hot) == pytest.approx(2 / 3)
+    # six rows dead_units itself flags must not change it (all rows: rho = -1/9, M = 0.889)
+    padded = np.vstack([one_hot, np.zeros((6, 4))])
+    assert dead_units(padded)[4:].all()
+    assert circuit_modularity(padded) == pytest.approx(2 / 3)
+    assert circuit_modularity(padded, form="signed") == pytest.approx(1.0)
+    # a live mask drops rows too: leaking rows above rtol masked as collapsed
+    leaky = np.vstack([one_hot, 0.05 * np.ones((6, 4))])
+    live = np.array([True] * 4 + [False] * 6)
+    assert circuit_modularity(leaky, live=live) == pytest.approx(2 / 3)
+
+
+def test_collapsed_latents_do_not_read_as_monosemantic() -> None:
+    poly = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    # six collapsed latents leaking 1e-3 of one factor each: dead at the default rtol
+    leak = 1e-3 * np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    R = np.vstack([poly, leak])
+    assert dead_units(R).tolist() == [False] * 4 + [True] * 6
+    frac, n_mono, n_live = monosemantic_fraction(R)
+    assert (frac, n_mono, n_live) == (0.0, 0, 4)  # not 0.6
+    assert np.isnan(polysemanticity(R)[4:]).all()
+    assert primary_factor(R)[4:].tolist() == [-1] * 6
+    # a larger leak (5%) passes rtol; the collapse mask removes it
+    R5 = np.vstack([poly, 50 * leak])
+    assert monosemantic_fraction(R5)[0] == pytest.approx(0.6)
+    live = np.array([True] * 4 + [False] * 6)
+    assert monosemantic_fraction(R5, live=live) == (0.0, 0, 4)
+    assert (circuit_clusters(R5, live=live).labels[4:] == -1).all()
+    with pytest.raises(ArgumentError, match="live"):
+        monosemantic_fraction(R5, live=np.ones(3, bool))
+
+
+def test_collapsed_latents_by_kl_and_by_mean_variance() -> None:
+    rng = np.random.default_rng(0)
+    n = 4000
+    mu = np.stack(
+        [rng.normal(0, 1, n), np.full(n, 1.0), np.zeros(n), 0.01 * rng.normal(0, 1, n)], 1
+    )
+    logvar = np.stack([np.zeros(n), np.zeros(n), np.full(n, np.log(4.0)), np.zeros(n)], 1)
+    collapsed, kl, var = collapsed_latents(mu, logvar, kl_threshold=0.01)
+    # KL_i = E[0.5 (mu^2 + sigma^2 - log sigma^2 - 1)]
+    np.testing.assert_allclose(kl[1], 0.5)  # mu = 1, sigma = 1
+    np.testing.assert_allclose(kl[2], 0.5 * (4 - np.log(4) - 1))  # mu = 0, sigma = 2
+    np.testing.assert_allclose(kl[0], 0.5 * (mu[:, 0] ** 2).mean())
+    assert kl[3] == pytest.approx(0.5e-4, rel=0.1)
+    assert collapsed.tolist() == [False, False, False, True]
+    np.testing.assert_allclose(var, mu.var(0))
+    # no log-variance: Var_x(mu_i) below the threshold (the constant latents collapse)
+    c2, kl2, _ = collapsed_latents(mu, var_threshold=0.01)
+    assert c2.tolist() == [False, True, True, True] and np.isnan(kl2).all()
+    with pytest.raises(ArgumentError, match="logvar"):
+        collapsed_latents(mu, logvar[:, :2])

@@ -5,14 +5,36 @@
 1. input interventions (pairs differing in one factor; :func:`vaelens.lens.factor_pairs`):
    unit responses ``R(n, f)`` of every analysed layer and the factor -> latent weights;
 2. latent interventions (:func:`vaelens.lens.latent_traversal`, Roy (2025)'s 7 values over
-   ``[-3, 3]``): causal effect strength (eq. 7) and intervention specificity (eq. 8) per
-   latent dimension, and the latent -> factor weights;
+   ``[-3, 3]``, and/or the same grid in units of each latent's aggregate posterior,
+   ``m_i + a s_i``: ``latent_sweep``): causal effect strength (eq. 7) and intervention
+   specificity (eq. 8) per latent dimension, and the latent -> factor weights (from the
+   absolute sweep, or the posterior one when it is the only sweep);
 3. activation patching and 4. causal mediation (:func:`vaelens.lens.mediation`,
    ``target="latent"``): the indirect-effect share of each encoder layer and of each channel
    of the ``channel_layers`` in the latent shift caused by each factor;
 
 then the same on a randomly initialised copy of the network (:func:`random_baseline`).
 The metrics are the pure functions of :mod:`vaelens.metrics.causal`.
+
+Active units
+------------
+``posterior`` holds each latent's aggregate posterior on the ``n_samples`` examples and
+whether it collapsed: mean KL to the prior ``KL_i = E_x[0.5 (mu_i^2 + sigma_i^2 - log
+sigma_i^2 - 1)] < collapse_kl`` (without a log-variance: ``Var_x(mu_i) < collapse_var``).
+The analysed hook point that outputs the latent mean (``meta.latent_layer``) has its
+collapsed units marked ``collapsed``; every layer's units with total response at most
+``dead_rtol`` of the layer's largest are ``dead``. Polysemanticity, the monosemantic share,
+the clusters and the modularity use the remaining live units only.
+
+Random twin
+-----------
+The twin is ``random_baseline(model, baseline_seed(seed))``: a deep copy whose modules are
+re-initialised children first, the root last (so a root ``reset_parameters`` that applies a
+library's own initialisation to its children wins), under the torch seed
+``baseline_seed(seed) = seed + 1_000_003`` (recorded as ``meta.baseline_seed``). The
+offset keeps the twin off the training initialisation: a study trains run ``seed`` under
+``torch.manual_seed(seed)``, and a twin re-initialised under that same seed in construction
+order would be the run's own initial weights.
 
 Causal graph (``causal_graph``)
 -------------------------------
@@ -63,12 +85,14 @@ from vaelens.analysis.levels import (
     layer_metrics,
     mediation_level,
     patching_level,
+    posterior_effects,
     vq_effects,
 )
 from vaelens.analysis.result import (
     AnalysisMeta,
     AnalysisResult,
     FactorGraph,
+    LatentPosterior,
     Mediation,
     ModelAnalysis,
 )
@@ -77,8 +101,12 @@ from vaelens.data import check_dataset
 from vaelens.errors import ConfigError, ModelContractError
 from vaelens.lens import Lens, factor_pairs, is_vq
 from vaelens.lens.patching import resolve_max_batch
+from vaelens.metrics.causal import collapsed_latents
 
-__all__ = ["analyze", "analyze_network", "default_layers", "random_baseline"]
+__all__ = ["analyze", "analyze_network", "baseline_seed", "default_layers", "random_baseline"]
+
+#: offset of the random twin's torch seed from the analysis seed (a prime, far from study seeds)
+BASELINE_SEED_OFFSET = 1_000_003
 
 _ACTIVATIONS = tuple(
     getattr(nn, n)
@@ -92,12 +120,25 @@ _ACTIVATIONS = tuple(
 # --------------------------------------------------------------------------- baseline
 
 
+def baseline_seed(seed: int) -> int:
+    """The random twin's torch seed for analysis seed ``seed``: ``seed + 1_000_003``.
+
+    Distinct from ``seed`` so that the twin of a run trained from ``torch.manual_seed(seed)``
+    is not that run's own initial weights.
+    """
+    return int(seed) + BASELINE_SEED_OFFSET
+
+
 def random_baseline(model: nn.Module, seed: int = 0) -> nn.Module:
     """A randomly initialised twin of ``model``: deep copy, then ``reset_parameters()`` everywhere.
 
-    Every sub-module (the root included) with a callable ``reset_parameters`` is reset, in
-    ``named_modules()`` order, under ``torch.manual_seed(seed)`` inside a forked RNG (the
-    global torch RNG is left untouched), so the twin is a function of ``(model, seed)``.
+    Every sub-module (the root included) with a callable ``reset_parameters`` is reset,
+    children before their parents and the root last (``named_modules()`` reversed), so that a
+    parent's ``reset_parameters`` that re-initialises its children with its own scheme (as
+    disentangling-vae models do) is what the twin keeps. The resets run under
+    ``torch.manual_seed(seed)`` inside a forked RNG (the global torch RNG is left untouched),
+    so the twin is a function of ``(model, seed)``; :func:`analyze` passes
+    :func:`baseline_seed` of its seed.
     Works on any :class:`torch.nn.Module`. Parameters or buffers of modules without
     ``reset_parameters`` (e.g. an EMA codebook) keep their values; they are listed in the
     twin's ``_vaelens_not_reset`` attribute. Raises :class:`ModelContractError` when no
@@ -111,7 +152,7 @@ def random_baseline(model: nn.Module, seed: int = 0) -> nn.Module:
     devices = [p.device for p in twin.parameters() if p.device.type != "cpu"]
     with torch.random.fork_rng(devices=devices[:1]):
         torch.manual_seed(int(seed))
-        for name, module in twin.named_modules():
+        for name, module in reversed(list(twin.named_modules())):
             fn = getattr(module, "reset_parameters", None)
             if callable(fn):
                 fn()
@@ -125,7 +166,7 @@ def random_baseline(model: nn.Module, seed: int = 0) -> nn.Module:
             f"random_baseline: no sub-module of {type(model).__name__} has reset_parameters(); "
             "cannot build a randomly initialised twin"
         )
-    twin._vaelens_not_reset = kept  # type: ignore[attr-defined]
+    twin._vaelens_not_reset = kept[::-1]  # type: ignore[attr-defined]
     twin.eval()
     return twin
 
@@ -242,8 +283,8 @@ def _recon_error(model: nn.Module, lens: Lens, x: torch.Tensor, z: torch.Tensor)
     return float(err) / x.shape[0]
 
 
-def _posterior_var(model: nn.Module, x: torch.Tensor) -> np.ndarray | float:
-    """Mean posterior variance ``E_x[sigma_i^2(x)]`` per latent dim (0 without a log-variance).
+def _logvar(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The posterior log-variance ``(N, L)`` of ``x``, or None when ``encode`` returns none.
 
     The log-variance is ``encode(x).logvar`` or the second element of a ``(mean, logvar)``
     tuple when it has the mean's shape.
@@ -259,8 +300,14 @@ def _posterior_var(model: nn.Module, x: torch.Tensor) -> np.ndarray | float:
         and isinstance(logvar, torch.Tensor)
         and logvar.shape == mean.shape
     ):
-        return logvar.double().exp().mean(0).numpy()
-    return 0.0
+        return logvar
+    return None
+
+
+def _posterior_var(model: nn.Module, x: torch.Tensor) -> np.ndarray | float:
+    """Mean posterior variance ``E_x[sigma_i^2(x)]`` per latent dim (0 without a log-variance)."""
+    logvar = _logvar(model, x)
+    return 0.0 if logvar is None else logvar.double().exp().mean(0).numpy()
 
 
 # --------------------------------------------------------------------------- analyze
@@ -284,6 +331,7 @@ class LayerPlan:
     latent_dim: int
     vq: bool
     max_batch: int
+    latent_layer: str | None = None
 
     @property
     def layers(self) -> list[str]:
@@ -332,13 +380,48 @@ def _plan(model: nn.Module, lens: Lens, x: torch.Tensor, s: AnalysisSettings) ->
         if bad:
             raise ConfigError(f"channel_layers: {bad} are not encoder hook points")
     mb = resolve_max_batch(s.max_batch, lens)
-    return LayerPlan(enc, dec, chan, latent_dim, is_vq(model), mb)
+    vq = is_vq(model)
+    latent_layer = None if vq else _latent_layer(lens, x, enc)
+    return LayerPlan(enc, dec, chan, latent_dim, vq, mb, latent_layer)
+
+
+def _latent_layer(lens: Lens, x: torch.Tensor, enc_layers: list[str]) -> str | None:
+    """The first encoder hook point whose activation is the latent mean itself (or None)."""
+    cap = lens.capture(x[:2], target="latent")
+    for n in enc_layers:
+        a = cap.activations.get(n)
+        if n == lens.latent_name or (
+            a is not None and a.shape == cap.latent.shape and torch.equal(a, cap.latent)
+        ):
+            return n
+    return None
 
 
 def _spread(model: nn.Module, z: torch.Tensor, x: torch.Tensor, n_units: int, vq: bool):
     """``s_i = sqrt(Var_x(mu_i) + E_x[sigma_i^2])`` per latent unit (VQ: mean per position)."""
     spread = np.sqrt(z.numpy().astype(np.float64).var(0) + _posterior_var(model, x))
     return spread.reshape(-1, n_units).mean(0) if vq else spread
+
+
+def _posterior(model: nn.Module, z: torch.Tensor, x: torch.Tensor, s: AnalysisSettings):
+    """The :class:`LatentPosterior` of a continuous latent: moments, KL and collapse."""
+    logvar = _logvar(model, x)
+    mu = z.numpy().astype(np.float64)
+    lv = None if logvar is None else logvar.double().numpy()
+    collapsed, kl, var = collapsed_latents(
+        mu, lv, kl_threshold=s.collapse_kl, var_threshold=s.collapse_var
+    )
+    post_var = np.zeros_like(var) if lv is None else np.exp(lv).mean(0)
+    return LatentPosterior(
+        rule="mean_variance" if lv is None else "kl",
+        threshold=s.collapse_var if lv is None else s.collapse_kl,
+        mean=mu.mean(0),
+        mean_variance=var,
+        posterior_variance=post_var,
+        spread=_spread(model, z, x, mu.shape[1], False),
+        kl=kl,
+        collapsed=collapsed,
+    )
 
 
 def analyze_network(
@@ -353,10 +436,17 @@ def analyze_network(
     x, mb = inp.x, plan.max_batch
     with torch.no_grad():
         z = lens.encode_mean(x)
-    latent, l2f, trav, rows = latent_level(lens, inp, s, vq=plan.vq, max_batch=mb)
+    post = None if plan.vq else _posterior(model, z, x, s)
+    latent, l2f, trav, rows = latent_level(lens, inp, s, vq=plan.vq, max_batch=mb, posterior=post)
+    latent_post = None
+    if post is not None and s.latent_sweep == "both":
+        latent_post = posterior_effects(lens, inp, s, post, max_batch=mb)
     n_units = int(latent.ces.shape[0])
     spread = _spread(model, z, x, n_units, plan.vq)
     R, f2l = input_level(lens, inp, plan.layers, spread, n_units=n_units, vq=plan.vq, max_batch=mb)
+    collapsed = {}
+    if post is not None and plan.latent_layer in R:
+        collapsed[plan.latent_layer] = post.collapsed
     by_layer, by_channel = mediation_level(lens, inp, plan.encoder, plan.channel, max_batch=mb)
     med = Mediation(
         target="latent",
@@ -367,7 +457,9 @@ def analyze_network(
     )
     block = ModelAnalysis(
         latent=latent,
-        layers=layer_metrics(R, s),
+        latent_posterior=latent_post,
+        posterior=post,
+        layers=layer_metrics(R, s, collapsed),
         mediation=med,
         causal_graph=causal_graph(l2f, f2l, inp.probe, s, vq=plan.vq, factor_graph=factor_graph),
         vq=vq_effects(lens, x, s, max_batch=mb) if plan.vq else None,
@@ -442,6 +534,8 @@ def _meta(
         encoder_layers=plan.encoder,
         decoder_layers=plan.decoder,
         channel_layers=plan.channel,
+        latent_layer=plan.latent_layer,
+        baseline_seed=baseline_seed(s.seed) if s.baseline else None,
         recon_error_kind="bce_per_image" if bernoulli else "sse_per_image",
         recon_mse_mean_image=float(((x - x.mean(0, keepdim=True)) ** 2).mean()),
         n_probe=s.probe_size(),
@@ -481,7 +575,8 @@ def analyze(
     :class:`AnalysisSettings`) and keyword ``overrides`` of its fields (``n_samples``,
     ``seed``, ``latent_values``, ``layers``, ``baseline``, ...) say what is computed; each
     field's default and bound are documented there. ``seed`` seeds the samples, pairs,
-    probe data, bootstrap, clustering and the baseline.
+    probe data, bootstrap and clustering; the baseline is seeded with
+    :func:`baseline_seed` of it (``meta.baseline_seed``).
 
     Returns an :class:`AnalysisResult` (see the module docstring for the causal-graph and
     VQ conventions; ``to_json()`` is the analysis.json).
@@ -497,7 +592,7 @@ def analyze(
     trained, trav, rows = analyze_network(model, lens, inp, plan, s, graph)
     baseline = None
     if s.baseline:
-        twin = random_baseline(model, s.seed)
+        twin = random_baseline(model, baseline_seed(s.seed))
         notes += _twin_notes(model, twin)
         blens = Lens(twin, output=lens.output_map, example=inp.x[:2])
         baseline = analyze_network(twin, blens, inp, plan, s, graph)[0]

@@ -3,7 +3,8 @@
 :func:`write_figures` writes into a directory:
 
 - ``traversals.png``: for a few samples, rows = latent dims (VQ: the code positions with
-  the largest effect), columns = intervention values;
+  the largest effect), columns = intervention values (the absolute sweep; with
+  ``latent_sweep="posterior"`` the posterior one, ``m_i + a s_i``);
 - ``unit_responses_<layer>.png``: one heatmap per analysed layer, units x factors;
 - ``mediation_layers.png`` (layers x factors) and ``mediation_channels_<layer>.png``
   (channels x factors): mean indirect-effect share onto the latent mean;
@@ -43,6 +44,7 @@ def _traversals(plt: Any, result: AnalysisResult, save: Save) -> None:
     )
     axes = np.atleast_1d(axes)
     vals = [] if meta.vq else list(meta.settings.latent_values)
+    posterior = result.trained.latent.sweep == "posterior"
     for k in range(n):
         grid = traversal_grid(trav[k])
         ax = axes[k]
@@ -51,7 +53,9 @@ def _traversals(plt: Any, result: AnalysisResult, save: Save) -> None:
         ax.set_yticks([h * r + h / 2 - 1 for r in range(trav.shape[1])])
         ax.set_yticklabels(result.traversal_rows, fontsize=7)
         ax.set_xticks([])
-        ax.set_xlabel("value: " + ", ".join(f"{v:g}" for v in vals) if vals else "code swaps")
+        label = ", ".join(f"{v:g}" for v in vals)
+        label = f"value: m_i + s_i x ({label})" if posterior else f"value: {label}"
+        ax.set_xlabel(label if vals else "code swaps")
         ax.set_title(f"sample {k}")
     fig.suptitle(f"Latent traversals ({meta.model})")
     save(fig, "traversals.png")

@@ -8,7 +8,8 @@ same samples, pairs and probe for the trained model and its random twin) and the
 1. :func:`input_level`: pairs differing in one factor -> unit responses ``R(n, f)`` of every
    analysed layer and the factor -> latent weights;
 2. :func:`latent_level`: traversals (VQ: code swaps) -> CES, specificity, the decoded
-   interventions the causal graph probes;
+   interventions the causal graph probes; :func:`posterior_effects`: the same sweep in units
+   of each latent's aggregate posterior (``latent_sweep``);
 3. :func:`patching_level`: attribution patching (projection metric) of every channel of
    every encoder layer onto the latent-mean shift;
 4. :func:`mediation_level`: exact mediation by whole layer and channel by channel.
@@ -27,6 +28,7 @@ from vaelens.analysis.result import (
     Clusters,
     FactorGraph,
     LatentEffects,
+    LatentPosterior,
     LayerMetrics,
     Modularity,
     Monosemanticity,
@@ -34,6 +36,7 @@ from vaelens.analysis.result import (
     VQEffects,
 )
 from vaelens.analysis.settings import AnalysisSettings
+from vaelens.errors import ArgumentError
 from vaelens.lens import (
     Lens,
     attribution_patching,
@@ -48,6 +51,7 @@ from vaelens.metrics.causal import (
     causal_effect_strength,
     circuit_clusters,
     circuit_modularity,
+    dead_units,
     intervention_specificity,
     monosemantic_fraction,
     polysemanticity,
@@ -64,6 +68,8 @@ __all__ = [
     "layer_metrics",
     "mediation_level",
     "patching_level",
+    "posterior_effects",
+    "posterior_values",
     "vq_effects",
 ]
 
@@ -117,7 +123,13 @@ def _ci_rows(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
 
 
 def _latent_block(
-    base: np.ndarray, pert: np.ndarray, s: AnalysisSettings, vq: bool
+    base: np.ndarray,
+    pert: np.ndarray,
+    s: AnalysisSettings,
+    vq: bool,
+    *,
+    sweep: str = "absolute",
+    values: np.ndarray | None = None,
 ) -> LatentEffects:
     """CES and specificity of decoded interventions ``pert`` ``(L, V, N, ...)`` vs ``base``."""
     per_sample = np.stack(
@@ -129,6 +141,8 @@ def _latent_block(
     spec_n, _ = intervention_specificity(base, pert, form="normalised")
     return LatentEffects(
         units="code positions" if vq else "latent dimensions",
+        sweep="code swaps" if vq else sweep,
+        values=None if vq else values,
         ces=causal_effect_strength(base, pert),
         ces_normalised=causal_effect_strength(base, pert, normalise=True),
         ces_ci=_ci_rows(per_sample, s.n_boot, s.seed),
@@ -154,25 +168,86 @@ def _vq_interventions(
     return base, pert, trav, [f"pos {i}" for i in order]
 
 
+def posterior_values(s: AnalysisSettings, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Values of the posterior sweep, ``(L, V)``: ``v[i, k] = m_i + a_k s_i``.
+
+    ``a`` = ``latent_values``, ``m_i = E_x mu_i``, ``s_i = sqrt(Var_x(mu_i) + E_x[sigma_i^2])``:
+    the quantiles ``Phi(a_k)`` of the Gaussian approximation ``N(m_i, s_i^2)`` of latent ``i``'s
+    aggregate posterior (0.13%, 2.3%, 15.9%, 50%, 84.1%, 97.7%, 99.87% for the default
+    ``[-3, 3]`` grid). A latent whose aggregate posterior is the prior ``N(0, 1)`` gets the
+    absolute grid itself.
+    """
+    a = np.asarray(s.latent_values, dtype=np.float64)
+    return np.asarray(mean, np.float64)[:, None] + np.asarray(spread, np.float64)[:, None] * a
+
+
+def _continuous_sweep(
+    lens: Lens, x: torch.Tensor, s: AnalysisSettings, values: np.ndarray | None, max_batch: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(base (N, ...), pert (L, V, N, ...), traversals (N, L, V, ...))``.
+
+    ``values=None``: every latent set to ``latent_values``; else latent ``i`` to ``values[i]``.
+    """
+    with torch.no_grad():
+        z = lens.encode_mean(x)
+        base = lens.decode_output(z).numpy()
+        if values is None:
+            t = latent_traversal(lens, z, values=s.latent_values, max_batch=max_batch).numpy()
+        else:
+            t = np.concatenate(
+                [
+                    latent_traversal(
+                        lens, z, dims=[i], values=torch.as_tensor(v), max_batch=max_batch
+                    ).numpy()
+                    for i, v in enumerate(values)
+                ],
+                axis=1,
+            )
+    return base, t.transpose(1, 2, 0, *range(3, t.ndim)), t  # pert: (L, V, N, ...)
+
+
 def latent_level(
-    lens: Lens, inp: Inputs, s: AnalysisSettings, *, vq: bool, max_batch: int
+    lens: Lens,
+    inp: Inputs,
+    s: AnalysisSettings,
+    *,
+    vq: bool,
+    max_batch: int,
+    posterior: LatentPosterior | None = None,
 ) -> tuple[LatentEffects, np.ndarray, np.ndarray, list[str]]:
     """Level 2: every latent unit set to each value (VQ: each code position swapped).
 
-    Returns the :class:`LatentEffects`, ``latent_to_factor`` ``(L, F)`` (the probe's sweep of
-    the decoded interventions), and example traversals ``(n_show, rows, cols, C, H, W)`` with
-    their row names.
+    The absolute sweep (``latent_values``), or the posterior sweep (:func:`posterior_values`
+    of ``posterior``) when ``latent_sweep="posterior"``. Returns the :class:`LatentEffects`,
+    ``latent_to_factor`` ``(L, F)`` (the probe's sweep of the decoded interventions), and
+    example traversals ``(n_show, rows, cols, C, H, W)`` with their row names.
     """
     if vq:
         base, pert, trav, rows = _vq_interventions(lens, inp.x, s, max_batch)
+        block = _latent_block(base, pert, s, vq)
     else:
-        with torch.no_grad():
-            z = lens.encode_mean(inp.x)
-            base = lens.decode_output(z).numpy()
-            t = latent_traversal(lens, z, values=s.latent_values, max_batch=max_batch).numpy()
-        pert = t.transpose(1, 2, 0, *range(3, t.ndim))  # (L, V, N, ...)
+        values = None
+        if s.latent_sweep == "posterior":
+            if posterior is None:
+                raise ArgumentError("latent_level: latent_sweep='posterior' needs the posterior")
+            values = posterior_values(s, posterior.mean, posterior.spread)
+        base, pert, t = _continuous_sweep(lens, inp.x, s, values, max_batch)
         trav, rows = t[: s.n_show], [f"z{i}" for i in range(pert.shape[0])]
-    return _latent_block(base, pert, s, vq), inp.probe.sweep(pert), trav, rows
+        sweep = "absolute" if values is None else "posterior"
+        shown = np.broadcast_to(np.asarray(s.latent_values), pert.shape[:2]).copy()
+        block = _latent_block(
+            base, pert, s, vq, sweep=sweep, values=shown if values is None else values
+        )
+    return block, inp.probe.sweep(pert), trav, rows
+
+
+def posterior_effects(
+    lens: Lens, inp: Inputs, s: AnalysisSettings, posterior: LatentPosterior, *, max_batch: int
+) -> LatentEffects:
+    """CES and specificity under the posterior sweep (:func:`posterior_values`), continuous only."""
+    values = posterior_values(s, posterior.mean, posterior.spread)
+    base, pert, _ = _continuous_sweep(lens, inp.x, s, values, max_batch)
+    return _latent_block(base, pert, s, False, sweep="posterior", values=values)
 
 
 def input_level(
@@ -208,33 +283,47 @@ def input_level(
     return R, f2l
 
 
-def _layer(r: np.ndarray, s: AnalysisSettings) -> LayerMetrics:
-    pr = polysemanticity(r, form="participation")
+def _layer(r: np.ndarray, s: AnalysisSettings, collapsed: np.ndarray | None = None) -> LayerMetrics:
+    dead = dead_units(r, s.dead_rtol)
+    coll = np.zeros(r.shape[0], bool) if collapsed is None else np.asarray(collapsed, bool)
+    kw = {"rtol": s.dead_rtol, "live": ~coll}
+    pr = polysemanticity(r, form="participation", **kw)
     live = ~np.isnan(pr)
-    frac, n_mono, n_live = monosemantic_fraction(r, threshold=s.mono_threshold)
+    frac, n_mono, n_live = monosemantic_fraction(r, threshold=s.mono_threshold, **kw)
     ci = bootstrap_ci(
         (pr[live] < s.mono_threshold).astype(float), n_boot=s.n_boot, random_state=s.seed
     )
-    cl = circuit_clusters(r, random_state=s.seed)
+    cl = circuit_clusters(r, random_state=s.seed, **kw)
     return LayerMetrics(
         responses=r,
+        dead=dead,
+        collapsed=coll,
         polysemanticity=Polysemanticity(
-            participation=pr, roy2025_form=polysemanticity(r, form="roy2025")
+            participation=pr, roy2025_form=polysemanticity(r, form="roy2025", **kw)
         ),
         monosemantic=Monosemanticity(
             fraction=frac, n_monosemantic=n_mono, n_live=n_live, n_units=r.shape[0], ci=ci[1:]
         ),
         modularity=Modularity(
-            roy2025=circuit_modularity(r, form="roy2025"),
-            signed=circuit_modularity(r, form="signed"),
+            roy2025=circuit_modularity(r, form="roy2025", **kw),
+            signed=circuit_modularity(r, form="signed", **kw),
         ),
         clusters=Clusters.model_validate(cl.to_dict()),
     )
 
 
-def layer_metrics(R: dict[str, np.ndarray], s: AnalysisSettings) -> dict[str, LayerMetrics]:
-    """Polysemanticity, monosemantic share, modularity and clusters of each layer's ``R``."""
-    return {layer: _layer(r, s) for layer, r in R.items()}
+def layer_metrics(
+    R: dict[str, np.ndarray],
+    s: AnalysisSettings,
+    collapsed: dict[str, np.ndarray] | None = None,
+) -> dict[str, LayerMetrics]:
+    """Polysemanticity, monosemantic share, modularity and clusters of each layer's ``R``.
+
+    On live units: not dead at ``s.dead_rtol`` and not in ``collapsed[layer]`` (the latent
+    layer's collapsed latents).
+    """
+    coll = collapsed or {}
+    return {layer: _layer(r, s, coll.get(layer)) for layer, r in R.items()}
 
 
 def _moved(lens: Lens, pair: Pair) -> torch.Tensor:

@@ -4,10 +4,16 @@
 (:class:`ModelAnalysis`: the same measurements on the model and on its random twin). A
 :class:`ModelAnalysis` holds the blocks:
 
-- ``latent`` (:class:`LatentEffects`): CES and intervention specificity per latent unit;
+- ``latent`` (:class:`LatentEffects`): CES and intervention specificity per latent unit
+  under the absolute sweep (VQ: code swaps; ``latent_sweep="posterior"``: the posterior
+  sweep), and ``latent_posterior`` the same under the posterior sweep beside it
+  (``latent_sweep="both"``); each block's ``sweep`` says which it is;
+- ``posterior`` (:class:`LatentPosterior`): each latent's aggregate posterior (mean,
+  spread, KL to the prior) and which latents collapsed;
 - ``layers[name]`` (:class:`LayerMetrics`): the unit responses ``R(n, f)`` of one layer and
-  what is computed from them (:class:`Polysemanticity`, :class:`Monosemanticity`,
-  :class:`Modularity`, :class:`Clusters`);
+  what is computed from them on its live units (:class:`Polysemanticity`,
+  :class:`Monosemanticity`, :class:`Modularity`, :class:`Clusters`); ``dead`` and
+  ``collapsed`` say which units are not live;
 - ``mediation`` (:class:`Mediation`), ``causal_graph`` (:class:`CausalGraph`), ``vq``
   (:class:`VQEffects`, VQ models only), and the reconstruction errors.
 
@@ -46,6 +52,7 @@ __all__ = [
     "Clusters",
     "FactorGraph",
     "LatentEffects",
+    "LatentPosterior",
     "LayerMetrics",
     "Mediation",
     "ModelAnalysis",
@@ -57,7 +64,7 @@ __all__ = [
 ]
 
 #: Version of the analysis.json layout; bumped whenever a field changes meaning or place.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _nan_to_none(v: Any) -> Any:
@@ -96,6 +103,21 @@ FloatArray = Annotated[
 IntArray = Annotated[
     np.ndarray, BeforeValidator(_int_array), PlainSerializer(lambda a: a.tolist(), when_used="json")
 ]
+
+
+def _bool_array(v: Any) -> np.ndarray:
+    arr = np.asarray(v)
+    if arr.size and arr.dtype != bool:
+        raise ValueError("expected booleans")
+    return arr.astype(bool)
+
+
+#: bool array; JSON: nested lists of true/false
+BoolArray = Annotated[
+    np.ndarray,
+    BeforeValidator(_bool_array),
+    PlainSerializer(lambda a: a.tolist(), when_used="json"),
+]
 #: float that may be NaN (undefined); JSON: null
 Num = Annotated[
     float,
@@ -119,9 +141,18 @@ class LatentEffects(_Block):
     of output elements' square root; ``ces_ci[i]`` is the bootstrap interval over samples.
     ``specificity[i]`` is NaN for a unit whose traversal moves no output (its share of
     such (sample, value) cells is ``null_fraction[i]``); means are over the live units.
+
+    ``sweep`` says which values ``v`` the numbers come from, ``values[i]`` the ones unit ``i``
+    was set to (``None`` for code swaps): ``"absolute"``: ``latent_values`` for every unit;
+    ``"posterior"``: ``m_i + a s_i`` for ``a`` in ``latent_values``, ``m_i = E_x mu_i``,
+    ``s_i^2 = Var_x(mu_i) + E_x[sigma_i^2]`` (quantiles ``Phi(a)`` of ``N(m_i, s_i^2)``);
+    ``"code swaps"``: a VQ model's code positions. The study scalars of a posterior sweep
+    are ``ces_posterior.*`` and ``specificity_posterior.*``.
     """
 
     units: Literal["latent dimensions", "code positions"]
+    sweep: Literal["absolute", "posterior", "code swaps"] = "absolute"
+    values: FloatArray | None = None
     ces: FloatArray
     ces_normalised: FloatArray
     ces_ci: FloatArray
@@ -148,18 +179,50 @@ class LatentEffects(_Block):
         return _live_mean(self.specificity_normalised, ~np.isnan(self.specificity))
 
     def scalars(self) -> dict[str, float]:
+        tag = "_posterior" if self.sweep == "posterior" else ""
         return {
-            "ces.mean": self.ces_mean,
-            "ces.mean_normalised": self.ces_mean_normalised,
-            "specificity.mean": self.specificity_mean,
-            "specificity.mean_normalised": self.specificity_mean_normalised,
+            f"ces{tag}.mean": self.ces_mean,
+            f"ces{tag}.mean_normalised": self.ces_mean_normalised,
+            f"specificity{tag}.mean": self.specificity_mean,
+            f"specificity{tag}.mean_normalised": self.specificity_mean_normalised,
+        }
+
+
+class LatentPosterior(_Block):
+    """Each latent's aggregate posterior over the analysed samples, and which collapsed.
+
+    ``mean[i] = E_x mu_i``, ``mean_variance[i] = Var_x(mu_i)``, ``posterior_variance[i] =
+    E_x[sigma_i^2]`` (0 without a log-variance), ``spread[i] = s_i = sqrt(mean_variance +
+    posterior_variance)``; ``kl[i] = E_x[0.5 (mu_i^2 + sigma_i^2 - log sigma_i^2 - 1)]``
+    (nats; NaN without a log-variance). ``rule``: ``"kl"``: ``collapsed = kl < threshold``
+    (``collapse_kl``); ``"mean_variance"`` (no log-variance): ``collapsed = mean_variance <
+    threshold`` (``collapse_var``). A collapsed latent is a dead unit of the latent layer.
+    """
+
+    rule: Literal["kl", "mean_variance"]
+    threshold: float
+    mean: FloatArray
+    mean_variance: FloatArray
+    posterior_variance: FloatArray
+    spread: FloatArray
+    kl: FloatArray
+    collapsed: BoolArray
+
+    @property
+    def n_collapsed(self) -> int:
+        return int(self.collapsed.sum())
+
+    def scalars(self) -> dict[str, float]:
+        return {
+            "latent.n_collapsed": float(self.n_collapsed),
+            "latent.collapsed_fraction": self.n_collapsed / max(1, self.collapsed.size),
         }
 
 
 class Polysemanticity(_Block):
     """Per unit: participation ratio (1 = monosemantic) and Roy (2025) eq. 11 as printed.
 
-    NaN for dead units; the means are over the live ones.
+    NaN for units not live (dead or collapsed); the means are over the live ones.
     """
 
     participation: FloatArray
@@ -185,14 +248,14 @@ class Monosemanticity(_Block):
 
 
 class Modularity(_Block):
-    """Circuit modularity of a layer: Roy (2025)'s form and the signed form."""
+    """Circuit modularity of a layer over its live units: Roy (2025)'s form and the signed form."""
 
     roy2025: Num
     signed: Num
 
 
 class Clusters(_Block):
-    """k-means circuit clusters of units by response profile (labels -1: dead units)."""
+    """k-means circuit clusters of live units by response profile (labels -1: not live)."""
 
     labels: IntArray
     n_clusters: int
@@ -202,16 +265,37 @@ class Clusters(_Block):
 
 
 class LayerMetrics(_Block):
-    """One analysed layer: ``responses`` ``R(n, f)`` ``(units, factors)`` and its metrics."""
+    """One analysed layer: ``responses`` ``R(n, f)`` ``(units, factors)`` and its metrics.
+
+    ``dead[n]``: ``sum_f R[n, f] <= dead_rtol * max_m sum_f R[m, f]``; ``collapsed[n]``: the
+    unit is a collapsed latent (the latent layer only; all false elsewhere). ``live = ~dead
+    & ~collapsed``; the metrics below use the live units only.
+    """
 
     responses: FloatArray
+    dead: BoolArray
+    collapsed: BoolArray
     polysemanticity: Polysemanticity
     monosemantic: Monosemanticity
     modularity: Modularity
     clusters: Clusters
 
+    @property
+    def live(self) -> np.ndarray:
+        return ~self.dead & ~self.collapsed
+
+    @property
+    def n_dead(self) -> int:
+        return int(self.dead.sum())
+
+    @property
+    def n_collapsed(self) -> int:
+        return int(self.collapsed.sum())
+
     def scalars(self, layer: str) -> dict[str, float]:
         return {
+            f"n_dead.{layer}": float(self.n_dead),
+            f"n_collapsed.{layer}": float(self.n_collapsed),
             f"modularity.{layer}": self.modularity.roy2025,
             f"modularity_signed.{layer}": self.modularity.signed,
             f"monosemantic_fraction.{layer}": self.monosemantic.fraction,
@@ -294,6 +378,8 @@ class ModelAnalysis(_Block):
     """
 
     latent: LatentEffects
+    latent_posterior: LatentEffects | None = None
+    posterior: LatentPosterior | None = None
     layers: dict[str, LayerMetrics]
     mediation: Mediation
     causal_graph: CausalGraph
@@ -304,13 +390,22 @@ class ModelAnalysis(_Block):
     def scalars(self) -> dict[str, float]:
         """The causal metrics as named scalars (``ces.mean``, ``modularity.<layer>``, ...)."""
         out = self.latent.scalars()
+        if self.latent_posterior is not None:
+            out.update(self.latent_posterior.scalars())
+        if self.posterior is not None:
+            out.update(self.posterior.scalars())
         for name, layer in self.layers.items():
             out.update(layer.scalars(name))
         return out
 
 
 class AnalysisMeta(_Block):
-    """What was analysed and how: model, dataset, layers, settings, timing and notes."""
+    """What was analysed and how: model, dataset, layers, settings, timing and notes.
+
+    ``latent_layer``: the analysed hook point that outputs the latent mean (its units can be
+    collapsed), if any; ``baseline_seed``: the torch seed of the random twin (None without a
+    baseline), derived from ``settings.seed`` (see :func:`vaelens.analysis.core.baseline_seed`).
+    """
 
     model: str
     variant: str | None = None
@@ -323,6 +418,8 @@ class AnalysisMeta(_Block):
     encoder_layers: list[str]
     decoder_layers: list[str]
     channel_layers: list[str]
+    latent_layer: str | None = None
+    baseline_seed: int | None = None
     recon_error_kind: str
     recon_mse_mean_image: Num
     n_probe: int
@@ -345,7 +442,7 @@ class AnalysisResult(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", frozen=True)
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     meta: AnalysisMeta
     trained: ModelAnalysis
     baseline: ModelAnalysis | None = None
@@ -397,8 +494,11 @@ class AnalysisResult(BaseModel):
         """The named scalars a study stores (NaN where undefined).
 
         The trained model's causal metrics (``ces.mean``, ``specificity.mean``, their
-        ``_normalised`` forms, ``modularity[_signed].<layer>``, ``monosemantic_fraction.<layer>``,
-        ``cluster_coherence.<layer>``, ``polysemanticity[_roy2025].<layer>``), the mediation
+        ``_normalised`` forms: the absolute sweep, or code swaps; ``ces_posterior.*`` and
+        ``specificity_posterior.*``: the posterior sweep; ``latent.n_collapsed``,
+        ``latent.collapsed_fraction``; per layer ``n_dead.<layer>``, ``n_collapsed.<layer>``,
+        ``modularity[_signed].<layer>``, ``monosemantic_fraction.<layer>``,
+        ``cluster_coherence.<layer>``, ``polysemanticity[_roy2025].<layer>``, on live units), the mediation
         shares ``mediation.<factor>.<layer>``, the same causal metrics of the random twin
         under ``baseline.``, ``recon.trained``/``recon.baseline`` (NLL per image),
         ``recon.mse_trained``/``mse_baseline``/``mse_mean_image`` (per pixel) and ``vq.*``.

@@ -5,6 +5,20 @@ Each metric comes in Roy (2025)'s *faithful* form and, where that form is ill-po
 intervention) and null interventions (no change at all) are handled explicitly: they
 are reported as ``NaN`` and counted apart, never silently turned into 0 or 1.
 
+Active units
+------------
+A unit is *live* when it is neither dead nor masked out by the caller:
+
+- dead (:func:`dead_units`): its total response ``sum_f R[n, f]`` is at most ``rtol`` times
+  the layer's largest (default :data:`DEAD_UNIT_RTOL` = 1e-2);
+- collapsed (:func:`collapsed_latents`, latent units only): the mean KL of its posterior
+  to the prior, ``KL_i = E_x[0.5 (mu_i^2 + sigma_i^2 - log sigma_i^2 - 1)]``, is below a
+  threshold (without a log-variance: ``Var_x(mu_i)`` below a threshold). Callers pass
+  ``live=~collapsed`` to the unit metrics.
+
+Polysemanticity, the monosemantic fraction, the clusters and the modularity are computed on
+the live units only, so a layer's numbers do not change when inactive units are added.
+
 Array conventions (numpy or torch in, numpy out):
 
 - reconstructions: ``base`` ``(N, *pixels)``; ``perturbed`` ``(L, V, N, *pixels)`` for ``L``
@@ -27,16 +41,21 @@ __all__ = [
     "causal_effect_strength",
     "circuit_clusters",
     "circuit_modularity",
+    "collapsed_latents",
     "dead_units",
     "intervention_specificity",
+    "live_units",
     "monosemantic_fraction",
     "polysemanticity",
     "primary_factor",
     "unit_responses",
 ]
 
-#: a unit whose largest response is below this fraction of the layer's largest response is dead
-DEAD_UNIT_RTOL = 1e-6
+#: a unit whose total response is at most this fraction of the layer's largest is dead.
+#: 1e-2 rather than a round-off tolerance: a unit under 1% of the layer's most responsive one
+#: carries under 1e-4 of its squared response, and the residual leak of a collapsed latent or
+#: of a unit switched off by training (1e-3 and below) must not count as a live unit.
+DEAD_UNIT_RTOL = 1e-2
 
 
 def _np(a: Any, name: str) -> np.ndarray:
@@ -150,17 +169,62 @@ def _check_R(R: Any) -> np.ndarray:
 
 
 def dead_units(R: Any, rtol: float = DEAD_UNIT_RTOL) -> np.ndarray:
-    """Boolean ``(U,)``: units whose total response is at most ``rtol`` times the layer's largest."""
+    """Boolean ``(U,)``: units whose total response is at most ``rtol`` times the layer's largest.
+
+    ``dead[n] = sum_f R[n, f] <= rtol * max_m sum_f R[m, f]`` (every unit of an all-zero layer
+    is dead).
+    """
     r = _check_R(R)
     tot = r.sum(1)
     scale = tot.max() if tot.size else 0.0
     return tot <= rtol * scale if scale > 0 else np.ones_like(tot, dtype=bool)
 
 
+def live_units(R: Any, rtol: float = DEAD_UNIT_RTOL, live: Any = None) -> np.ndarray:
+    """Boolean ``(U,)``: not :func:`dead_units` and, when given, ``live`` (e.g. not collapsed)."""
+    r = _check_R(R)
+    out = ~dead_units(r, rtol)
+    if live is not None:
+        mask = np.asarray(live)
+        if mask.shape != out.shape or mask.dtype != bool:
+            raise ArgumentError(f"live: expected a bool array of shape {out.shape}, got "
+                                f"{mask.dtype} {mask.shape}")  # fmt: skip
+        out &= mask
+    return out
+
+
+def collapsed_latents(
+    mu: Any,
+    logvar: Any = None,
+    *,
+    kl_threshold: float = 0.01,
+    var_threshold: float = 0.01,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which latents collapsed to the prior ``N(0, 1)``: ``(collapsed (L,), kl (L,), var_mu (L,))``.
+
+    ``mu``, ``logvar``: posterior means and log-variances ``(N, L)``. With a log-variance,
+    ``KL_i = E_x[0.5 (mu_i^2 + sigma_i^2 - log sigma_i^2 - 1)]`` (nats, the mean KL of the
+    posterior of latent ``i`` to the prior) and ``collapsed = KL_i < kl_threshold``. Without
+    one (``logvar=None``: a deterministic encoder), ``kl`` is NaN and ``collapsed =
+    Var_x(mu_i) < var_threshold``. ``var_mu`` is ``Var_x(mu_i)`` (population variance).
+    """
+    m = _np(mu, "mu")
+    if m.ndim != 2:
+        raise ArgumentError(f"mu: expected (N, latents), got shape {m.shape}")
+    var = m.var(0)
+    if logvar is None:
+        return var < var_threshold, np.full(m.shape[1], np.nan), var
+    lv = _np(logvar, "logvar")
+    if lv.shape != m.shape:
+        raise ArgumentError(f"logvar: expected the shape of mu {m.shape}, got {lv.shape}")
+    kl = (0.5 * (m**2 + np.exp(lv) - lv - 1.0)).mean(0)
+    return kl < kl_threshold, kl, var
+
+
 def polysemanticity(
-    R: Any, *, form: str = "participation", rtol: float = DEAD_UNIT_RTOL
+    R: Any, *, form: str = "participation", rtol: float = DEAD_UNIT_RTOL, live: Any = None
 ) -> np.ndarray:
-    """Polysemanticity of each unit, ``(U,)``; NaN for dead units.
+    """Polysemanticity of each unit, ``(U,)``; NaN for units not live (:func:`live_units`).
 
     - ``form="participation"`` (Roy (2025)'s *text*: 1 = monosemantic, |F| = responds
       equally to all factors): the participation ratio ``PR(n) = (sum_f R)^2 / sum_f R^2``.
@@ -173,7 +237,7 @@ def polysemanticity(
     if form not in ("participation", "roy2025"):
         raise ArgumentError(f"form: expected 'participation' or 'roy2025', got {form!r}")
     r = _check_R(R)
-    dead = dead_units(r, rtol)
+    dead = ~live_units(r, rtol, live)
     s1 = r.sum(1)
     s2 = (r**2).sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -182,35 +246,45 @@ def polysemanticity(
     return np.where(dead, np.nan, out)
 
 
-def primary_factor(R: Any) -> np.ndarray:
-    """Index of each unit's largest response, ``(U,)`` (``-1`` for dead units)."""
+def primary_factor(R: Any, *, rtol: float = DEAD_UNIT_RTOL, live: Any = None) -> np.ndarray:
+    """Index of each unit's largest response, ``(U,)`` (``-1`` for units not live)."""
     r = _check_R(R)
-    return np.where(dead_units(r), -1, r.argmax(1))
+    return np.where(live_units(r, rtol, live), r.argmax(1), -1)
 
 
 def monosemantic_fraction(
-    R: Any, *, threshold: float = 1.5, rtol: float = DEAD_UNIT_RTOL
+    R: Any, *, threshold: float = 1.5, rtol: float = DEAD_UNIT_RTOL, live: Any = None
 ) -> tuple[float, int, int]:
     """Share of live units that are monosemantic: participation ratio below ``threshold``.
 
     ``PR < 1.5`` means the unit's response is concentrated on one factor (two equal factors
-    give PR = 2). Returns ``(fraction, n_monosemantic, n_live)``; the fraction is NaN when no
-    unit is live.
+    give PR = 2). Live: :func:`live_units` (not dead at ``rtol``, and ``live`` when given), so a
+    collapsed latent leaking a little of one factor is not counted as monosemantic. Returns
+    ``(fraction, n_monosemantic, n_live)``; the fraction is NaN when no unit is live.
     """
-    pr = polysemanticity(R, form="participation", rtol=rtol)
+    pr = polysemanticity(R, form="participation", rtol=rtol, live=live)
     live = ~np.isnan(pr)
     n_live = int(live.sum())
     n_mono = int((pr[live] < threshold).sum())
     return (n_mono / n_live if n_live else float("nan")), n_mono, n_live
 
 
-def circuit_modularity(R: Any, *, form: str = "roy2025") -> float:
-    """Circuit modularity of a layer from its response matrix ``R`` ``(U, K)``.
+def circuit_modularity(
+    R: Any, *, form: str = "roy2025", rtol: float = DEAD_UNIT_RTOL, live: Any = None
+) -> float:
+    """Circuit modularity of a layer from its response matrix ``R`` ``(U, K)``, live units only.
 
-    Roy (2025) eq. (9): ``M = 1 - mean_{i<j} |rho(da_i, da_j)|``, ``da_i = R[:, i]`` the vector of
-    activation changes across the layer's units for intervention ``i``, ``rho`` Pearson's
-    correlation. ``form="signed"`` uses ``1 - mean rho`` clipped to [0, 1] (anti-correlated
-    circuits count as separate).
+    Roy (2025) eq. (9): ``M = 1 - mean_{i<j} |rho(da_i, da_j)|``, ``da_i = R[live, i]`` the vector
+    of activation changes across the layer's live units (:func:`live_units`) for intervention
+    ``i``, ``rho`` Pearson's correlation. ``form="signed"`` uses ``1 - mean rho`` clipped to
+    [0, 1] (anti-correlated circuits count as separate).
+
+    Dead rows are left out because they are not neutral: ``U - K`` zero rows appended to a
+    one-hot layer shift every column's mean and move ``rho`` from ``-1/(K-1)`` to
+    ``-1/(U-1)``. Over the live rows a perfectly modular layer (``K`` units, each reading one
+    factor: ``R = I_K``) has ``rho(e_i, e_j) = -1/(K-1)``, so ``M = 1 - 1/(K-1)`` (2/3 for
+    ``K = 4``; 0 for ``K = 2``, where disjoint circuits are perfectly anti-correlated) and the
+    signed form is 1.
 
     Pairs involving a constant vector (every unit responds equally, e.g. a dead layer, or a
     layer with one unit) have no correlation: they are left out. With no valid pair the
@@ -220,6 +294,7 @@ def circuit_modularity(R: Any, *, form: str = "roy2025") -> float:
     if form not in ("roy2025", "signed"):
         raise ArgumentError(f"form: expected 'roy2025' or 'signed', got {form!r}")
     r = _check_R(R)
+    r = r[live_units(r, rtol, live)]
     k = r.shape[1]
     if k < 2 or r.shape[0] < 2:
         return float("nan")
@@ -243,7 +318,7 @@ def circuit_modularity(R: Any, *, form: str = "roy2025") -> float:
 class ClusterResult:
     """Circuit clusters of units by response profile."""
 
-    labels: np.ndarray  #: (U,) cluster of each unit, -1 for dead units
+    labels: np.ndarray  #: (U,) cluster of each unit, -1 for units not live
     n_clusters: int
     coherence: float  #: share of live units whose primary factor is their cluster's majority factor
     majority_factor: np.ndarray  #: (n_clusters,) majority primary factor of each cluster
@@ -260,9 +335,14 @@ class ClusterResult:
 
 
 def circuit_clusters(
-    R: Any, *, n_clusters: int | None = None, random_state: int = 0
+    R: Any,
+    *,
+    n_clusters: int | None = None,
+    random_state: int = 0,
+    rtol: float = DEAD_UNIT_RTOL,
+    live: Any = None,
 ) -> ClusterResult:
-    """Cluster live units by their normalised response profile ``R[n] / sum_f R[n, f]``.
+    """Cluster live units (:func:`live_units`) by their normalised profile ``R[n] / sum_f R[n, f]``.
 
     k-means (scikit-learn, 10 restarts) with ``n_clusters`` (default: the number of factors,
     capped by the number of live units). Cluster coherence (Roy (2025) Table 3) is the share
@@ -271,8 +351,7 @@ def circuit_clusters(
     from sklearn.cluster import KMeans
 
     r = _check_R(R)
-    dead = dead_units(r)
-    live_idx = np.flatnonzero(~dead)
+    live_idx = np.flatnonzero(live_units(r, rtol, live))
     labels = np.full(r.shape[0], -1, dtype=np.int64)
     if live_idx.size == 0:
         return ClusterResult(labels, 0, float("nan"), np.zeros(0, np.int64), np.zeros(0, np.int64))
