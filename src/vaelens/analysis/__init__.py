@@ -9,7 +9,13 @@ model) and :func:`write_figures`.
 Imports from: data, train, lens, metrics, stats, errors, io.
 """
 
-from vaelens.analysis.core import analyze, analyze_network, default_layers, random_baseline
+from vaelens.analysis.core import (
+    analyze,
+    analyze_network,
+    baseline_seed,
+    default_layers,
+    random_baseline,
+)
 from vaelens.analysis.figures import write_figures
 from vaelens.analysis.result import (
     SCHEMA_VERSION,
@@ -19,6 +25,7 @@ from vaelens.analysis.result import (
     Clusters,
     FactorGraph,
     LatentEffects,
+    LatentPosterior,
     LayerMetrics,
     Mediation,
     ModelAnalysis,
@@ -40,6 +47,7 @@ __all__ = [
     "Clusters",
     "FactorGraph",
     "LatentEffects",
+    "LatentPosterior",
     "LayerMetrics",
     "Mediation",
     "ModelAnalysis",
@@ -50,6 +58,7 @@ __all__ = [
     "analyze",
     "analyze_network",
     "analyze_run",
+    "baseline_seed",
     "default_layers",
     "load_analysis",
     "random_baseline",
