@@ -3,12 +3,20 @@
 :func:`analyze` (one model and a ground-truth dataset -> :class:`AnalysisResult`, configured
 by :class:`AnalysisSettings`), :func:`analyze_run` (a trained run directory ->
 ``analysis.json`` and ``figures/``), :func:`load_analysis` (an ``analysis.json`` -> the
-typed result), :func:`random_baseline` (the randomly initialised twin analysed beside every
+typed result), :func:`run_controls` (the referee's controls, ``controls=True``; docs/controls.md),
+:func:`random_baseline` (the randomly initialised twin analysed beside every
 model) and :func:`write_figures`.
 
 Imports from: data, train, lens, metrics, stats, errors, io.
 """
 
+from vaelens.analysis.controls import (
+    decoder_retrain_control,
+    draw_latents,
+    posterior_source_control,
+    recon_normalised_ces,
+    run_controls,
+)
 from vaelens.analysis.core import analyze, analyze_network, default_layers, random_baseline
 from vaelens.analysis.figures import write_figures
 from vaelens.analysis.result import (
@@ -17,6 +25,8 @@ from vaelens.analysis.result import (
     AnalysisResult,
     CausalGraph,
     Clusters,
+    Controls,
+    DecoderRetrainControl,
     FactorGraph,
     LatentEffects,
     LayerMetrics,
@@ -25,6 +35,8 @@ from vaelens.analysis.result import (
     Modularity,
     Monosemanticity,
     Polysemanticity,
+    PosteriorSourceControl,
+    ReconNormalisedCES,
     VQEffects,
     load_analysis,
 )
@@ -38,6 +50,8 @@ __all__ = [
     "AnalysisSettings",
     "CausalGraph",
     "Clusters",
+    "Controls",
+    "DecoderRetrainControl",
     "FactorGraph",
     "LatentEffects",
     "LayerMetrics",
@@ -46,13 +60,20 @@ __all__ = [
     "Modularity",
     "Monosemanticity",
     "Polysemanticity",
+    "PosteriorSourceControl",
+    "ReconNormalisedCES",
     "VQEffects",
     "analyze",
     "analyze_network",
     "analyze_run",
+    "decoder_retrain_control",
     "default_layers",
+    "draw_latents",
     "load_analysis",
+    "posterior_source_control",
     "random_baseline",
+    "recon_normalised_ces",
+    "run_controls",
     "settings_from",
     "write_analysis",
     "write_figures",
