@@ -3,12 +3,20 @@
 :func:`analyze` (one model and a ground-truth dataset -> :class:`AnalysisResult`, configured
 by :class:`AnalysisSettings`), :func:`analyze_run` (a trained run directory ->
 ``analysis.json`` and ``figures/``), :func:`load_analysis` (an ``analysis.json`` -> the
-typed result), :func:`random_baseline` (the randomly initialised twin analysed beside every
+typed result), :func:`run_controls` (the referee's controls, ``controls=True``; docs/controls.md),
+:func:`random_baseline` (the randomly initialised twin analysed beside every
 model) and :func:`write_figures`.
 
 Imports from: data, train, lens, metrics, stats, errors, io.
 """
 
+from vaelens.analysis.controls import (
+    decoder_retrain_control,
+    draw_latents,
+    posterior_source_control,
+    recon_normalised_ces,
+    run_controls,
+)
 from vaelens.analysis.core import (
     analyze,
     analyze_network,
@@ -23,6 +31,8 @@ from vaelens.analysis.result import (
     AnalysisResult,
     CausalGraph,
     Clusters,
+    Controls,
+    DecoderRetrainControl,
     FactorGraph,
     LatentEffects,
     LatentPosterior,
@@ -32,6 +42,8 @@ from vaelens.analysis.result import (
     Modularity,
     Monosemanticity,
     Polysemanticity,
+    PosteriorSourceControl,
+    ReconNormalisedCES,
     VQEffects,
     load_analysis,
 )
@@ -45,6 +57,8 @@ __all__ = [
     "AnalysisSettings",
     "CausalGraph",
     "Clusters",
+    "Controls",
+    "DecoderRetrainControl",
     "FactorGraph",
     "LatentEffects",
     "LatentPosterior",
@@ -54,14 +68,21 @@ __all__ = [
     "Modularity",
     "Monosemanticity",
     "Polysemanticity",
+    "PosteriorSourceControl",
+    "ReconNormalisedCES",
     "VQEffects",
     "analyze",
     "analyze_network",
     "analyze_run",
     "baseline_seed",
+    "decoder_retrain_control",
     "default_layers",
+    "draw_latents",
     "load_analysis",
+    "posterior_source_control",
     "random_baseline",
+    "recon_normalised_ces",
+    "run_controls",
     "settings_from",
     "write_analysis",
     "write_figures",

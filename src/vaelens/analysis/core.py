@@ -598,6 +598,14 @@ def analyze(
         baseline = analyze_network(twin, blens, inp, plan, s, graph)[0]
     n_units = int(trained.latent.ces.shape[0])
     notes += _notes_after(plan, s, n_units, min(s.vq_samples, s.n_samples))
+    controls = None
+    if s.controls:
+        from vaelens.analysis.controls import run_controls
+
+        controls = run_controls(
+            model, lens, ds, inp, s, trained, vq=plan.vq, max_batch=plan.max_batch
+        )
+        notes += controls.notes
     meta = _meta(model, ds, inp, plan, s, n_units, notes, time.perf_counter() - t0)
-    result = AnalysisResult(meta=meta, trained=trained, baseline=baseline)
+    result = AnalysisResult(meta=meta, trained=trained, baseline=baseline, controls=controls)
     return result.with_traversals(trav, rows)

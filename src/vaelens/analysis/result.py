@@ -433,6 +433,95 @@ class AnalysisMeta(_Block):
         return [*self.encoder_layers, *self.decoder_layers]
 
 
+class DecoderRetrainControl(_Block):
+    """Control 1: CES, specificity and the causal graph with a decoder retrained from scratch.
+
+    The decoder is re-initialised and trained on the frozen encoder's ``mu(x)`` (see
+    :func:`vaelens.analysis.controls.decoder_retrain_control`). ``ces_spearman`` is the rank
+    correlation of ``ces_original`` and ``ces_retrained`` (NaN if one is constant);
+    ``edge_jaccard`` the overlap of the two causal graphs' edges (NaN if both are empty);
+    ``recon_error`` the retrained model's NLL per image (``meta.recon_error_kind``) beside
+    the original's; ``initial_loss`` / ``final_loss``: the training loss of the first and
+    last step (per image, on one batch); ``unidentified``: latents constant on the training images, read at their
+    training value by the retrained decoder.
+    """
+
+    ces_original: FloatArray
+    ces_retrained: FloatArray
+    ces_spearman: Num
+    latent: LatentEffects
+    causal_graph: CausalGraph
+    edge_jaccard: Num
+    recon_error: Num
+    recon_error_original: Num
+    recon_mse: Num
+    initial_loss: Num
+    final_loss: Num
+    unidentified: list[int]
+    reset_modules: list[str]
+    kept_modules: list[str]
+    steps: int
+    batch_size: int
+    lr: float
+    n_train: int
+
+
+class PosteriorSourceControl(_Block):
+    """Control 2: the latent intervention on codes from the aggregate posterior and the prior.
+
+    ``aggregate`` / ``prior``: the :class:`LatentEffects` of traversals from codes drawn from
+    the aggregate posterior (``aggregate_method``: ``"shuffle"``, each latent's ``mu``
+    permuted independently across the samples, or ``"gaussian"``, ``N(mean_i, Var(mu_i))``)
+    and from ``N(0, I)``; ``ces_encoder``: the encoder's own CES beside them.
+    """
+
+    ces_encoder: FloatArray
+    aggregate: LatentEffects
+    prior: LatentEffects
+    aggregate_method: Literal["shuffle", "gaussian"]
+
+
+class ReconNormalisedCES(_Block):
+    """Control 3: CES over the reconstruction distance and over the reconstructions' spread.
+
+    ``recon_distance = E_x ||out(D(E(x))) - x||_2``, ``output_spread = E_x ||out(D(E(x))) -
+    mean_x out(D(E(x)))||_2``; ``ces_recon_normalised = ces / recon_distance``,
+    ``ces_spread_normalised = ces / output_spread`` (NaN where the normaliser is 0).
+    """
+
+    recon_distance: Num
+    output_spread: Num
+    ces_recon_normalised: FloatArray
+    ces_spread_normalised: FloatArray
+
+
+class Controls(_Block):
+    """The referee's controls (``controls=True``): see docs/controls.md."""
+
+    decoder_retrain: DecoderRetrainControl | None = None
+    posterior_sources: PosteriorSourceControl | None = None
+    recon_normalised: ReconNormalisedCES
+    notes: list[str]
+
+    def scalars(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        rt = self.decoder_retrain
+        if rt is not None:
+            out["controls.retrained_ces_spearman"] = rt.ces_spearman
+            out["controls.retrained_ces.mean"] = rt.latent.ces_mean
+            out["controls.retrained_specificity.mean"] = rt.latent.specificity_mean
+            out["controls.retrained_edge_jaccard"] = rt.edge_jaccard
+            out["controls.retrained_recon_error"] = rt.recon_error
+        ps = self.posterior_sources
+        if ps is not None:
+            out["controls.ces_aggregate.mean"] = ps.aggregate.ces_mean
+            out["controls.ces_prior.mean"] = ps.prior.ces_mean
+        rn = self.recon_normalised
+        out["controls.ces_recon_normalised.mean"] = float(rn.ces_recon_normalised.mean())
+        out["controls.ces_spread_normalised.mean"] = float(rn.ces_spread_normalised.mean())
+        return out
+
+
 class AnalysisResult(BaseModel):
     """What :func:`vaelens.analyze` found; ``analysis.json`` is :meth:`to_json`.
 
@@ -446,6 +535,7 @@ class AnalysisResult(BaseModel):
     meta: AnalysisMeta
     trained: ModelAnalysis
     baseline: ModelAnalysis | None = None
+    controls: Controls | None = None
     _traversals: np.ndarray | None = PrivateAttr(default=None)
     _traversal_rows: list[str] = PrivateAttr(default_factory=list)
 
@@ -515,6 +605,8 @@ class AnalysisResult(BaseModel):
         out["recon.mse_mean_image"] = self.meta.recon_mse_mean_image
         if self.trained.vq is not None:
             out.update(self.trained.vq.scalars())
+        if self.controls is not None:
+            out.update(self.controls.scalars())
         return {k: float(v) for k, v in out.items()}
 
 

@@ -86,6 +86,20 @@ class AnalysisSettings(BaseModel):
     vq_samples: int = Field(32, ge=1, description="examples of the VQ code swaps")
     max_batch: int | None = Field(None, ge=1, description="rows of a stacked forward")
     n_show: int = Field(3, ge=1, description="examples shown in the traversal figure")
+    controls: bool = Field(
+        False, description="run the referee's controls (a decoder retraining; docs/controls.md)"
+    )
+    control_steps: int = Field(
+        500, ge=1, description="Adam steps of the retrained decoder (a study: its training's)"
+    )
+    control_batch_size: int = Field(64, ge=1, description="images per retraining step")
+    control_lr: float = Field(1e-3, gt=0, le=1, allow_inf_nan=False, description="retraining lr")
+    control_n_train: int = Field(1024, ge=2, description="dataset images the decoder retrains on")
+    control_aggregate: str = Field(
+        "shuffle",
+        pattern="^(shuffle|gaussian)$",
+        description="aggregate-posterior codes: each mu permuted, or N(mean, Var mu) per latent",
+    )
 
     def probe_size(self) -> int:
         """Images of the pixel-space probe: ``n_probe`` or ``max(256, 4 n_samples)``."""
