@@ -28,6 +28,7 @@ It sits beneath every package but ``errors``: any package may import it, and bes
 from vaelens.stats.bootstrap import BCA_MIN_N, BOOT_METHODS, bootstrap_ci
 from vaelens.stats.core import (
     INTERVAL_KINDS,
+    SPEARMAN_EXACT_MAX_N,
     CorrelationResult,
     adjust_pvalues,
     compare_groups,
@@ -48,6 +49,7 @@ __all__ = [
     "BOOT_METHODS",
     "INTERVAL_KINDS",
     "MIN_GROUPS",
+    "SPEARMAN_EXACT_MAX_N",
     "CorrelationResult",
     "adjust_pvalues",
     "bootstrap_ci",

@@ -94,9 +94,29 @@ def _rows_ci(
     return lo, hi
 
 
+def _want_boot(n_boot: Any) -> bool:
+    """Whether to bootstrap: ``n_boot = 0`` asks for no bootstrap CI."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
+        raise ArgumentError(f"n_boot: expected a non-negative int, got {n_boot!r}")
+    return n_boot > 0
+
+
 def _check_method(method: str) -> None:
     if method not in ("pearson", "spearman"):
         raise ArgumentError(f"method: expected 'pearson' or 'spearman', got {method!r}")
+
+
+#: Spearman p-values are exact (all n! pairings) up to this many pairs
+SPEARMAN_EXACT_MAX_N = 8
+
+
+def _spearman_exact_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided exact permutation p of Spearman's r over all pairings of ``x`` and ``y``."""
+    rx, ry = sps.rankdata(x), sps.rankdata(y)
+    perms = np.array(list(itertools.permutations(range(ry.size))))
+    null = _corr_rows(np.broadcast_to(rx, perms.shape), ry[perms], "pearson")
+    obs = float(_corr_rows(rx, ry, "pearson"))
+    return float(np.mean(np.abs(null) >= abs(obs) - 1e-12))
 
 
 def correlation(
@@ -111,10 +131,14 @@ def correlation(
     """Correlation of ``x`` and ``y`` with a two-sided p-value and a bootstrap CI.
 
     Pearson: ``r = cov(x, y) / (sd(x) sd(y))``, p from the t distribution with ``n - 2`` df;
-    Spearman: Pearson's r of the ranks. Pairs with a NaN are dropped. With fewer than 3
+    Spearman: Pearson's r of the ranks, p from the t approximation, or with at most
+    :data:`SPEARMAN_EXACT_MAX_N` pairs the exact permutation p-value (the share of the ``n!``
+    pairings with ``|r_s| >= |r_s observed|``; the t approximation gives p = 0 for a
+    perfect ranking of 3 points, the exact p is 1/3). Pairs with a NaN are dropped. With fewer than 3
     pairs, or a constant variable, r and p are NaN. The CI resamples whole pairs
     (:func:`~vaelens.stats.bootstrap_ci`, ``method="auto"``); none with fewer than 4 pairs or
-    when more than half of the replicates are NaN. ``fz_low, fz_high``: the Fisher-z interval
+    when more than half of the replicates are NaN, and none asked for with ``n_boot=0``.
+    ``fz_low, fz_high``: the Fisher-z interval
     (:func:`fisher_z_ci`), none with fewer than 4 pairs.
     """
     _check_method(method)
@@ -124,10 +148,12 @@ def correlation(
         p = float("nan")
     elif method == "pearson":
         p = float(sps.pearsonr(xv, yv).pvalue)
+    elif xv.size <= SPEARMAN_EXACT_MAX_N:
+        p = _spearman_exact_p(xv, yv)
     else:
         p = float(sps.spearmanr(xv, yv).pvalue)
     lo = hi = float("nan")
-    if xv.size >= 4:
+    if xv.size >= 4 and _want_boot(n_boot):
         stat = functools.partial(_corr_rows, method=method)
         lo, hi = _rows_ci((xv, yv), stat, True, n_boot, level, random_state)
     fz = fisher_z_ci(r, int(xv.size), level=level, method=method)
@@ -209,7 +235,8 @@ def partial_correlation(
     distribution with ``n - 2 - K`` degrees of freedom,
     ``t = r sqrt((n - 2 - K) / (1 - r^2))``. The bootstrap (:func:`~vaelens.stats.bootstrap_ci`,
     ``method="auto"``) resamples whole rows, refitting the regressions each time; no CI with
-    fewer than ``4 + K`` rows or when more than half of the replicates are NaN. The Fisher-z
+    fewer than ``4 + K`` rows, with ``n_boot=0``, or when more than half of the replicates
+    are NaN. The Fisher-z
     interval (:func:`fisher_z_ci`) uses ``n - 3 - K``. Covariates constant over the rows, or
     linear combinations of an intercept and the covariates before them, are dropped (they
     carry no information); their names stay out of ``controls``.
@@ -225,7 +252,7 @@ def partial_correlation(
         t = r * np.sqrt(df / max(1e-300, 1 - r**2))
         p = float(2 * sps.t.sf(abs(t), df))
     lo = hi = float("nan")
-    if n >= 4 + k:
+    if n >= 4 + k and _want_boot(n_boot):
         lo, hi = _rows_ci((xv, yv, *cov.T), _partial_r, False, n_boot, level, random_state)
     fz = fisher_z_ci(r, int(n), n_controls=k, level=level, method=method)
     return CorrelationResult(method, r, p, lo, hi, int(n), level, names, *fz)

@@ -49,10 +49,10 @@ def mixed_slope(
     = b1 / se``, normal), the Wald interval ``b1 -+ z_{(1+level)/2} se`` (``ci_low``,
     ``ci_high``), ``group_var = tau^2``, ``n``, ``n_groups``, ``converged`` and ``note``
     (why there is no estimate, or a warning about the fit: boundary ``tau^2 = 0`` means the
-    slope equals the ordinary least-squares one). Rows with a NaN are dropped. No estimate
-    (NaN, with the reason in ``note``) when statsmodels is not installed, with fewer than
-    :data:`MIN_GROUPS` groups, with no more rows than parameters plus groups, or when ``x``
-    is constant.
+    slope is close to the ordinary least-squares one). Rows with a NaN are dropped. No
+    estimate (NaN, with the reason in ``note``) when statsmodels is not installed, with fewer
+    than :data:`MIN_GROUPS` groups, with no more rows than parameters plus groups, when
+    ``x`` is constant, or when the fit does not converge.
     """
     if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
         raise ArgumentError(f"level: expected a number in (0, 1), got {level!r}")
@@ -85,23 +85,23 @@ def mixed_slope(
         from statsmodels.regression.mixed_linear_model import MixedLM
     except ImportError:
         return _nan_result(n, n_groups, "statsmodels is not installed")
-    notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         warnings.simplefilter("always")
         try:
             res = MixedLM(yv, exog, groups=g).fit(reml=True)
+            slope, se = float(res.fe_params[1]), float(res.bse_fe[1])
+            tau2 = float(np.asarray(res.cov_re).ravel()[0])
+            converged, scale = bool(res.converged), float(res.scale)
         except (np.linalg.LinAlgError, ValueError) as exc:
             return _nan_result(n, n_groups, f"the fit failed: {exc}")
-    for w in caught:
-        text = str(w.message).split("\n")[0]
-        if text not in notes:
-            notes.append(text)
-    slope, se = float(res.fe_params[1]), float(res.bse_fe[1])
-    tau2 = float(np.asarray(res.cov_re).ravel()[0])
-    if tau2 <= 1e-10 * max(float(res.scale), 1e-300):
-        notes.insert(0, "random-intercept variance at 0 (boundary): the slope is the OLS one")
-    if not res.converged:
-        notes.insert(0, "did not converge")
+    text = " ".join(str(w.message) for w in caught)
+    if not converged:
+        return _nan_result(n, n_groups, "the REML fit did not converge: no estimate")
+    notes = []
+    if tau2 <= 1e-8 * max(scale, 1e-300) or "boundary" in text:
+        notes.append("random-intercept variance at or near 0 (boundary): close to the OLS slope")
+    if "Hessian" in text or not np.isfinite(se):
+        notes.append("Hessian not positive definite: no standard error")
     ok = np.isfinite(se) and se > 0
     z = float(sps.norm.ppf(0.5 + level / 2))
     return {
@@ -113,6 +113,6 @@ def mixed_slope(
         "group_var": tau2,
         "n": n,
         "n_groups": n_groups,
-        "converged": bool(res.converged),
+        "converged": converged,
         "note": "; ".join(notes),
     }
