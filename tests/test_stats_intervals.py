@@ -186,3 +186,12 @@ def test_mixed_slope_recovers_a_planted_slope_with_architecture_intercepts() -> 
     assert np.isnan(few["slope"]) and "at least 3" in few["note"]
     with pytest.raises(ArgumentError, match=r"^x, groups, fixed: expected 48 rows"):
         mixed_slope(y, x[:5], groups)
+
+
+def test_spearman_exact_p_at_small_n() -> None:
+    # a perfect ranking of n points: exact two-sided p = 2 / n! (the t approximation gives 0)
+    assert correlation([1, 2, 3], [1, 2, 3], method="spearman").p == pytest.approx(1 / 3)
+    assert correlation([1, 2, 3, 4], [4, 3, 2, 1], method="spearman").p == pytest.approx(1 / 12)
+    assert correlation([1, 2, 3], [1, 2, 3], n_boot=0).n == 3
+    with pytest.raises(ArgumentError, match=r"^n_boot: expected a non-negative int"):
+        correlation([1, 2, 3, 4], [1, 2, 3, 4], n_boot=-1)
