@@ -36,7 +36,20 @@ from vaelens.study.store import ResultStore
 FACTORS = {
     "synthetic": ["shape", "size", "background", "contrast", "posX", "posY"],
     "dsprites": ["shape", "scale", "orientation", "posX", "posY"],
+    "shapes3d": ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"],
 }
+CHANNELS = {"synthetic": 1, "dsprites": 1, "shapes3d": 3, "celeba": 3}
+
+
+def _factors(dataset: str) -> list[str]:
+    """The fixture's factor names; CelebA's 40 attributes come from the registry."""
+    if dataset == "celeba":
+        from vaelens.data.registry import get_spec
+
+        return list(get_spec("celeba").factor_names)
+    return FACTORS[dataset]
+
+
 ENCODER = ["encoder.conv_0", "encoder.conv_1", "encoder.mu"]
 DECODER = ["decoder.conv_0"]
 UNITS = {"encoder.conv_0": 8, "encoder.conv_1": 12, "decoder.conv_0": 8}
@@ -137,11 +150,12 @@ def make_analysis(
     rng: np.random.Generator, arch: str, dataset: str, seed: int, latent: int = 6
 ) -> AnalysisResult:
     """One run's typed analysis with random numbers of the right shapes."""
-    factors = FACTORS[dataset]
+    factors = _factors(dataset)
     trained = _causal_block(rng, arch, factors, latent, strength=4.0)
     baseline = _causal_block(rng, arch, factors, latent, strength=1.0)
     meta = AnalysisMeta(
-        model=arch, dataset=dataset, factor_names=factors, image_shape=[1, 64, 64],
+        model=arch, dataset=dataset, factor_names=factors,
+        image_shape=[CHANNELS.get(dataset, 1), 64, 64],
         latent_dim=latent, latent_dim_raw=latent, vq=False, encoder_layers=ENCODER,
         decoder_layers=DECODER, channel_layers=ENCODER[-2:-1], recon_error_kind="bce_per_image",
         recon_mse_mean_image=rng.uniform(0.03, 0.05), n_probe=256,
@@ -150,11 +164,13 @@ def make_analysis(
     return AnalysisResult(meta=meta, trained=trained, baseline=baseline)
 
 
-def flat_metrics(analysis: AnalysisResult, rng: np.random.Generator) -> dict[str, Any]:
+def flat_metrics(
+    analysis: AnalysisResult, rng: np.random.Generator, dci_slope: float = 0.02
+) -> dict[str, Any]:
     """The scalar metrics a study stores for one run: the analysis' and fake scores."""
     out: dict[str, Any] = analysis.scalars()
-    # DCI loosely tied to CES so that a correlation exists to be found
-    d = 0.05 + 0.02 * analysis.trained.latent.ces_mean + rng.normal(0, 0.02)
+    # DCI loosely tied to CES (slope ``dci_slope``) so that a correlation exists to be found
+    d = 0.13 + dci_slope * (analysis.trained.latent.ces_mean - 4.0) + rng.normal(0, 0.02)
     out["dci"] = {"disentanglement": d, "completeness": d * 0.9, "informativeness": 0.7}
     out["mig"] = float(rng.uniform(0, 0.2))
     out["sap"] = float(rng.uniform(0, 0.1))
@@ -171,11 +187,13 @@ def make_fake_study(
     no_dci: tuple[str, ...] = ("vae-synthetic-s1",),
     traversals: bool = True,
     random_state: int = 0,
+    dci_slope: dict[str, float] | None = None,
 ) -> Path:
     """Write a fake study into ``root`` and return it.
 
     Run ids are ``<arch>-<dataset>-s<seed>``; the runs in ``failed`` are marked failed with
-    an error; the runs in ``no_dci`` have no disentanglement metrics stored.
+    an error; the runs in ``no_dci`` have no disentanglement metrics stored. ``dci_slope``
+    plants, per dataset, the slope of DCI D on mean CES (default 0.02).
     """
     root = Path(root)
     rng = np.random.default_rng(random_state)
@@ -207,7 +225,7 @@ def make_fake_study(
                 img = (rng.uniform(0, 1, size=(6 * 16, 7 * 16)) * 255).astype(np.uint8)
                 (run_dir / "figures").mkdir(parents=True, exist_ok=True)
                 Image.fromarray(img).save(run_dir / "figures" / "traversals.png")
-            metrics = flat_metrics(analysis, rng)
+            metrics = flat_metrics(analysis, rng, (dci_slope or {}).get(r["dataset"], 0.02))
             if rid in no_dci:
                 del metrics["dci"]
             store.mark_completed(rid, metrics, train_seconds=10.0, analysis_seconds=2.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -75,12 +76,18 @@ def test_table1_matches_the_store(built: tuple[Path, Path]) -> None:
             row = t1[(t1.dataset == ds) & (t1.architecture == arch) & (t1.column == col)].iloc[0]
             assert row.n == vals.size
             assert row["mean"] == pytest.approx(vals.mean())
-            if vals.size >= 2:
-                half = 0.5 * (row.ci_high - row.ci_low)
+            if vals.size >= 3:  # non-negative metrics: the log-scale t interval
                 from scipy import stats as sps
 
-                exp = sps.t.ppf(0.975, vals.size - 1) * vals.std(ddof=1) / np.sqrt(vals.size)
-                assert half == pytest.approx(exp)
+                se = vals.std(ddof=1) / np.sqrt(vals.size)
+                f = np.exp(sps.t.ppf(0.975, vals.size - 1) * se / vals.mean())
+                assert (row.ci_low, row.ci_high) == pytest.approx(
+                    (vals.mean() / f, vals.mean() * f)
+                )
+                assert row.interval == "log-t"
+            elif vals.size == 2:  # no interval from two seeds: their values
+                assert np.isnan(row.ci_low) and row.interval == "range"
+                assert (row["min"], row["max"]) == pytest.approx((vals.min(), vals.max()))
             else:
                 assert np.isnan(row.ci_low)
     # the run without DCI leaves n = 1 for its cell, shown without a CI
@@ -100,8 +107,14 @@ def test_correlation_table_matches_stats(built: tuple[Path, Path]) -> None:
     np.testing.assert_allclose(got.p.to_numpy(), exp.p.to_numpy())
     partial = corr[corr.analysis == "partial (all runs)"]
     assert set(partial.method) == {"pearson", "spearman"}
-    # resolution and latent size are constant in the fixture, so only the factor count stays
+    # channels, resolution and latent size are constant in the fixture, and with two
+    # datasets the factor-level entropy is collinear with the factor count: only it stays
     assert all(c == "number of factors" for c in partial.controls)
+    # every correlation has its Fisher-z interval beside the bootstrap one (from n - 3 - K >= 1)
+    rows = corr[(corr.method != "mixedlm") & (corr.n >= 6)]
+    assert rows.fz_low.notna().all() and (rows.fz_low <= rows.r).all()
+    assert (rows.r <= rows.fz_high).all()
+    assert corr[(corr.analysis == "architecture means") & (corr.n == 3)].fz_low.isna().all()
 
 
 def test_claims_follow_the_adjusted_pvalues(tmp_path: Path) -> None:
@@ -230,3 +243,94 @@ def test_vq_runs_get_their_own_table(tmp_path: Path) -> None:
     html = build_report(study, n_boot=N_BOOT).read_text()
     assert "VQ-VAEs: discrete interventions" in html
     assert vq_interventions(load_study(make_fake_study(tmp_path / "c"))).display.empty
+
+
+def test_table2_compares_latents_by_rank(tmp_path: Path) -> None:
+    study = load_study(
+        make_fake_study(
+            tmp_path, datasets=("synthetic",), seeds=(0, 1, 2), failed=(), no_dci=(),
+            traversals=False,
+        )
+    )  # fmt: skip
+    from vaelens.report.tables import per_dimension_effects
+
+    t2 = per_dimension_effects(study).data
+    for arch in study.architectures:
+        ces = [a.trained.latent.ces for a in study.analyses_of("synthetic", arch)]
+        rows = t2[t2.architecture == arch].sort_values("rank")
+        # rank 1 is each run's strongest latent, whatever its index
+        assert rows["mean"].iloc[0] == pytest.approx(np.mean([c.max() for c in ces]))
+        assert rows["mean"].iloc[-1] == pytest.approx(np.mean([c.min() for c in ces]))
+        assert (np.diff(rows["mean"].to_numpy()) <= 0).all()
+        assert (rows.interval == "log-t").all() and (rows.ci_low > 0).all()
+
+
+def test_correlation_with_architecture_units_and_a_leverage_dataset(tmp_path: Path) -> None:
+    # CelebA (40 factors, 3 channels) carries a planted negative CES-DCI slope; the others none
+    study = load_study(
+        make_fake_study(
+            tmp_path, datasets=("synthetic", "dsprites", "shapes3d", "celeba"),
+            seeds=(0, 1, 2, 3), failed=(), no_dci=(), traversals=False,
+            dci_slope={"synthetic": 0.0, "dsprites": 0.0, "shapes3d": 0.0, "celeba": -0.1},
+        )
+    )  # fmt: skip
+    c = study.completed
+    cov = c.groupby("dataset")[["n_factors", "channels", "factor_entropy"]].first()
+    assert cov.loc["celeba"].tolist() == pytest.approx([40, 3, 40 * np.log(2)])
+    assert cov.loc["dsprites"].tolist() == pytest.approx([5, 1, np.log(3 * 6 * 40 * 32 * 32)])
+    from vaelens.report.tables import ces_dci_correlation
+
+    table = ces_dci_correlation(study, n_boot=N_BOOT)
+    d = table.data
+    pear = d[d.method == "pearson"]
+    partial = pear[pear.analysis == "partial (all runs)"].iloc[0]
+    assert partial.controls == "number of factors, channels, factor-level entropy Σ log(levels)"
+    within = pear[(pear.analysis == "within dataset")]
+    assert within.set_index("group").loc["celeba"].r < -0.8
+    pooled = within.set_index("group").loc["(pooled within)"]
+    assert pooled.r < -0.2 and pooled.p < 0.05
+    # Holm over the four datasets of each (analysis, method)
+    from vaelens.stats import adjust_pvalues
+
+    per_ds = within[within.group != "(pooled within)"]
+    np.testing.assert_allclose(per_ds.p_holm, adjust_pvalues(per_ds.p.to_numpy(), "holm"))
+    # without CelebA, the dataset of most leverage, the pooled correlation vanishes
+    lev = pear[pear.analysis == "within dataset, without the dataset of most leverage"].iloc[0]
+    assert lev.group == "without celeba" and lev.p > 0.05 and abs(lev.r) < abs(pooled.r) / 2
+    exp = within_group_correlation(
+        c[c.dataset != "celeba"], "ces.mean", "dci.disentanglement", "dataset", n_boot=N_BOOT
+    ).iloc[-1]
+    assert lev.r == pytest.approx(exp.r) and lev.lodo_max == pytest.approx(exp.r)
+    assert lev.r_all == pytest.approx(pooled.r) and lev.lodo_min < -0.2  # the other omissions
+    # architecture means: one point per (dataset, architecture)
+    means = pear[pear.analysis == "architecture means"].set_index("group")
+    assert means.loc["celeba"].n == 3 and means.loc["(pooled within)"].n == 12
+    # the mixed model per dataset and pooled (random intercept per architecture)
+    mixed = d[d.method == "mixedlm"].set_index("group")
+    assert set(mixed.index) == {*study.datasets, "all (dataset fixed effects)"}
+    assert (mixed.n_groups.loc["all (dataset fixed effects)"]) == 12
+    if importlib.util.find_spec("statsmodels") is not None:
+        allm = mixed.loc["all (dataset fixed effects)"]
+        assert "not installed" not in allm.note
+        if np.isfinite(allm.slope):
+            assert allm.slope < 0
+    shown = table.display
+    assert {"95% bootstrap CI", "95% Fisher-z CI", "Holm p"} <= set(shown.columns)
+    assert any("without celeba" in claim for claim in table.claims)
+
+
+def test_architecture_tests_use_welch_anova(tmp_path: Path) -> None:
+    study = load_study(
+        make_fake_study(
+            tmp_path, datasets=("synthetic",), seeds=(0, 1, 2), failed=(), no_dci=(),
+            traversals=False,
+        )
+    )  # fmt: skip
+    from vaelens.stats import welch_anova
+
+    data = architecture_tests(study).data
+    row = data[data.metric == "mean CES"].iloc[0]
+    c = study.completed
+    exp = welch_anova(*(c[c.architecture == a]["ces.mean"] for a in study.architectures))
+    assert row.anova_F == pytest.approx(exp["statistic"]) and row.anova_p == pytest.approx(exp["p"])
+    assert row.anova_df2 == pytest.approx(exp["df2"])

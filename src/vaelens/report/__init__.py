@@ -3,7 +3,7 @@
 ``build_report(study_dir)`` reads ``study.sqlite`` and each run's ``analysis.json`` and writes
 ``<study_dir>/report/report.html`` plus ``tables/*.csv`` and ``tables/*.md``.
 
-Imports from: analysis, study, stats, errors, io.
+Imports from: data (the registry's factor sizes), analysis, study, stats, errors, io.
 """
 
 from vaelens.report.html import build_report

@@ -83,8 +83,8 @@ class StudyData:
 
     ``runs``: the runs table (all statuses); ``completed``: one row a completed run with
     its stored metrics (columns named as in the store, e.g. ``ces.mean``,
-    ``polysemanticity_roy2025.<layer>``) plus the covariates ``n_factors``, ``resolution`` and
-    ``latent_dim`` read from each run's analysis; ``analyses``: run_id -> its typed
+    ``polysemanticity_roy2025.<layer>``) plus the covariates ``n_factors``, ``channels``,
+    ``factor_entropy``, ``resolution`` and ``latent_dim`` read from each run's analysis; ``analyses``: run_id -> its typed
     :class:`~vaelens.analysis.AnalysisResult`; ``problems``: human-readable notes on files
     that could not be read.
     """
@@ -150,17 +150,48 @@ def _order(values: list[str], preferred: tuple[str, ...] = ()) -> list[str]:
     return sorted(dict.fromkeys(values), key=lambda v: (rank.get(v, len(rank)), v))
 
 
+def _factor_entropy(dataset: str, factor_names: list[str]) -> float:
+    """``sum_f log(levels_f)`` (nats): the entropy of the uniform factorial distribution over
+    the dataset's factor levels, from the registry's factor sizes (NaN when the dataset is
+    not registered or its registered factors are not the analysed ones)."""
+    from vaelens.data.registry import get_spec
+    from vaelens.errors import DatasetError
+
+    try:
+        spec = get_spec(dataset)
+    except DatasetError:
+        return float("nan")
+    if list(spec.factor_names) != list(factor_names):
+        return float("nan")
+    return float(np.sum(np.log(np.asarray(spec.factor_sizes, dtype=np.float64))))
+
+
 def _covariates(run_id: str, analysis: AnalysisResult | None, hparams: Any) -> dict[str, Any]:
-    """``n_factors``, ``resolution`` (pixels) and ``latent_dim`` of one run (NaN if unknown)."""
-    rec: dict[str, Any] = {"run_id": run_id, "n_factors": np.nan, "resolution": np.nan}
+    """Dataset and model covariates of one run (NaN if unknown).
+
+    ``n_factors`` (``len(meta.factor_names)``), ``channels`` (``meta.image_shape[0]``),
+    ``factor_entropy`` (``sum_f log(levels_f)``, see :func:`_factor_entropy`),
+    ``resolution`` (pixels, ``H * W``) and ``latent_dim``. The report's partial
+    correlations drop those constant over the rows.
+    """
+    nan = float("nan")
+    rec: dict[str, Any] = {
+        "run_id": run_id,
+        "n_factors": nan,
+        "channels": nan,
+        "factor_entropy": nan,
+        "resolution": nan,
+    }
     latent = (hparams or {}).get("latent_dim")
     if analysis is not None:
         meta = analysis.meta
         rec["n_factors"] = float(len(meta.factor_names))
         shape = meta.image_shape
-        rec["resolution"] = float(shape[-1] * shape[-2]) if len(shape) >= 2 else np.nan
+        rec["channels"] = float(shape[0]) if len(shape) >= 3 else nan
+        rec["resolution"] = float(shape[-1] * shape[-2]) if len(shape) >= 2 else nan
+        rec["factor_entropy"] = _factor_entropy(meta.dataset, list(meta.factor_names))
         latent = meta.latent_dim
-    rec["latent_dim"] = float(latent) if latent is not None else np.nan
+    rec["latent_dim"] = float(latent) if latent is not None else nan
     return rec
 
 

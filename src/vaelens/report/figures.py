@@ -18,6 +18,7 @@ from scipy import stats as sps
 
 from vaelens.analysis import AnalysisResult
 from vaelens.report.data import StudyData, arch_label
+from vaelens.stats import match_by_rank, summary_interval
 
 __all__ = [
     "causal_graph",
@@ -136,40 +137,59 @@ def causal_graph(study: StudyData, ds: str) -> bytes | None:
     return png_bytes(fig)
 
 
-def _per_dim(study: StudyData, ds: str, arch: str, block: str) -> np.ndarray:
-    vals = [getattr(a.trained.latent, block) for a in study.analyses_of(ds, arch)]
-    if not vals:
-        return np.empty((0, 0))
-    n = max(len(v) for v in vals)
-    return np.vstack([np.pad(v, (0, n - len(v)), constant_values=np.nan) for v in vals])
+def _per_rank(study: StudyData, ds: str, arch: str) -> tuple[np.ndarray, np.ndarray]:
+    """CES and specificity ``(runs, rank)`` of one (dataset, architecture): each run's
+    latents ordered by CES (rank 1 = strongest), NaN-padded."""
+    found = study.analyses_of(ds, arch)
+    if not found:
+        return np.empty((0, 0)), np.empty((0, 0))
+    ces, spec = match_by_rank(
+        [a.trained.latent.ces for a in found], [a.trained.latent.specificity for a in found]
+    )
+    return ces, spec
 
 
 def ces_specificity_per_dim(study: StudyData, ds: str) -> bytes | None:
-    """Bars of CES and specificity per latent dimension; error bars = 95% t-CI across seeds."""
+    """Bars of CES and specificity per latent rank (latents ordered by CES in each run).
+
+    Bar: mean across seeds. With 3 or more seeds, error bars are the log-scale t interval
+    ``mean * exp(-+ t_{n-1} SE / mean)`` (:func:`~vaelens.stats.summary_interval`; both
+    metrics are non-negative, the interval cannot cross zero); with fewer, each seed's value
+    is drawn as a dot instead.
+    """
     archs = _archs_with_runs(study, ds)
     if not archs:
         return None
     fig = Figure(figsize=(9, 3.4))
     axes = fig.subplots(1, 2)
     width = 0.8 / len(archs)
-    for ax, block, title in zip(axes, ("ces", "specificity"), ("CES", "specificity"), strict=True):
-        for k, arch in enumerate(archs):
-            m = _per_dim(study, ds, arch, block)
+    for k, arch in enumerate(archs):
+        blocks = _per_rank(study, ds, arch)
+        for ax, m in zip(axes, blocks, strict=True):
             if m.size == 0:
                 continue
-            with _nan_ok():
-                n = np.sum(np.isfinite(m), axis=0)
-                mean = np.nanmean(m, axis=0) if m.shape[0] else np.full(m.shape[1], np.nan)
-                sd = np.nanstd(m, axis=0, ddof=1) if m.shape[0] > 1 else np.full(m.shape[1], np.nan)
-                half = sps.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(np.maximum(n, 1))
-            x = np.arange(m.shape[1]) + (k - (len(archs) - 1) / 2) * width
+            sums = [summary_interval(col, nonnegative=bool(np.all(col[np.isfinite(col)] >= 0)))
+                    for col in m.T]  # fmt: skip
+            mean = np.array([s["mean"] for s in sums])
+            lo = np.array([s["ci_low"] for s in sums])
+            hi = np.array([s["ci_high"] for s in sums])
+            x = np.arange(1, m.shape[1] + 1) + (k - (len(archs) - 1) / 2) * width
             ax.bar(
                 x, np.nan_to_num(mean), width, color=COLORS[k % len(COLORS)], label=arch_label(arch)
             )
-            if np.isfinite(half).any():
-                ax.errorbar(x, mean, yerr=half, fmt="none", ecolor="black", lw=0.8, capsize=1.5)
-        ax.set_xlabel("latent dimension")
-        ax.set_title(f"{ds}: {title} per dimension", fontsize=9)
+            has = np.isfinite(lo) & np.isfinite(hi)
+            if has.any():
+                yerr = np.vstack([mean[has] - lo[has], hi[has] - mean[has]])
+                ax.errorbar(
+                    x[has], mean[has], yerr=yerr, fmt="none", ecolor="black", lw=0.8, capsize=1.5
+                )
+            few = np.array([s["n"] < 3 for s in sums])
+            for j in np.flatnonzero(few):
+                pts = m[:, j][np.isfinite(m[:, j])]
+                ax.scatter(np.full(pts.size, x[j]), pts, s=6, color="black", zorder=3)
+    for ax, title in zip(axes, ("CES", "specificity"), strict=True):
+        ax.set_xlabel("latent rank by CES (1 = strongest in each run)")
+        ax.set_title(f"{ds}: {title} per latent rank", fontsize=9)
     axes[0].legend(fontsize=7)
     return png_bytes(fig)
 
@@ -345,7 +365,8 @@ def mediation_by_channel(study: StudyData, ds: str, max_channels: int = 16) -> b
 
 
 def ces_vs_dci(study: StudyData) -> bytes | None:
-    """Mean CES against DCI D, one point a run, per-dataset OLS line with its 95% band.
+    """Mean CES against DCI D, one small point a run and one large ringed point per
+    architecture mean (the unit of the study), per-dataset OLS line with its 95% band.
 
     Band: ``ŷ ± t_{n-2} s sqrt(1/n + (x - x̄)² / Sxx)`` (confidence band of the mean line).
     """
@@ -365,7 +386,13 @@ def ces_vs_dci(study: StudyData) -> bytes | None:
             continue
         drawn = True
         col = COLORS[k % len(COLORS)]
-        ax.scatter(x, y, color=col, s=25, label=f"{ds} (n={x.size})")
+        ax.scatter(x, y, color=col, s=14, alpha=0.6, label=f"{ds} (n={x.size} runs)")
+        both = sub[np.isfinite(sub["dci.disentanglement"]) & np.isfinite(sub["ces.mean"])]
+        means = both.groupby("architecture")[["dci.disentanglement", "ces.mean"]].mean()
+        ax.scatter(
+            means["dci.disentanglement"], means["ces.mean"], color=col, s=70,
+            edgecolors="black", linewidths=1.0, marker="D", zorder=3,
+        )  # fmt: skip
         if x.size >= 3 and np.ptp(x) > 0:
             fit = sps.linregress(x, y)
             xs = np.linspace(x.min(), x.max(), 50)
@@ -382,6 +409,9 @@ def ces_vs_dci(study: StudyData) -> bytes | None:
         return None
     ax.set_xlabel("DCI disentanglement")
     ax.set_ylabel("mean CES (Roy (2025) form)")
-    ax.set_title("CES against DCI D: per-dataset OLS fit and 95% confidence band", fontsize=9)
+    ax.set_title(
+        "CES against DCI D: runs, architecture means (◆), per-dataset OLS fit and 95% band",
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
     return png_bytes(fig)

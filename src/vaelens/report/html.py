@@ -152,7 +152,11 @@ def _roy2025_corr_text(corr: tabs.Table) -> list[str]:
     data = corr.data
     if data.empty or "group" not in data:
         return []
-    pooled = data[(data.group == "(pooled within)") & (data.method == "pearson")]
+    pooled = data[
+        (data.analysis == "within dataset")
+        & (data.group == "(pooled within)")
+        & (data.method == "pearson")
+    ]
     if pooled.empty:
         return []
     p = pooled.iloc[0]
@@ -274,8 +278,11 @@ def _add_correlation(rep: _Report, study: StudyData, corr: tabs.Table) -> None:
     rep.figure(
         figs.ces_vs_dci(study),
         "CES vs DCI",
-        "Each point is a run; lines are per-dataset least-squares fits with their 95% "
-        "confidence band (t-based band of the mean line). Statistics in the table below.",
+        "Small points are runs; ringed diamonds are architecture means (one per "
+        "architecture and dataset: the runs of one architecture are not independent); lines "
+        "are per-dataset least-squares fits over the runs with their 95% confidence band "
+        "(t-based band of the mean line). Statistics, with the architecture as the unit, in "
+        "the table below.",
     )
     rep.table(corr)
 
@@ -301,14 +308,17 @@ def _add_dimensions(rep: _Report, study: StudyData) -> None:
     _add_section(
         rep,
         study,
-        "3. Effect strength and specificity per latent dimension",
+        "3. Effect strength and specificity per latent, by rank",
         tabs.per_dimension_effects(study),
         (
             (
                 figs.ces_specificity_per_dim,
                 "CES and specificity per dimension",
-                "Bars: mean across seeds; error bars: 95% t-CI across seeds (absent with one "
-                "seed). Specificity is Roy (2025)'s 1/(H + eps); dead dimensions have none.",
+                "Latents ordered by CES within each run (latent indices are arbitrary in each "
+                "run, so rank 1 is compared with rank 1). Bars: mean across seeds; error bars: "
+                "95% log-scale t interval (cannot cross zero) with 3 or more seeds; with fewer, "
+                "dots show each seed's value. Specificity is Roy (2025)'s 1/(H + eps), at the "
+                "same latents; dead latents have none.",
             ),
         ),
     )

@@ -18,10 +18,14 @@ import pandas as pd
 from vaelens.errors import ConfigError
 from vaelens.report.data import StudyData, arch_label, fmt, fmt_ci, fmt_p, p_eq
 from vaelens.stats import (
+    adjust_pvalues,
     compare_groups,
-    group_summary,
+    correlation,
+    match_by_rank,
+    mixed_slope,
     paired_vs_baseline,
     partial_correlation,
+    summary_interval,
     within_group_correlation,
 )
 
@@ -83,8 +87,31 @@ def _layer_metric(study: StudyData, dataset: str, prefix: str) -> str | None:
     return f"{prefix}.{mu}" if mu else None
 
 
+#: metric columns that cannot be negative (by prefix): their intervals are log-scale t
+#: intervals (:func:`~vaelens.stats.summary_interval`), which cannot cross zero
+NONNEGATIVE_PREFIXES = (
+    "dci.",
+    "ces.",
+    "specificity.",
+    "recon.",
+    "modularity.",
+    "baseline.modularity.",
+    "polysemanticity.",
+    "polysemanticity_roy2025.",
+    "monosemantic_fraction.",
+    "cluster_coherence.",
+)
+
+
+def _nonnegative(column: str | None, vals: np.ndarray) -> bool:
+    """Whether ``column`` is a non-negative metric (and its values agree)."""
+    ok = vals[np.isfinite(vals)]
+    return bool(column and column.startswith(NONNEGATIVE_PREFIXES) and (ok >= 0).all())
+
+
 def _summary(study: StudyData, dataset: str, column: str | None) -> dict[str, dict[str, Any]]:
-    """Per architecture of ``dataset``: mean, ci_low, ci_high, n of ``column`` across seeds."""
+    """Per architecture of ``dataset``: :func:`~vaelens.stats.summary_interval` of
+    ``column`` across seeds (mean, sd, n, min, max, ci_low, ci_high, interval)."""
     out: dict[str, dict[str, Any]] = {}
     c = study.completed
     sub = c[c.dataset == dataset]
@@ -95,12 +122,30 @@ def _summary(study: StudyData, dataset: str, column: str | None) -> dict[str, di
             if column is not None and column in s.columns
             else np.full(len(s), np.nan)
         )
-        if len(vals) == 0:
-            out[arch] = {"mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0, "sd": np.nan}
-            continue
-        gs = group_summary(vals, np.zeros(len(vals))).iloc[0]
-        out[arch] = {k: gs[k] for k in ("mean", "sd", "n", "ci_low", "ci_high")}
+        out[arch] = summary_interval(vals, nonnegative=_nonnegative(column, vals))
     return out
+
+
+def _cell(s: dict[str, Any]) -> str:
+    """A summary as shown: ``m ± h (n=5)`` (t), ``m [lo, hi] (n=5)`` (log-t), ``m (seeds
+    a, b; n=2)`` (range), ``m (n=1)``, or ``n/a``."""
+    n, kind = int(s["n"]), s.get("interval", "t")
+    if n == 0 or not np.isfinite(s["mean"]):
+        return "n/a"
+    if kind == "range":
+        return f"{fmt(s['mean'])} (seeds {fmt(s['min'])}, {fmt(s['max'])}; n={n})"
+    if kind == "log-t" and np.isfinite(s["ci_low"]):
+        return f"{fmt(s['mean'])} [{fmt(s['ci_low'])}, {fmt(s['ci_high'])}] (n={n})"
+    return fmt_ci(s["mean"], s["ci_low"], s["ci_high"], n)
+
+
+#: what every summary cell shows, for the captions
+INTERVAL_TEXT = (
+    "mean across seeds with its 95% interval: ± the half-width of the t interval for metrics "
+    "that can be negative, [low, high] of the log-scale t interval mean·exp(∓t·SE/mean) for "
+    "non-negative metrics (it cannot cross zero); with n = 2 no interval, the two seeds' "
+    "values instead; n = completed runs"
+)
 
 
 def _metric_table(
@@ -120,7 +165,7 @@ def _metric_table(
             rec = {"dataset": ds, "metric": label}
             for arch in study.architectures:
                 s = summ[arch]
-                rec[arch_label(arch)] = fmt_ci(s["mean"], s["ci_low"], s["ci_high"], int(s["n"]))
+                rec[arch_label(arch)] = _cell(s)
                 data.append(
                     {"dataset": ds, "metric": label, "column": column, "architecture": arch, **s}
                 )
@@ -149,36 +194,37 @@ def architecture_comparison(study: StudyData) -> Table:
         study,
         "table1_architectures",
         "Table 1: architecture comparison",
-        "Each cell is the mean across seeds ± the half-width of its t-based 95% confidence "
-        "interval (n = completed runs); 'n/a' where no run has the metric.",
+        f"Each cell is the {INTERVAL_TEXT}; 'n/a' where no run has the metric.",
         rows,
     )
 
 
 def per_dimension_effects(study: StudyData) -> Table:
-    """Table 2: CES of each latent dimension, mean ± CI across seeds, per dataset."""
+    """Table 2: CES of each latent rank (latents matched across seeds by their CES rank)."""
     disp, data = [], []
     for ds in study.datasets:
-        per: dict[str, list[np.ndarray]] = {}
+        per: dict[str, np.ndarray] = {}
         for arch in study.architectures:
-            per[arch] = [a.trained.latent.ces for a in study.analyses_of(ds, arch)]
-        n_dim = max((len(v) for vs in per.values() for v in vs), default=0)
+            (per[arch],) = match_by_rank(
+                [a.trained.latent.ces for a in study.analyses_of(ds, arch)]
+            )
+        n_dim = max((m.shape[1] for m in per.values()), default=0)
         for i in range(n_dim):
-            rec: dict[str, Any] = {"dataset": ds, "dimension": i}
+            rec: dict[str, Any] = {"dataset": ds, "rank": i + 1}
             for arch in study.architectures:
-                vals = np.asarray([v[i] if i < len(v) else np.nan for v in per[arch]], float)
-                if vals.size:
-                    s = group_summary(vals, np.zeros(vals.size)).iloc[0].to_dict()
-                else:
-                    s = {"mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0}
-                rec[arch_label(arch)] = fmt_ci(s["mean"], s["ci_low"], s["ci_high"], int(s["n"]))
-                data.append({"dataset": ds, "dimension": i, "architecture": arch, **s})
+                m = per[arch]
+                vals = m[:, i] if i < m.shape[1] else np.empty(0)
+                s = summary_interval(vals, nonnegative=_nonnegative("ces.", vals))
+                rec[arch_label(arch)] = _cell(s)
+                data.append({"dataset": ds, "rank": i + 1, "architecture": arch, **s})
             disp.append(rec)
     return Table(
         "table2_dimensions",
-        "Table 2: causal effect strength of each latent dimension",
+        "Table 2: causal effect strength of the latents, by rank",
         "CES (Roy (2025) eq. 7, mean L2 change of the decoded image when one dimension is set to "
-        "each intervention value) per latent dimension, mean ± 95% CI across seeds.",
+        "each intervention value) of the latents ranked by CES within each run: latent indices "
+        "are arbitrary in each run, so rank 1 (each run's strongest latent) is compared with "
+        f"rank 1, and so on. Each cell is the {INTERVAL_TEXT}.",
         pd.DataFrame(disp),
         pd.DataFrame(data),
     )
@@ -210,7 +256,8 @@ def polysemanticity_table(study: StudyData) -> Table:
         "Participation form: (Σ_f R)² / Σ_f R², 1 = monosemantic, |F| = responds equally to "
         "all factors (the reading Roy (2025)'s text describes). Roy (2025) printed form: "
         "|F| Σ_f R² / (Σ_f R)², which is the inverse (|F| = monosemantic). Both lie in "
-        "[1, |F|]; neither can produce a mean below 1. Mean ± 95% CI across seeds.",
+        "[1, |F|]; neither can produce a mean below 1. Each cell is the "
+        f"{INTERVAL_TEXT}.",
         rows,
     )
 
@@ -229,7 +276,7 @@ def modularity_by_layer(study: StudyData) -> Table:
                 rec = {"dataset": ds, "layer": layer, "form": form}
                 for arch in study.architectures:
                     s = summ[arch]
-                    cell = fmt_ci(s["mean"], s["ci_low"], s["ci_high"], int(s["n"]))
+                    cell = _cell(s)
                     if base and base[arch]["n"]:
                         cell += f" [random: {fmt(base[arch]['mean'])}]"
                     rec[arch_label(arch)] = cell
@@ -248,7 +295,7 @@ def modularity_by_layer(study: StudyData) -> Table:
         "table4_modularity",
         "Table 4: circuit modularity by layer",
         "Roy (2025) form M = 1 - mean_{i<j} |ρ(Δa_i, Δa_j)|; signed form 1 - mean ρ (does not "
-        "count anti-correlated circuits as shared). Mean ± 95% CI across seeds; the "
+        f"count anti-correlated circuits as shared). Each cell is the {INTERVAL_TEXT}; the "
         "random-initialisation twin's mean in brackets.",
         pd.DataFrame(disp),
         pd.DataFrame(data),
@@ -324,10 +371,8 @@ def mediation_by_layer(study: StudyData, factor: str | None = None) -> Table:
                 rec = {"dataset": ds, "factor": f, "layer": layer, "measure": label}
                 for arch in study.architectures:
                     vals = sub[sub.architecture == arch].value.to_numpy(float)
-                    s = _group_stats(vals)
-                    rec[arch_label(arch)] = fmt_ci(
-                        s["mean"], s["ci_low"], s["ci_high"], int(s["n"])
-                    )
+                    s = _group_stats(vals, nonnegative=key == "n_eff")
+                    rec[arch_label(arch)] = _cell(s)
                     data.append({"dataset": ds, "factor": f, "layer": layer, "measure": key,
                                  "architecture": arch, **s})  # fmt: skip
                 disp.append(rec)
@@ -337,7 +382,7 @@ def mediation_by_layer(study: StudyData, factor: str | None = None) -> Table:
         "How each factor's effect on the latent mean is carried by the channels of the "
         "mediated layer (exact activation patching, one channel at a time): the indirect "
         "share of the top channel, of the top 3, and the effective number of channels "
-        "(Σ|s|)² / Σs² (1 = a single channel). Mean ± 95% CI across seeds; runs where the "
+        "(Σ|s|)² / Σs² (1 = a single channel). Mean across seeds with the interval of Table 1 (see Statistics); runs where the "
         "factor did not move the latent are left out. Whole-layer shares are not shown: in a "
         "sequential encoder each layer carries the whole effect by construction (share 1).",
         pd.DataFrame(disp),
@@ -345,12 +390,10 @@ def mediation_by_layer(study: StudyData, factor: str | None = None) -> Table:
     )
 
 
-def _group_stats(vals: np.ndarray) -> dict[str, Any]:
+def _group_stats(vals: np.ndarray, *, nonnegative: bool = False) -> dict[str, Any]:
+    """:func:`~vaelens.stats.summary_interval` of the finite ``vals`` (n = 0 when none)."""
     vals = vals[np.isfinite(vals)]
-    if vals.size == 0:
-        return {"mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0, "sd": np.nan}
-    row = group_summary(vals, np.zeros(vals.size)).iloc[0].to_dict()
-    return {k: row[k] for k in ("mean", "ci_low", "ci_high", "n", "sd")}
+    return summary_interval(vals, nonnegative=nonnegative and bool((vals >= 0).all()))
 
 
 VQ_MEASURES = (
@@ -372,11 +415,12 @@ def vq_interventions(study: StudyData) -> Table:
         for arch in study.architectures:
             blocks = [a.trained.vq for a in study.analyses_of(ds, arch) if a.trained.vq is not None]
             for key, label in VQ_MEASURES:
-                s = _group_stats(np.array([getattr(b, key) for b in blocks], dtype=float))
+                vals = np.array([getattr(b, key) for b in blocks], dtype=float)
+                s = _group_stats(vals, nonnegative=True)
                 if not blocks:
                     continue
                 disp.append({"dataset": ds, "architecture": arch_label(arch), "measure": label,
-                             "value": fmt_ci(s["mean"], s["ci_low"], s["ci_high"], int(s["n"]))})  # fmt: skip
+                             "value": _cell(s)})  # fmt: skip
                 data.append({"dataset": ds, "architecture": arch, "measure": key, **s})
     return Table(
         "table_vq",
@@ -408,7 +452,7 @@ def _resolve(study: StudyData, ds: str, metric: str) -> str | None:
 
 
 def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
-    """Differences between architectures: one-way ANOVA, pairwise Welch t with Holm correction
+    """Differences between architectures: Welch's ANOVA, pairwise Welch t with Holm correction
     over the pairs of each (dataset, metric)."""
     rows, disp, claims = [], [], []
     c = study.completed
@@ -432,8 +476,10 @@ def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
     return Table(
         "architecture_tests",
         "Differences between architectures",
-        "For each dataset and metric: one-way ANOVA across architectures and every pairwise "
-        "Welch t-test, p-values Holm-adjusted over the pairs of that dataset and metric.",
+        "For each dataset and metric: Welch's (1951) ANOVA across architectures (no "
+        "equal-variance assumption; F* on k - 1 and (k² - 1) / (3 Σ (1 - w_i/W)² / (n_i - 1)) "
+        "df, w_i = n_i / s_i²) and every pairwise Welch t-test, p-values Holm-adjusted over "
+        "the pairs of that dataset and metric.",
         pd.DataFrame(disp),
         pd.DataFrame(rows),
         claims,
@@ -441,7 +487,7 @@ def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
 
 
 def _test_row(
-    ds: str, label: str, pr: Any, omni: dict[str, float], n_by: dict[str, int]
+    ds: str, label: str, pr: Any, omni: dict[str, Any], n_by: dict[str, int]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One pairwise comparison ``pr`` as a record (numbers) and as a displayed row."""
     rec = {
@@ -457,6 +503,8 @@ def _test_row(
         "p": pr.p,
         "p_holm": pr.p_adj,
         "anova_F": omni["statistic"],
+        "anova_df1": omni.get("df1", np.nan),
+        "anova_df2": omni.get("df2", np.nan),
         "anova_p": omni["p"],
     }
     shown = {
@@ -476,7 +524,7 @@ def _test_claims(
     ds: str,
     label: str,
     pairs: pd.DataFrame,
-    omni: dict[str, float],
+    omni: dict[str, Any],
     n_by: dict[str, int],
     alpha: float,
 ) -> list[str]:
@@ -491,14 +539,14 @@ def _test_claims(
         )
     elif sig.empty and np.isfinite(omni["p"]) and omni["p"] < alpha:
         claims.append(
-            f"{ds}, {label}: the ANOVA finds the architectures' means differ "
+            f"{ds}, {label}: Welch's ANOVA finds the architectures' means differ "
             f"({p_eq(omni['p'])}), but no pairwise difference survives the Holm "
             f"correction ({n_txt})."
         )
     elif sig.empty:
         claims.append(
             f"{ds}, {label}: no difference between architectures was detected "
-            f"(ANOVA {p_eq(omni['p'])}; all Holm-adjusted pairwise p ≥ {alpha}; "
+            f"(Welch's ANOVA {p_eq(omni['p'])}; all Holm-adjusted pairwise p ≥ {alpha}; "
             f"{n_txt})."
         )
     for pr in sig.itertuples():
@@ -587,11 +635,32 @@ def baseline_comparison(study: StudyData, *, alpha: float = 0.05) -> Table:
     )
 
 
+#: the covariates of the partial correlations over all runs (dropped when constant or
+#: collinear with the ones before them)
+CORR_COVARIATES = (
+    ("n_factors", "number of factors"),
+    ("channels", "channels"),
+    ("factor_entropy", "factor-level entropy Σ log(levels)"),
+    ("resolution", "resolution"),
+    ("latent_dim", "latent dimensionality"),
+)
+MIXED_ANALYSIS = "mixed model CES ~ DCI, random intercept per architecture"
+
+
 def ces_dci_correlation(
     study: StudyData, *, n_boot: int = 2000, alpha: float = 0.05, random_state: int = 0
 ) -> Table:
-    """CES against DCI disentanglement: within each dataset, pooled within datasets, and
-    partial correlations controlling for dataset complexity and latent size."""
+    """CES against DCI disentanglement, with the architecture as the unit where it matters.
+
+    Rows (Pearson and Spearman unless said): per run inside each dataset and pooled within
+    datasets; over architecture means (one point per architecture and dataset); inside each
+    dataset controlling for reconstruction MSE; a random-intercept mixed model per dataset
+    and pooled (statsmodels, slope of CES on DCI); partial correlations over all runs
+    controlling for dataset covariates (and reconstruction); the pooled correlations without
+    the dataset of most leverage (Pearson). Per-dataset p-values are Holm-adjusted over the
+    datasets of each (analysis, method); every correlation has a bootstrap and a Fisher-z
+    interval.
+    """
     c = study.completed
     xcol, ycol = "ces.mean", "dci.disentanglement"
     if xcol not in c or ycol not in c or c.empty:
@@ -609,22 +678,114 @@ def ces_dci_correlation(
             c, xcol, ycol, "dataset", method=method, n_boot=n_boot, random_state=random_state
         )
         for r in wg.to_dict("records"):
-            rows.append({"analysis": "within dataset", **r, "controls": ""})
+            rows.append({"analysis": "within dataset", **r, "controls": "", "unit": "run"})
+        rows += _arch_mean_rows(c, xcol, ycol, method, n_boot, random_state)
+        rows += _recon_within_rows(c, xcol, ycol, method, n_boot, random_state)
+    rows += _mixed_rows(c, xcol, ycol)
+    for method in ("pearson", "spearman"):
         rows += _partial_rows(c, xcol, ycol, method, n_boot, random_state)
-    data = pd.DataFrame(rows)
+    rows += _leverage_rows(c, xcol, ycol, n_boot, random_state)
+    data = _holm_over_datasets(pd.DataFrame(rows), set(study.datasets))
     return Table(
         "ces_dci_correlation",
         "CES against DCI disentanglement",
-        "Correlation of each run's mean CES with its DCI disentanglement: inside each dataset, "
-        "pooled within datasets (each dataset's means removed, so differences between "
-        "datasets cannot create it), and over all runs as partial correlations controlling "
-        "for dataset complexity (number of factors, image resolution) and latent "
-        "dimensionality (and, in the last rows, reconstruction error). Percentile bootstrap "
-        f"95% CIs ({n_boot} resamples); constant covariates are dropped and not listed.",
+        "Correlation of mean CES with DCI disentanglement. 'within dataset': each run a "
+        "point, inside each dataset and pooled within datasets (each dataset's means "
+        "removed, so differences between datasets cannot create it); the runs of one "
+        "architecture are not independent, so 'architecture means' repeats it with one "
+        "point per architecture and dataset (n = architectures), and the mixed model fits "
+        "CES ~ DCI with a random intercept per architecture (REML, Wald test and 95% CI of "
+        "the slope; pooled: dataset fixed effects, a random intercept per architecture "
+        "within dataset). 'within dataset | recon': partial correlation controlling for the "
+        "reconstruction MSE. 'partial (all runs)': over all runs, controlling for the dataset "
+        "covariates (number of factors, channels, factor-level entropy Σ log(levels), "
+        "resolution) and latent size, dropping those constant or collinear over the runs. "
+        "'without <dataset>': the pooled correlations without the dataset whose removal "
+        "moves them most, with the leave-one-dataset-out range of r. Holm p: Holm-adjusted "
+        "over the datasets of each analysis and method. Intervals: bootstrap (BCa from 10 "
+        f"points, else percentile; {n_boot} resamples, whole rows) and Fisher-z "
+        "(tanh(atanh r ∓ 1.96/√(n - 3 - K)), K controls or removed means; Spearman's "
+        "variance 1.06/(n - 3 - K)).",
         _correlation_display(data),
         data,
         _correlation_claims(data, alpha),
     )
+
+
+def _arch_mean_rows(
+    c: pd.DataFrame, xcol: str, ycol: str, method: str, n_boot: int, random_state: int
+) -> list[dict[str, Any]]:
+    """Correlations over architecture means: one point per (dataset, architecture)."""
+    both = c[np.isfinite(c[xcol].astype(float)) & np.isfinite(c[ycol].astype(float))]
+    means = both.groupby(["dataset", "architecture"], as_index=False).agg(
+        x=(xcol, "mean"), y=(ycol, "mean"), runs=(xcol, "size")
+    )
+    if means.empty:
+        return []
+    wg = within_group_correlation(
+        means, "x", "y", "dataset", method=method, n_boot=n_boot, random_state=random_state
+    )
+    rows = []
+    for r in wg.to_dict("records"):
+        runs = (
+            means.runs
+            if r["group"] == "(pooled within)"
+            else means.runs[means.dataset == r["group"]]
+        )
+        note = f"runs per point: {runs.min()}–{runs.max()}" if len(runs) else ""
+        rows.append(
+            {"analysis": "architecture means", **r, "controls": "", "unit": "architecture",
+             "note": note}
+        )  # fmt: skip
+    return rows
+
+
+def _recon_within_rows(
+    c: pd.DataFrame, xcol: str, ycol: str, method: str, n_boot: int, random_state: int
+) -> list[dict[str, Any]]:
+    """Inside each dataset, CES-DCI controlling for the reconstruction MSE."""
+    col = next((k for k in ("recon.mse_trained", "recon.trained") if k in c), None)
+    if col is None:
+        return []
+    label = "recon MSE" if col == "recon.mse_trained" else "recon NLL"
+    rows = []
+    for ds, sub in c.groupby("dataset", sort=True):
+        pc = partial_correlation(
+            sub[xcol].to_numpy(float), sub[ycol].to_numpy(float), sub[col].to_numpy(float),
+            method=method, covariate_names=(label,), n_boot=n_boot, random_state=random_state,
+        )  # fmt: skip
+        d = pc.to_dict()
+        d["controls"] = ", ".join(d["controls"]) or f"({label} constant)"
+        rows.append({"analysis": "within dataset | recon", "group": ds, **d, "unit": "run"})
+    return rows
+
+
+def _mixed_rows(c: pd.DataFrame, xcol: str, ycol: str) -> list[dict[str, Any]]:
+    """CES ~ DCI with a random intercept per architecture: per dataset and pooled."""
+    rows = []
+
+    def row(group: str, res: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "analysis": MIXED_ANALYSIS, "group": group, "method": "mixedlm", "r": np.nan,
+            "p": res["p"], "ci_low": np.nan, "ci_high": np.nan, "n": res["n"], "level": 0.95,
+            "controls": "", "fz_low": np.nan, "fz_high": np.nan, "unit": "run",
+            "slope": res["slope"], "se": res["se"], "slope_low": res["ci_low"],
+            "slope_high": res["ci_high"], "n_groups": res["n_groups"],
+            "group_var": res["group_var"], "note": res["note"],
+        }  # fmt: skip
+
+    for ds, sub in c.groupby("dataset", sort=True):
+        res = mixed_slope(sub[ycol].to_numpy(float), sub[xcol].to_numpy(float), sub.architecture)
+        rows.append(row(str(ds), res))
+    datasets = sorted(c.dataset.unique())
+    if len(datasets) > 1:
+        dummies = np.column_stack([(c.dataset == d).to_numpy(float) for d in datasets[1:]])
+        res = mixed_slope(
+            c[ycol].to_numpy(float), c[xcol].to_numpy(float),
+            (c.dataset + "/" + c.architecture).to_numpy(), fixed=dummies,
+        )  # fmt: skip
+        rows.append(row("all (dataset fixed effects)", res))
+    return rows
 
 
 def _partial_rows(
@@ -633,80 +794,218 @@ def _partial_rows(
     """Partial correlations over all runs, controlling for the covariates the runs have
     (without and with the reconstruction error)."""
     rows: list[dict[str, Any]] = []
-    covs = [
-        ("n_factors", "number of factors"),
-        ("resolution", "resolution"),
-        ("latent_dim", "latent dimensionality"),
-    ]
-    recon = (
+    for label, extra in (("partial", []), ("partial + recon", _recon_cov(c))):
+        pc = _partial_all(c, xcol, ycol, method, extra, n_boot, random_state)
+        if pc is None:
+            continue
+        d = pc.to_dict()
+        d["controls"] = ", ".join(d["controls"]) or "(all covariates constant)"
+        rows.append({"analysis": f"{label} (all runs)", "group": "all", **d, "unit": "run"})
+    return rows
+
+
+def _recon_cov(c: pd.DataFrame) -> list[tuple[str, str]]:
+    return (
         [("recon.mse_trained", "recon MSE")]
         if "recon.mse_trained" in c
         else [("recon.trained", "recon NLL")]
     )
-    for label, extra in (("partial", []), ("partial + recon", recon)):
-        cols = [k for k, _ in covs + extra if k in c]
-        cn = tuple(n for k, n in covs + extra if k in c)
-        if not cols:
+
+
+def _partial_all(
+    c: pd.DataFrame,
+    xcol: str,
+    ycol: str,
+    method: str,
+    extra: list[tuple[str, str]],
+    n_boot: int,
+    random_state: int,
+) -> Any:
+    """:func:`partial_correlation` over the rows of ``c`` with the covariates it has."""
+    covs = [(k, n) for k, n in (*CORR_COVARIATES, *extra) if k in c]
+    if not covs:
+        return None
+    return partial_correlation(
+        c[xcol].to_numpy(float), c[ycol].to_numpy(float), c[[k for k, _ in covs]].to_numpy(float),
+        method=method, covariate_names=tuple(n for _, n in covs), n_boot=n_boot,
+        random_state=random_state,
+    )  # fmt: skip
+
+
+def _pooled_within_r(c: pd.DataFrame, xcol: str, ycol: str) -> float:
+    """Pearson r of CES and DCI after removing each dataset's means (no bootstrap)."""
+    both = c[np.isfinite(c[xcol].astype(float)) & np.isfinite(c[ycol].astype(float))]
+    if len(both) < 3:
+        return float("nan")
+    g = both.groupby("dataset")
+    cx = both[xcol].astype(float) - g[xcol].transform("mean")
+    cy = both[ycol].astype(float) - g[ycol].transform("mean")
+    return float(correlation(cx, cy, n_boot=0).r)
+
+
+def _leverage_rows(
+    c: pd.DataFrame, xcol: str, ycol: str, n_boot: int, random_state: int
+) -> list[dict[str, Any]]:
+    """The pooled Pearson correlations without the dataset of most leverage (the one whose
+    removal moves r most), with the leave-one-dataset-out range of r in ``note``."""
+    datasets = sorted(c.dataset.unique())
+    if len(datasets) < 3:
+        return []
+    rows = []
+    scans = (
+        ("within dataset", lambda d: _pooled_within_r(d, xcol, ycol)),
+        ("partial (all runs)", lambda d: _lodo_partial_r(d, xcol, ycol)),
+    )
+    for analysis, r_of in scans:
+        full = r_of(c)
+        loo = {d: r_of(c[c.dataset != d]) for d in datasets}
+        finite = {d: r for d, r in loo.items() if np.isfinite(r)}
+        if not finite or not np.isfinite(full):
             continue
-        pc = partial_correlation(
-            c[xcol].to_numpy(float),
-            c[ycol].to_numpy(float),
-            c[cols].to_numpy(float),
-            method=method,
-            covariate_names=cn,
-            n_boot=n_boot,
-            random_state=random_state,
+        worst = max(finite, key=lambda d: abs(finite[d] - full))
+        rest = c[c.dataset != worst]
+        if analysis == "within dataset":
+            d = (
+                within_group_correlation(
+                    rest, xcol, ycol, "dataset", n_boot=n_boot, random_state=random_state
+                )
+                .iloc[-1]
+                .to_dict()
+            )
+            d.pop("group")
+        else:
+            pc = _partial_all(rest, xcol, ycol, "pearson", [], n_boot, random_state)
+            d = pc.to_dict()
+            d["controls"] = ", ".join(d["controls"]) or "(all covariates constant)"
+        d["controls"] = d.get("controls") or ""
+        lo, hi = min(finite.values()), max(finite.values())
+        rows.append(
+            {
+                "analysis": f"{analysis}, without the dataset of most leverage",
+                "group": f"without {worst}",
+                **d,
+                "unit": "run",
+                "r_all": full,
+                "lodo_min": lo,
+                "lodo_max": hi,
+                "note": (
+                    f"with all datasets r = {fmt(full)}; leaving one dataset out, r ranges "
+                    f"{fmt(lo)} to {fmt(hi)} over {len(finite)} datasets"
+                ),
+            }
         )
-        d = pc.to_dict()
-        d["controls"] = ", ".join(d["controls"]) or "(all covariates constant)"
-        rows.append({"analysis": f"{label} (all runs)", "group": "all", **d})
     return rows
 
 
+def _lodo_partial_r(c: pd.DataFrame, xcol: str, ycol: str) -> float:
+    pc = _partial_all(c, xcol, ycol, "pearson", [], 0, 0)
+    return float(pc.r) if pc is not None else float("nan")
+
+
+def _holm_over_datasets(data: pd.DataFrame, datasets: set[str]) -> pd.DataFrame:
+    """``p_holm``: Holm over the per-dataset rows of each (analysis, method); NaN elsewhere."""
+    data = data.copy()
+    data["p_holm"] = np.nan
+    per_ds = data.group.isin(datasets)
+    for _, idx in data[per_ds].groupby(["analysis", "method"]).groups.items():
+        data.loc[idx, "p_holm"] = adjust_pvalues(data.loc[idx, "p"].to_numpy(float), "holm")
+    return data
+
+
+def _estimate_text(r: Any) -> str:
+    if r.method == "mixedlm":
+        if not np.isfinite(r.slope):
+            return "n/a"
+        return (
+            f"slope {fmt(r.slope)} (SE {fmt(r.se, 2)}; Wald 95% CI [{fmt(r.slope_low)}, "
+            f"{fmt(r.slope_high)}])"
+        )
+    return f"r = {fmt(r.r)}"
+
+
 def _correlation_display(data: pd.DataFrame) -> pd.DataFrame:
-    """The correlation rows as shown: formatted r, p and bootstrap CI."""
+    """The correlation rows as shown: estimate, p, Holm p, bootstrap and Fisher-z CIs."""
+    note = data["note"].fillna("") if "note" in data else pd.Series("", index=data.index)
+    units = data["unit"].fillna("run")
+    n_groups = data["n_groups"] if "n_groups" in data else pd.Series(np.nan, index=data.index)
+    n_txt = [
+        f"{n} {u}s" + (f", {int(g)} groups" if np.isfinite(g) else "")
+        for n, u, g in zip(data["n"], units, n_groups.astype(float), strict=True)
+    ]
+    ctl = data["controls"].fillna("")
     return pd.DataFrame(
         {
             "analysis": data["analysis"],
             "dataset": data["group"],
             "method": data["method"],
-            "r": data["r"].map(fmt),
+            "estimate": [_estimate_text(r) for r in data.itertuples()],
             "p": data["p"].map(fmt_p),
+            "Holm p": data["p_holm"].map(fmt_p),
             "95% bootstrap CI": [
-                f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(data.ci_low, data.ci_high, strict=True)
+                f"[{fmt(lo)}, {fmt(hi)}]" if m != "mixedlm" else "—"
+                for lo, hi, m in zip(data.ci_low, data.ci_high, data.method, strict=True)
             ],
-            "n": data["n"],
-            "controls": data["controls"].fillna(""),
+            "95% Fisher-z CI": [
+                f"[{fmt(lo)}, {fmt(hi)}]" if m != "mixedlm" else "—"
+                for lo, hi, m in zip(data.fz_low, data.fz_high, data.method, strict=True)
+            ],
+            "n": n_txt,
+            "controls / note": [
+                "; ".join(t for t in (a, b) if t) for a, b in zip(ctl, note, strict=True)
+            ],
         }
     )
 
 
+def _pooled_claim(p: Any, alpha: float, what: str) -> str:
+    ci = (
+        f"95% bootstrap CI [{fmt(p.ci_low)}, {fmt(p.ci_high)}], Fisher-z "
+        f"[{fmt(p.fz_low)}, {fmt(p.fz_high)}], n = {p.n}"
+    )
+    if np.isfinite(p.p) and p.p < alpha:
+        sign = "negative" if p.r < 0 else "positive"
+        return f"{what}, CES and DCI D are {sign}ly correlated (Pearson r = {fmt(p.r)}, {p_eq(p.p)}, {ci})."
+    return f"{what}, no correlation of CES with DCI D was detected (Pearson r = {fmt(p.r)}, {p_eq(p.p)}, {ci})."
+
+
 def _correlation_claims(data: pd.DataFrame, alpha: float) -> list[str]:
-    """The pooled within-dataset verdict, then one line per dataset and method."""
+    """The pooled verdicts (runs, architecture means, mixed model, leverage), then one line
+    per dataset and method with its Holm-adjusted p."""
     claims: list[str] = []
-    pooled = data[(data.group == "(pooled within)") & (data.method == "pearson")]
-    if not pooled.empty:
-        p = pooled.iloc[0]
-        if np.isfinite(p.p) and p.p < alpha:
-            sign = "negative" if p.r < 0 else "positive"
+    pearson = data[data.method == "pearson"]
+    for analysis, what in (
+        ("within dataset", "Pooled within datasets (runs as points)"),
+        ("architecture means", "Over architecture means, pooled within datasets"),
+    ):
+        pooled = pearson[(pearson.analysis == analysis) & (pearson.group == "(pooled within)")]
+        if not pooled.empty:
+            claims.append(_pooled_claim(pooled.iloc[0], alpha, what))
+    mixed = data[(data.method == "mixedlm") & (data.group == "all (dataset fixed effects)")]
+    for r in mixed.itertuples():
+        if np.isfinite(r.slope):
+            verdict = "significant" if np.isfinite(r.p) and r.p < alpha else "not significant"
             claims.append(
-                f"Pooled within datasets, CES and DCI D are {sign}ly correlated (Pearson r = "
-                f"{fmt(p.r)}, {p_eq(p.p)}, 95% bootstrap CI [{fmt(p.ci_low)}, "
-                f"{fmt(p.ci_high)}], n = {p.n})."
+                f"Mixed model (random intercept per architecture within dataset, dataset fixed "
+                f"effects): CES ~ DCI slope {fmt(r.slope)} (Wald 95% CI [{fmt(r.slope_low)}, "
+                f"{fmt(r.slope_high)}], {p_eq(r.p)}, {verdict}; n = {r.n} runs in "
+                f"{int(r.n_groups)} groups)" + (f"; {r.note}." if r.note else ".")
             )
         else:
-            claims.append(
-                f"No within-dataset correlation of CES with DCI D was detected (pooled Pearson "
-                f"r = {fmt(p.r)}, {p_eq(p.p)}, 95% bootstrap CI [{fmt(p.ci_low)}, "
-                f"{fmt(p.ci_high)}], n = {p.n})."
-            )
-    for r in data[
-        (data.analysis == "within dataset") & (data.group != "(pooled within)")
-    ].itertuples():
-        verdict = "significant" if np.isfinite(r.p) and r.p < alpha else "not significant"
+            claims.append(f"Mixed model: not fitted ({r.note}).")
+    for r in data[data.analysis.str.contains("without the dataset of most leverage")].itertuples():
         claims.append(
-            f"{r.group} ({r.method}): r = {fmt(r.r)}, {p_eq(r.p)} ({verdict}), "
-            f"CI [{fmt(r.ci_low)}, {fmt(r.ci_high)}], n = {r.n}."
+            f"{r.analysis.split(',')[0]} {r.group}: Pearson r = {fmt(r.r)} ({p_eq(r.p)}, "
+            f"n = {r.n}); {r.note}."
+        )
+    per_ds = data[
+        data.analysis.isin(["within dataset", "within dataset | recon"]) & data.p_holm.notna()
+    ]
+    for r in per_ds.itertuples():
+        verdict = "significant" if np.isfinite(r.p_holm) and r.p_holm < alpha else "not significant"
+        ctl = " controlling for reconstruction" if r.analysis.endswith("recon") else ""
+        claims.append(
+            f"{r.group} ({r.method}{ctl}): r = {fmt(r.r)}, {p_eq(r.p)}, Holm-adjusted "
+            f"{p_eq(r.p_holm)} ({verdict}), CI [{fmt(r.ci_low)}, {fmt(r.ci_high)}], n = {r.n}."
         )
     return claims
 
@@ -738,7 +1037,7 @@ def roy2025_comparison(study: StudyData) -> Table:
                 if s["n"] == 0:
                     verdict = "n/a (no runs)"
                 elif not (np.isfinite(s["ci_low"]) and np.isfinite(s["ci_high"])):
-                    verdict = "no CI (n < 2)"
+                    verdict = "no CI (n < 3)"
                 elif s["ci_low"] <= sv <= s["ci_high"]:
                     verdict = "within our 95% CI"
                 else:
@@ -749,7 +1048,7 @@ def roy2025_comparison(study: StudyData) -> Table:
                         "metric": labels[metric],
                         "architecture": arch_label(arch),
                         "roy2025": fmt(sv),
-                        "ours": fmt_ci(s["mean"], s["ci_low"], s["ci_high"], int(s["n"])),
+                        "ours": _cell(s),
                         "verdict": verdict,
                     }
                 )
@@ -766,7 +1065,8 @@ def roy2025_comparison(study: StudyData) -> Table:
     return Table(
         "roy2025_comparison",
         "Comparison with Roy (2025)",
-        "The numbers of Roy (2025) (their Tables 1 and 3: dSprites, one seed, no CIs) beside ours.",
+        "The numbers of Roy (2025) (their Tables 1 and 3: dSprites, one seed, no CIs) beside "
+        f"ours; each of our cells is the {INTERVAL_TEXT}.",
         pd.DataFrame(disp),
         pd.DataFrame(data),
     )
