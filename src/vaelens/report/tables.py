@@ -430,7 +430,7 @@ def vq_interventions(study: StudyData) -> Table:
         "position replaced by a random other code); the continuous-shift effect is shown "
         "beside for comparison. These runs are left out of the CES-DCI correlation and the "
         "architecture tests (their CES is a code-swap effect and their DCI codes are "
-        "spatially averaged z_e). Mean ± 95% CI across seeds.",
+        "spatially averaged z_e). Mean across seeds with the interval of Table 1 (see Statistics).",
         pd.DataFrame(disp),
         pd.DataFrame(data),
     )
