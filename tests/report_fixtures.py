@@ -156,7 +156,7 @@ def make_analysis(
     meta = AnalysisMeta(
         model=arch, dataset=dataset, factor_names=factors,
         image_shape=[CHANNELS.get(dataset, 1), 64, 64],
-        latent_dim=latent, latent_dim_raw=latent, vq=False, encoder_layers=ENCODER,
+        latent_dim=latent, latent_dim_raw=latent, vq=arch == "vq_vae", encoder_layers=ENCODER,
         decoder_layers=DECODER, channel_layers=ENCODER[-2:-1], recon_error_kind="bce_per_image",
         recon_mse_mean_image=rng.uniform(0.03, 0.05), n_probe=256,
         settings=AnalysisSettings(seed=seed), seconds=1.0, notes=[],

@@ -334,3 +334,19 @@ def test_architecture_tests_use_welch_anova(tmp_path: Path) -> None:
     exp = welch_anova(*(c[c.architecture == a]["ces.mean"] for a in study.architectures))
     assert row.anova_F == pytest.approx(exp["statistic"]) and row.anova_p == pytest.approx(exp["p"])
     assert row.anova_df2 == pytest.approx(exp["df2"])
+
+
+def test_vq_runs_stay_out_of_the_continuous_statistics(tmp_path: Path) -> None:
+    from vaelens.report.data import load_study
+    from vaelens.report.tables import architecture_tests, ces_dci_correlation
+
+    study = load_study(make_fake_study(tmp_path, architectures=("vae", "beta_vae", "vq_vae"),
+                                       datasets=("dsprites",), seeds=(0, 1, 2), failed=(),
+                                       no_dci=()))  # fmt: skip
+    assert set(study.continuous.architecture) == {"vae", "beta_vae"}
+    assert "vq_vae" in set(study.completed.architecture)
+    corr = ces_dci_correlation(study, n_boot=N_BOOT)
+    per_run = corr.data[corr.data.analysis == "within dataset"]
+    assert (per_run.n <= 6).all()  # 2 continuous architectures x 3 seeds, not 9 runs
+    tests = architecture_tests(study)
+    assert "vq_vae" not in " ".join(map(str, tests.data.to_numpy().ravel()))

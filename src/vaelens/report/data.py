@@ -106,6 +106,14 @@ class StudyData:
                 return a.meta
         return None
 
+    @property
+    def continuous(self) -> pd.DataFrame:
+        """``completed`` without the VQ-VAE runs: their CES is a code-swap effect and their
+        DCI codes are spatially averaged z_e, so they stay out of the continuous statistics
+        (the correlations and the architecture tests) and get a table of their own."""
+        c = self.completed
+        return c[~c["vq"].astype(bool)] if "vq" in c else c
+
     def factor_names(self, dataset: str) -> list[str]:
         """The factors of ``dataset`` as its analyses name them ([] when none was analysed)."""
         meta = self.meta(dataset)
@@ -195,6 +203,11 @@ def _covariates(run_id: str, analysis: AnalysisResult | None, hparams: Any) -> d
     return rec
 
 
+def _is_vq(analysis: AnalysisResult | None, architecture: str) -> bool:
+    """A VQ run: its analysis says so, or (no analysis) its architecture is ``vq_vae``."""
+    return analysis.meta.vq if analysis is not None else architecture == "vq_vae"
+
+
 def _read_analyses(
     completed: pd.DataFrame, run_dirs: dict[str, Path], problems: list[str]
 ) -> dict[str, AnalysisResult]:
@@ -238,7 +251,10 @@ def load_study(study_dir: str | Path) -> StudyData:
     completed = results[results.status == "completed"].copy().reset_index(drop=True)
     analyses = _read_analyses(completed, run_dirs, problems)
     extra = [
-        _covariates(row.run_id, analyses.get(row.run_id), row.hparams)
+        {
+            **_covariates(row.run_id, analyses.get(row.run_id), row.hparams),
+            "vq": _is_vq(analyses.get(row.run_id), str(row.architecture)),
+        }
         for row in completed.itertuples()
     ]
     if extra:

@@ -370,7 +370,7 @@ def ces_vs_dci(study: StudyData) -> bytes | None:
 
     Band: ``ŷ ± t_{n-2} s sqrt(1/n + (x - x̄)² / Sxx)`` (confidence band of the mean line).
     """
-    c = study.completed
+    c = study.continuous  # VQ-VAE runs have their own table
     if "ces.mean" not in c or "dci.disentanglement" not in c:
         return None
     fig = Figure(figsize=(6, 4.2))

@@ -455,7 +455,7 @@ def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
     """Differences between architectures: Welch's ANOVA, pairwise Welch t with Holm correction
     over the pairs of each (dataset, metric)."""
     rows, disp, claims = [], [], []
-    c = study.completed
+    c = study.continuous  # VQ-VAE runs have their own table
     for ds in study.datasets:
         sub = c[c.dataset == ds]
         rank = {a: i for i, a in enumerate(study.architectures)}
@@ -661,7 +661,7 @@ def ces_dci_correlation(
     datasets of each (analysis, method); every correlation has a bootstrap and a Fisher-z
     interval.
     """
-    c = study.completed
+    c = study.continuous  # VQ-VAE runs have their own table
     xcol, ycol = "ces.mean", "dci.disentanglement"
     if xcol not in c or ycol not in c or c.empty:
         return Table(
