@@ -170,7 +170,8 @@ def test_one_seed_gives_no_ci_and_does_not_crash(tmp_path: Path) -> None:
     assert t1.ci_low.isna().all() and (t1.n <= 1).all()
     md = (tmp_path / "out" / "tables" / "table1_architectures.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ")]
-    assert rows and not any("±" in r for r in rows) and all("(n=1)" in r for r in rows[1:])
+    valued = [r for r in rows[1:] if "n/a" not in r]
+    assert valued and not any("±" in r for r in rows) and all("(n=1)" in r for r in valued)
     assert "too few runs per architecture to test" in text
     assert "No run has figures/traversals.png" in text
 
@@ -350,3 +351,21 @@ def test_vq_runs_stay_out_of_the_continuous_statistics(tmp_path: Path) -> None:
     assert (per_run.n <= 6).all()  # 2 continuous architectures x 3 seeds, not 9 runs
     tests = architecture_tests(study)
     assert "vq_vae" not in " ".join(map(str, tests.data.to_numpy().ravel()))
+
+
+def test_report_says_what_the_study_cannot_conclude(tmp_path: Path) -> None:
+    from vaelens.report.data import load_study
+    from vaelens.report.limits import limitations
+    from vaelens.report.tables import architecture_tests, ces_dci_correlation
+
+    path = make_fake_study(tmp_path, seeds=(0, 1))
+    study = load_study(path)
+    tests, corr = architecture_tests(study), ces_dci_correlation(study, n_boot=N_BOOT)
+    found = " ".join(limitations(study, tests, corr))
+    assert "seed's value instead of an interval" in found  # 2 seeds
+    assert "2 dataset(s)" in found  # synthetic and dsprites only
+    assert "controls were not run" in found
+    assert "architecture means rests on at most 3 points" in found
+    html = build_report(path, n_boot=N_BOOT).read_text()
+    assert "What this study cannot conclude" in html
+    assert html.index("What this study cannot conclude") < html.index("1. Architecture comparison")

@@ -16,6 +16,7 @@ from vaelens.io import atomic_open
 from vaelens.report import figures as figs
 from vaelens.report import tables as tabs
 from vaelens.report.data import StudyData, arch_label, fmt, load_study, p_eq
+from vaelens.report.limits import limitations
 
 __all__ = ["build_report"]
 
@@ -263,6 +264,20 @@ def _add_failures(rep: _Report, study: StudyData) -> None:
         rep.add(_claims(study.problems) + "</div>")
 
 
+def _add_limits(rep: _Report, study: StudyData, tests: tabs.Table, corr: tabs.Table) -> None:
+    """What this study cannot conclude (:func:`vaelens.report.limits.limitations`)."""
+    found = limitations(study, tests, corr)
+    if found:
+        rep.add("<h2>What this study cannot conclude</h2>")
+        rep.add("<ul>" + "".join(f"<li>{_e(s)}</li>" for s in found) + "</ul>")
+
+
+def _add_controls(rep: _Report, study: StudyData) -> None:
+    table = tabs.controls_table(study)
+    if any(c.startswith("controls.") for c in study.completed.columns):
+        _add_section(rep, study, "9. Controls (docs/controls.md)", table)
+
+
 def _add_architectures(rep: _Report, study: StudyData, tests: tabs.Table) -> None:
     rep.add("<h2>1. Architecture comparison</h2>")
     rep.table(tabs.architecture_comparison(study))
@@ -489,6 +504,7 @@ def build_report(
     mediation = tabs.mediation_by_layer(study, mediation_factor)  # validates the factor first
     tests = tabs.architecture_tests(study)
     corr = tabs.ces_dci_correlation(study, n_boot=n_boot, random_state=random_state)
+    _add_limits(rep, study, tests, corr)
     _add_architectures(rep, study, tests)
     _add_correlation(rep, study, corr)
     _add_dimensions(rep, study)
@@ -496,6 +512,7 @@ def build_report(
     _add_modularity(rep, study)
     _add_mediation(rep, study, mediation)
     _add_baseline_and_tests(rep, study, tests)
+    _add_controls(rep, study)
     _add_traversals(rep, study)
     _add_roy2025(rep, study, corr)
     return _write_document(rep, study, out)

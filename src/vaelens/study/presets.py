@@ -41,7 +41,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": dict(_ROY2025_TRAIN),
         "model_params": _ROY2025_PARAMS,
         "dataset_options": {"dsprites": {"source": "file"}, "shapes3d": {"source": "file"}},
-        "analysis": {"n_samples": 512, "metrics_preset": "faithful"},
+        "analysis": {
+            "n_samples": 512,
+            "metrics_preset": "faithful",
+            "controls": True,
+            "control_steps": 5000,
+        },
         "resources": {"num_cpus": 4, "num_gpus": 1},
     },
     "paper-v1": {
@@ -52,7 +57,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": dict(_ROY2025_TRAIN),
         "model_params": _ROY2025_PARAMS,
         "dataset_options": {"dsprites": {"source": "auto"}},
-        "analysis": {"n_samples": 512, "metrics_preset": "faithful"},
+        "analysis": {
+            "n_samples": 512,
+            "metrics_preset": "faithful",
+            "controls": True,
+            "control_steps": 5000,
+        },
         "resources": {"num_cpus": 4, "num_gpus": 1},
     },
     "quick": {
@@ -78,6 +88,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "analysis": {
             "n_samples": 64,
             "metrics_preset": "fast",
+            # the referee's controls, with a short decoder retraining (the models train 600)
+            "controls": True,
+            "control_steps": 200,
             "metrics_num_train": 3000,
             "metrics_num_test": 1500,
             "metrics_overrides": {
