@@ -869,8 +869,8 @@ class Lens:
 
         Runs the suffix once on the ``K * N`` stacked rows (:meth:`run_from`); if that raises
         any exception (bad arguments aside) or returns a wrong batch, falls back, for good for
-        this hook point, to a full pass on the input repeated ``K`` times with the activation
-        replaced (exact, slower). The first fallback of a hook point emits a
+        this hook point, to a full pass (``encode`` included, unless the capture started from
+        ``z``) on the input repeated ``K`` times with the activation replaced (exact, slower). The first fallback of a hook point emits a
         :class:`FallbackWarning` naming it and the exception, and records it in
         ``lens.fallbacks[name]``. Chunk ``K`` yourself to bound memory.
         """
@@ -905,13 +905,14 @@ class Lens:
         def replace(a: torch.Tensor, _: str) -> torch.Tensor:
             return flat
 
-        if point.phase in ("latent", "decode"):
-            z = capture.latent.repeat(k, *([1] * (capture.latent.ndim - 1)))
-            out = self._execute(_Run(edits=self._edits([(name, replace)])), z=z, target=target)
-        else:
-            assert capture.x is not None
+        run = _Run(edits=self._edits([(name, replace)]))
+        if capture.x is not None:  # a full pass, encode included (it may leave state for decode)
             xr = capture.x.repeat(k, *([1] * (capture.x.ndim - 1)))
-            out = self._execute(_Run(edits=self._edits([(name, replace)])), x=xr, target=target)
+            out = self._execute(run, x=xr, target=target)
+        else:
+            assert point.phase in ("latent", "decode")
+            z = capture.latent.repeat(k, *([1] * (capture.latent.ndim - 1)))
+            out = self._execute(run, z=z, target=target)
         return out.reshape(k, n, *out.shape[1:])
 
 
