@@ -33,8 +33,8 @@ the activation given. The activation may hold ``K * N`` rows (``K`` stacked vari
 the ``N`` captured examples, variant-major): the rest of the network then runs once on the
 stacked batch. So that batch-size idioms hold in a stacked run (``x.view(x.size(0), -1)``,
 ``assert out.shape[0] == x.shape[0]``, skip connections from before the hook point), the
-input ``x`` (or the latent, for a decoder hook point) and every replayed prefix output with
-``N`` rows are repeated ``K`` times. A model that still cannot run stacked (state kept
+input ``x`` (or the latent, for a decoder hook point) is repeated ``K`` times, and, where
+that is not enough, every replayed prefix output with ``N`` rows too. A model that still cannot run stacked (state kept
 between ``encode`` and ``decode``, say) raises some exception or returns a wrong batch:
 :meth:`Lens.run_variants` then falls back, for good for that hook point, to full passes on
 the input repeated ``K`` times (exact, slower), and says so once per hook point: a
@@ -311,7 +311,9 @@ class Lens:
         self._points: dict[str, HookPoint] | None = None
         self._input_shape: tuple[int, ...] | None = None  # per-example shape of the traced x
         self._by_key: dict[_Key, str] = {}
-        self._stack_ok: dict[str, bool] = {}
+        # per hook point, how stacked suffix runs work: "input" (the input repeated K times),
+        # "prefix" (the replayed prefix outputs too), "full" (fallback: full passes)
+        self._stack_mode: dict[str, str] = {}
         self._modules = {name: mod for name, mod in model.named_modules() if name}
         # in-place modules overwrite the tensors they receive: cached tensors are then cloned
         self._inplace = any(getattr(m, "inplace", False) is True for m in self._modules.values())
@@ -368,7 +370,7 @@ class Lens:
         self._points = points
         self._input_shape = tuple(x.shape[1:])
         self._by_key = {p.key: n for n, p in points.items()}
-        self._stack_ok = {}
+        self._stack_mode = {}
         self.fallbacks = {}
         return list(points)
 
@@ -780,6 +782,7 @@ class Lens:
         capture: Capture,
         *,
         target: Target = "output",
+        repeat_prefix: bool = True,
     ) -> torch.Tensor:
         """Run the network from hook point ``name`` given its ``activation``, skipping the prefix.
 
@@ -787,9 +790,10 @@ class Lens:
         ``capture`` (the pass must be on the same examples); a decoder or latent hook point
         skips ``encode`` altogether. ``activation`` has ``K * N`` rows (``N = capture.batch``,
         ``K >= 1`` variants, variant-major: row ``k * N + n``); the result has ``K * N`` rows.
-        With ``K > 1`` the input (the latent, for a decoder hook point) and every replayed
-        prefix output of ``N`` rows are repeated ``K`` times, so that batch-size idioms and
-        skip connections from the prefix see ``K * N`` rows. Raises
+        With ``K > 1`` the input (the latent, for a decoder hook point) and, with
+        ``repeat_prefix`` (default), every replayed prefix output of ``N`` rows are repeated
+        ``K`` times, so that batch-size idioms and skip connections from the prefix see
+        ``K * N`` rows. Raises
         :class:`ModelContractError` if the run fails or the output batch is not ``K * N``
         (see :meth:`run_variants`, which falls back).
         """
@@ -807,13 +811,13 @@ class Lens:
         if point.phase == "latent":
             out = self._run_suffix(name, rows, _Run(), z=activation, target=target)
         elif point.phase == "decode":
-            run = self._suffix_run(point, activation, capture, k)
+            run = self._suffix_run(point, activation, capture, k if repeat_prefix else 1)
             z = _repeat_rows(capture.latent, k, n)
             out = self._run_suffix(name, rows, run, z=z, target=target)
         else:
             if capture.x is None:
                 raise ArgumentError("capture has no input x: it cannot replay an encoder layer")
-            run = self._suffix_run(point, activation, capture, k)
+            run = self._suffix_run(point, activation, capture, k if repeat_prefix else 1)
             x = _repeat_rows(capture.x, k, n)
             out = self._run_suffix(name, rows, run, x=x, target=target)
         return self._check_rows(name, rows, out)
@@ -867,10 +871,13 @@ class Lens:
     ) -> torch.Tensor:
         """Outputs ``(K, N, ...)`` of ``K`` variants ``(K, N, *shape)`` of hook point ``name``.
 
-        Runs the suffix once on the ``K * N`` stacked rows (:meth:`run_from`); if that raises
-        any exception (bad arguments aside) or returns a wrong batch, falls back, for good for
-        this hook point, to a full pass (``encode`` included, unless the capture started from
-        ``z``) on the input repeated ``K`` times with the activation replaced (exact, slower). The first fallback of a hook point emits a
+        Runs the suffix once on the ``K * N`` stacked rows (:meth:`run_from`), with only the
+        input repeated ``K`` times first (no copies of the prefix outputs: the cheapest), then
+        with the replayed prefix outputs repeated too; the first that works is kept for this
+        hook point. If both raise an exception (bad arguments aside) or return a wrong batch,
+        falls back, for good for this hook point, to a full pass (``encode`` included, unless
+        the capture started from ``z``) on the input repeated ``K`` times with the activation
+        replaced (exact, slower). The first fallback of a hook point emits a
         :class:`FallbackWarning` naming it and the exception, and records it in
         ``lens.fallbacks[name]``. Chunk ``K`` yourself to bound memory.
         """
@@ -883,15 +890,19 @@ class Lens:
                 f"{tuple(variants.shape)}"
             )
         flat = variants.reshape(k * n, *variants.shape[2:])
-        if self._stack_ok.get(name, True):
+        mode = self._stack_mode.get(name, "input" if k > 1 else "prefix")
+        while mode != "full":
             try:
-                out = self.run_from(name, flat, capture, target=target)
-                self._stack_ok[name] = True
-                return out.reshape(k, n, *out.shape[1:])
+                out = self.run_from(
+                    name, flat, capture, target=target, repeat_prefix=mode == "prefix"
+                )
             except ArgumentError:
                 raise
             except Exception as err:
-                self._stack_ok[name] = False
+                if mode == "input":  # try again with the prefix outputs repeated too
+                    mode = "prefix"
+                    continue
+                mode = self._stack_mode[name] = "full"
                 cause = err.__cause__ if isinstance(err.__cause__, Exception) else err
                 why = _first_line(cause)
                 self.fallbacks[name] = why
@@ -901,6 +912,10 @@ class Lens:
                     FallbackWarning,
                     stacklevel=2,
                 )
+                break
+            if k > 1:  # K = 1 cannot tell the modes apart
+                self._stack_mode[name] = mode
+            return out.reshape(k, n, *out.shape[1:])
 
         def replace(a: torch.Tensor, _: str) -> torch.Tensor:
             return flat
