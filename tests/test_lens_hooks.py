@@ -155,19 +155,21 @@ def test_stacked_variants_equal_separate_runs(conv) -> None:
         torch.testing.assert_close(outs[k], ref, rtol=0, atol=1e-6)
 
 
-def test_skip_connection_falls_back_to_repeating_the_input() -> None:
+def test_skip_connection_runs_stacked_with_the_prefix_repeated() -> None:
     torch.manual_seed(0)
     model, x = SkipAE(), torch.rand(5, 6)
     lens = Lens(model, example=x)
     cap = lens.capture(x)
-    with pytest.raises(ModelContractError):  # the skip tensor has N rows, the suffix K*N
-        lens.run_from("dec1", torch.cat([cap.activations["dec1"]] * 2), cap)
     a = cap.activations["dec1"]
+    # the skip tensor (act:0, replayed) is repeated with the stacked rows: no fallback needed
+    stacked = lens.run_from("dec1", torch.cat([a, a + 1.0]), cap)
     variants = torch.stack([a, a + 1.0])
     outs = lens.run_variants("dec1", variants, cap)
+    assert lens.fallbacks == {}
     for k in range(2):
         ref = lens.run_with_hooks(x, [("dec1", lambda _a, _n, k=k: variants[k])])
         torch.testing.assert_close(outs[k], ref, rtol=0, atol=1e-6)
+        torch.testing.assert_close(stacked[k * 5 : (k + 1) * 5], ref, rtol=0, atol=1e-6)
 
 
 def test_encode_may_return_tensor_tuple_or_object_with_mean() -> None:

@@ -67,8 +67,10 @@ the code-swap effect, so the two can be compared.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,8 +100,8 @@ from vaelens.analysis.result import (
 )
 from vaelens.analysis.settings import AnalysisSettings, settings_from
 from vaelens.data import check_dataset
-from vaelens.errors import ConfigError, ModelContractError
-from vaelens.lens import Lens, factor_pairs, is_vq
+from vaelens.errors import ConfigError, ModelContractError, VaelensError
+from vaelens.lens import Adapter, Lens, factor_pairs, is_vq
 from vaelens.lens.patching import resolve_max_batch
 from vaelens.metrics.causal import collapsed_latents
 
@@ -486,12 +488,28 @@ def _twin_notes(model: nn.Module, twin: nn.Module) -> list[str]:
     return notes
 
 
-def _check_inputs(model: object, ds: object) -> None:
+_LATENT_SIZE_NAMES = ("latent_dim", "z_dim", "latent_size", "z_size")
+
+
+def _declared_latent(model: object) -> int | None:
+    """The latent width a model declares (``latent_dim``, ``z_dim``, ..., ``model_config``)."""
+    for owner in (model, getattr(model, "model_config", None)):
+        for attr in _LATENT_SIZE_NAMES:
+            v = getattr(owner, attr, None) if owner is not None else None
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                return v
+    return None
+
+
+def _check_inputs(model: object, ds: object, **adapter: object) -> None:
     """The model against the dataset, before any sample is drawn or probe fitted.
 
-    One pass on two blank images of the dataset's ``image_shape`` (the lens checks what
-    ``encode`` and ``decode`` return): the output-mapped reconstruction must be
-    ``(2, *image_shape)``, as the pixel probe and the traversal figures read it so.
+    One pass on two blank images of the dataset's ``image_shape`` through the lens (built
+    with the ``adapter`` keywords of :func:`analyze`), encode and decode checked one at a
+    time: the latent mean must be ``(2, L)`` with ``L`` the model's declared latent size
+    (``latent_dim``, ``z_dim``, ``latent_size``, ``z_size``, ``model_config.latent_dim``) when
+    it declares one, and the output-mapped reconstruction ``(2, *image_shape)``, as the pixel
+    probe and the traversal figures read it so.
     """
     if not isinstance(model, nn.Module):
         raise ModelContractError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -502,8 +520,19 @@ def _check_inputs(model: object, ds: object) -> None:
             f"dataset {ds.name}: images are {image_shape} but the model "
             f"{type(model).__name__} takes image_shape {tuple(model_shape)}"
         )
+    name = type(model).__name__
+    lens = Lens(model, example=torch.zeros(2, *image_shape), **adapter)  # type: ignore[arg-type]
     with torch.no_grad():
-        out = Lens(model).forward(torch.zeros(2, *image_shape))
+        z = lens.encode_mean(torch.zeros(2, *image_shape))
+        declared = None if is_vq(model) else _declared_latent(model)
+        width = int(np.prod(z.shape[1:]))
+        if declared is not None and (z.ndim != 2 or width != declared):
+            raise ModelContractError(
+                f"encode(x) of {name} returned a latent mean of shape {tuple(z.shape)}, but the "
+                f"model declares a latent size of {declared}: expected (2, {declared}) (pass "
+                "encode= or adapter= to read the mean)"
+            )
+        out = lens.decode_output(z)
     if tuple(out.shape[1:]) != image_shape:
         raise ModelContractError(
             f"decode(z) of {type(model).__name__} returned images of shape {tuple(out.shape[1:])} "
@@ -561,10 +590,44 @@ def _notes_after(plan: LayerPlan, s: AnalysisSettings, n_units: int, n: int) -> 
     return notes
 
 
+def _fallback_notes(lens: Lens, prefix: str) -> list[str]:
+    return [
+        f"{prefix}stacked suffix runs from {name!r} fell back to full passes ({why}): exact, slower"
+        for name, why in lens.fallbacks.items()
+    ]
+
+
+@contextlib.contextmanager
+def _as_twin(model: nn.Module) -> Iterator[None]:
+    """Re-raise any error of the random twin's analysis with a ``"random twin: "`` prefix."""
+    try:
+        yield
+    except Exception as err:
+        lines = str(err).strip().splitlines()
+        msg = f"random twin: {lines[0] if lines else type(err).__name__}"
+        glue = [n for n in ("encode", "decode") if callable(model.__dict__.get(n))]
+        if glue:
+            msg += (
+                f" ({'/'.join(glue)} set on the model instance is shared by its deep copy and "
+                "still calls the original: pass encode=/decode= callables taking the model first)"
+            )
+        cls = type(err) if isinstance(err, VaelensError) else ModelContractError
+        try:
+            new = cls(msg)
+        except Exception:
+            new = ModelContractError(msg)
+        raise new from err
+
+
 def analyze(
     model: nn.Module,
     dataset: object,
     settings: AnalysisSettings | None = None,
+    *,
+    encode: Callable[[nn.Module, torch.Tensor], object] | None = None,
+    decode: Callable[[nn.Module, torch.Tensor], object] | None = None,
+    output: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
+    adapter: str | Adapter | None = None,
     **overrides: object,
 ) -> AnalysisResult:
     """Run the four interventions and the causal metrics on ``model`` and on its random twin.
@@ -578,24 +641,36 @@ def analyze(
     probe data, bootstrap and clustering; the baseline is seeded with
     :func:`baseline_seed` of it (``meta.baseline_seed``).
 
+    ``encode(model, x)``, ``decode(model, z)``, ``output`` and ``adapter`` (a name of
+    :data:`vaelens.lens.ADAPTERS`: ``"pythae"``, ``"disent"``, ``"pytorch_vae"``,
+    ``"disentangling_vae"``) say how to call a model written for another library (default:
+    found automatically, :mod:`vaelens.lens.adapters`); the callables receive the model
+    first, so the random twin gets calls on its own modules. Errors of the twin's analysis
+    start with ``"random twin: "``; layers whose stacked runs fell back to full passes are
+    listed in the notes.
+
     Returns an :class:`AnalysisResult` (see the module docstring for the causal-graph and
     VQ conventions; ``to_json()`` is the analysis.json).
     """
     t0 = time.perf_counter()
     s = settings_from(settings, source="analyze", **overrides)
     ds = check_dataset(dataset)
-    _check_inputs(model, ds)
+    adapt = {"encode": encode, "decode": decode, "output": output, "adapter": adapter}
+    _check_inputs(model, ds, **adapt)
     inp, notes = _inputs(ds, s)
-    lens = Lens(model, example=inp.x[:2])
+    lens = Lens(model, example=inp.x[:2], **adapt)  # type: ignore[arg-type]
     plan = _plan(model, lens, inp.x, s)
     graph = _factor_graph(ds, inp.factor_names)
-    trained, trav, rows = analyze_network(model, lens, inp, plan, s, graph)
+    trained, trav, rows = analyze_network(lens.adapted, lens, inp, plan, s, graph)  # type: ignore[arg-type]
+    notes += _fallback_notes(lens, "")
     baseline = None
     if s.baseline:
         twin = random_baseline(model, baseline_seed(s.seed))
         notes += _twin_notes(model, twin)
-        blens = Lens(twin, output=lens.output_map, example=inp.x[:2])
-        baseline = analyze_network(twin, blens, inp, plan, s, graph)[0]
+        with _as_twin(model):
+            blens = Lens(twin, example=inp.x[:2], **adapt)  # type: ignore[arg-type]
+            baseline = analyze_network(blens.adapted, blens, inp, plan, s, graph)[0]  # type: ignore[arg-type]
+        notes += _fallback_notes(blens, "random twin: ")
     n_units = int(trained.latent.ces.shape[0])
     notes += _notes_after(plan, s, n_units, min(s.vq_samples, s.n_samples))
     controls = None

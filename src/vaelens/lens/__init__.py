@@ -8,9 +8,20 @@
 plus discrete code swaps for VQ-VAEs (:func:`code_swap_effects`).
 
 Imports from: data, errors.
+
+Adapters for models written for other libraries: :mod:`vaelens.lens.adapters`.
 """
 
-from vaelens.lens.hooks import ActivationCache, Capture, HookPoint, Lens, latent_mean
+from vaelens.lens.adapters import ADAPTERS, Adapter, read_image, read_posterior, register_adapter
+from vaelens.lens.hooks import (
+    ActivationCache,
+    AdaptedModel,
+    Capture,
+    FallbackWarning,
+    HookPoint,
+    Lens,
+    latent_mean,
+)
 from vaelens.lens.interventions import (
     DEFAULT_VALUES,
     InputInterventionResult,
@@ -39,9 +50,13 @@ from vaelens.lens.vq import (
 )
 
 __all__ = [
+    "ADAPTERS",
     "DEFAULT_VALUES",
     "ActivationCache",
+    "AdaptedModel",
+    "Adapter",
     "Capture",
+    "FallbackWarning",
     "HookPoint",
     "InputInterventionResult",
     "Lens",
@@ -63,6 +78,9 @@ __all__ = [
     "layer_patching",
     "mediation",
     "patch_sweep",
+    "read_image",
+    "read_posterior",
+    "register_adapter",
     "set_latent",
     "traversal_grid",
 ]

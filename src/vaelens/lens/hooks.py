@@ -1,10 +1,16 @@
 """The lens: named hook points on any ``encode``/``decode`` model, caches, hooks, suffix runs.
 
-A :class:`Lens` wraps any :class:`torch.nn.Module` with ``encode(x)`` and ``decode(z)``; no
-subclassing, no config. The pass it analyses is::
+A :class:`Lens` wraps any :class:`torch.nn.Module` with ``encode(x)`` and ``decode(z)`` (or
+``encoder``/``decoder`` sub-modules, or explicit ``encode(model, x)``/``decode(model, z)``
+callables, or a named ``adapter``: :mod:`vaelens.lens.adapters`); no subclassing, no config.
+The pass it analyses is::
 
-    z   = mean(encode(x))         # posterior mean: a tensor, (mean, logvar)[0] or obj.mean
+    z   = mean(encode(x))         # posterior mean: a tensor, (mean, logvar)[0], obj.mu, ...
     out = output_map(decode(z))   # e.g. sigmoid of Bernoulli logits: the image-space output
+
+What ``encode`` and ``decode`` return is read by the rules of :mod:`vaelens.lens.adapters`
+(tuples, lists, dicts, dataclasses, ModelOutput-like objects by the usual field names; a
+single ``2L``-wide tensor split into mean | log-variance when the decoder takes width ``L``).
 
 Hook points
 -----------
@@ -25,9 +31,14 @@ runs the network *from* a hook point: every module that completed before it (in 
 call) returns its recorded output instead of computing, and the hook point's module returns
 the activation given. The activation may hold ``K * N`` rows (``K`` stacked variants of
 the ``N`` captured examples, variant-major): the rest of the network then runs once on the
-stacked batch. Models whose later layers combine tensors from before the hook point
-(skip connections) break this with ``N > 1``; :meth:`Lens.run_variants` detects that (an
-error or a wrong output batch) and falls back to repeating the input ``K`` times.
+stacked batch. So that batch-size idioms hold in a stacked run (``x.view(x.size(0), -1)``,
+``assert out.shape[0] == x.shape[0]``, skip connections from before the hook point), the
+input ``x`` (or the latent, for a decoder hook point) is repeated ``K`` times, and, where
+that is not enough, every replayed prefix output with ``N`` rows too. A model that still cannot run stacked (state kept
+between ``encode`` and ``decode``, say) raises some exception or returns a wrong batch:
+:meth:`Lens.run_variants` then falls back, for good for that hook point, to full passes on
+the input repeated ``K`` times (exact, slower), and says so once per hook point: a
+:class:`FallbackWarning` naming the layer and the exception, recorded in ``lens.fallbacks``.
 
 Boundary checks
 ---------------
@@ -55,6 +66,7 @@ layout (``x.view(...)`` on a conv output, say) is detected on a probe pass and l
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,11 +75,22 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from vaelens.errors import ArgumentError, ModelContractError
+from vaelens.errors import ArgumentError, ModelContractError, VaelensError
+from vaelens.lens.adapters import (
+    Adapter,
+    DecodeFn,
+    EncodeFn,
+    find_image_shape,
+    read_image,
+    read_posterior,
+    resolve_adapter,
+)
 
 __all__ = [
     "ActivationCache",
+    "AdaptedModel",
     "Capture",
+    "FallbackWarning",
     "HookFn",
     "HookPoint",
     "Lens",
@@ -82,27 +105,25 @@ _Key = tuple[str, str, int]  # (phase, module name, call index within the phase)
 LATENT_MODULE = "<latent>"
 
 
-def latent_mean(encoded: Any, *, batch: int | None = None) -> torch.Tensor:
-    """The posterior mean from what ``encode`` returned.
+class FallbackWarning(UserWarning):
+    """A stacked suffix run failed on a hook point: its sweeps now use full passes (exact)."""
 
-    Accepts a tensor (taken as the mean), a ``(mean, logvar, ...)`` tuple/list (its first
-    element) or any object with a ``.mean`` tensor attribute (:class:`vaelens.models.Posterior`).
-    With ``batch`` (the input's batch size), also checks that the mean is a floating tensor
-    ``(batch, ...)`` and that a log-variance (the tuple's second tensor, or ``.logvar``) has
-    the mean's shape; raises :class:`ModelContractError` otherwise.
+
+def posterior(
+    encoded: Any, *, batch: int | None = None, split: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(mean, logvar | None)`` from what ``encode`` returned.
+
+    Read by :func:`vaelens.lens.adapters.read_posterior` (a tensor, ``(mean, logvar, ...)``,
+    or a dict/object with ``mean``/``mu``/... fields); ``split``: the mean is ``2L`` wide and
+    its halves are mean and log-variance. With ``batch`` (the input's batch size), also checks
+    that the mean is a floating tensor ``(batch, ...)`` and that a log-variance has the mean's
+    shape; raises :class:`ModelContractError` otherwise.
     """
-    logvar: Any = None
-    if isinstance(encoded, torch.Tensor):
-        mean = encoded
-    elif isinstance(getattr(encoded, "mean", None), torch.Tensor):
-        mean, logvar = encoded.mean, getattr(encoded, "logvar", None)
-    elif isinstance(encoded, tuple | list) and encoded and isinstance(encoded[0], torch.Tensor):
-        mean, logvar = encoded[0], encoded[1] if len(encoded) > 1 else None
-    else:
-        raise ModelContractError(
-            f"encode(x) returned {type(encoded).__name__}; expected a tensor (the mean), a "
-            "(mean, logvar) tuple or an object with a .mean tensor"
-        )
+    mean, logvar = read_posterior(encoded)
+    if split and logvar is None and mean.ndim == 2:
+        half = int(mean.shape[1]) // 2
+        mean, logvar = mean[:, :half], mean[:, half:]
     if batch is not None:
         if not mean.is_floating_point() or mean.ndim < 1 or mean.shape[0] != batch:
             raise ModelContractError(
@@ -115,7 +136,34 @@ def latent_mean(encoded: Any, *, batch: int | None = None) -> torch.Tensor:
                 f"encode(x) returned a logvar of shape {tuple(logvar.shape)} beside a mean of "
                 f"shape {tuple(mean.shape)}; expected the mean's shape"
             )
-    return mean
+    return mean, logvar
+
+
+def latent_mean(encoded: Any, *, batch: int | None = None) -> torch.Tensor:
+    """The posterior mean from what ``encode`` returned (:func:`posterior`'s first element)."""
+    return posterior(encoded, batch=batch)[0]
+
+
+def _repeat_rows(value: Any, k: int, n: int) -> Any:
+    """``value`` with every tensor of ``n`` rows repeated ``k`` times (variant-major)."""
+    if isinstance(value, torch.Tensor):
+        if value.ndim >= 1 and value.shape[0] == n:
+            return value.repeat(k, *([1] * (value.ndim - 1)))
+        return value
+    if isinstance(value, tuple | list) and not hasattr(value, "_fields"):
+        return type(value)(_repeat_rows(v, k, n) for v in value)
+    if isinstance(value, dict):
+        items = {key: _repeat_rows(v, k, n) for key, v in value.items()}
+        try:
+            return type(value)(items)
+        except Exception:
+            return items
+    return value
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 @dataclass(frozen=True)
@@ -178,8 +226,14 @@ class _Run:
         replay: dict[_Key, Any] | None = None,
         record_modules: bool = False,
         record_keys: set[_Key] | None = None,
+        label_errors: bool = False,
+        repeat: tuple[int, int] = (1, 0),
+        point: _Key | None = None,
     ) -> None:
         self.phase = "encode"
+        self.label_errors = label_errors  # name the failing call (encode/decode) in errors
+        self.repeat = repeat  # (K, N): replayed prefix outputs of N rows are repeated K times
+        self.point = point  # the hook point a suffix run starts from (replayed as given)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
         self.stacks: dict[str, list[int]] = defaultdict(list)
         self.edits = edits or {}
@@ -201,11 +255,19 @@ class Lens:
 
     Parameters
     ----------
-    model: any module with callable ``encode(x)`` and ``decode(z)``.
+    model: any module with callable ``encode(x)`` and ``decode(z)``, or with ``encoder`` and
+        ``decoder`` sub-modules (:mod:`vaelens.lens.adapters`).
+    encode, decode: explicit calls ``encode(model, x)``, ``decode(model, z)``, given the model
+        first (a deep copy of the model then calls its own modules); default: the adapter's,
+        else found automatically.
     output: map from ``decode``'s output to image space: ``"sigmoid"``, ``"identity"`` or a
-        callable; default: the model's ``output_mean`` if it has one, else identity.
+        callable; default: the adapter's, else the model's ``output_mean`` if it has one,
+        else identity.
+    adapter: a name of :data:`vaelens.lens.adapters.ADAPTERS` (``"pythae"``, ``"disent"``,
+        ``"pytorch_vae"``, ``"disentangling_vae"``) or an :class:`Adapter`.
     example: an input batch used to trace the hook points; default: traced on the first
-        input the lens sees, or on zeros of ``model.image_shape`` when that is needed first.
+        input the lens sees, or on zeros of the model's declared input shape
+        (:func:`vaelens.lens.adapters.find_image_shape`) when that is needed first.
     eval_mode: call ``model.eval()`` (default ``True``).
     channels_last: run stacked sweeps with conv weights in channels-last memory format
         (:meth:`sweep_layout`); ``None`` (default): on CPU when the model has 4-D weights and
@@ -218,7 +280,10 @@ class Lens:
         self,
         model: nn.Module,
         *,
+        encode: EncodeFn | None = None,
+        decode: DecodeFn | None = None,
         output: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
+        adapter: str | Adapter | None = None,
         example: torch.Tensor | None = None,
         eval_mode: bool = True,
         channels_last: bool | None = None,
@@ -227,14 +292,14 @@ class Lens:
             raise ModelContractError(
                 f"model: expected a torch.nn.Module, got {type(model).__name__}"
             )
-        missing = [m for m in ("encode", "decode") if not callable(getattr(model, m, None))]
-        if missing:
-            raise ModelContractError(
-                f"model {type(model).__name__} lacks {' and '.join(missing)}: the lens needs "
-                "encode(x) -> mean | (mean, logvar) | obj.mean, and decode(z)"
-            )
+        self.adapter = resolve_adapter(
+            model, encode=encode, decode=decode, output=output, adapter=adapter
+        )
         self.model = model
-        self.output_map = self._resolve_output(model, output)
+        self.output_map = self._resolve_output(model, self.adapter.output)
+        self._split: bool | None = None  # encode's 2L-wide tensor is mean | logvar
+        #: hook points whose stacked suffix runs fell back to full passes: name -> why
+        self.fallbacks: dict[str, str] = {}
         if channels_last not in (None, True, False):
             raise ArgumentError(
                 f"channels_last: expected None, True or False, got {channels_last!r}"
@@ -246,7 +311,9 @@ class Lens:
         self._points: dict[str, HookPoint] | None = None
         self._input_shape: tuple[int, ...] | None = None  # per-example shape of the traced x
         self._by_key: dict[_Key, str] = {}
-        self._stack_ok: dict[str, bool] = {}
+        # per hook point, how stacked suffix runs work: "input" (the input repeated K times),
+        # "prefix" (the replayed prefix outputs too), "full" (fallback: full passes)
+        self._stack_mode: dict[str, str] = {}
         self._modules = {name: mod for name, mod in model.named_modules() if name}
         # in-place modules overwrite the tensors they receive: cached tensors are then cloned
         self._inplace = any(getattr(m, "inplace", False) is True for m in self._modules.values())
@@ -273,8 +340,9 @@ class Lens:
     def trace(self, x: torch.Tensor) -> list[str]:
         """Record the hook points from one pass on ``x`` (its first two rows); return their names."""
         x = self._check_input(x, trace=False)[:2]
-        run = _Run(record_modules=True)
+        run = _Run(record_modules=True, label_errors=True)
         with torch.no_grad():
+            self._split = self._detect_split(x)
             self._execute(run, x=x, target="output")
         # count calls per (phase, module) to know which modules fire more than once
         calls: dict[tuple[str, str], int] = defaultdict(int)
@@ -302,17 +370,59 @@ class Lens:
         self._points = points
         self._input_shape = tuple(x.shape[1:])
         self._by_key = {p.key: n for n, p in points.items()}
-        self._stack_ok = {}
+        self._stack_mode = {}
+        self.fallbacks = {}
         return list(points)
+
+    def _detect_split(self, x: torch.Tensor) -> bool:
+        """Whether encode's output is one ``2L``-wide tensor of mean | log-variance.
+
+        Only for a single 2-D tensor of even width with no log-variance beside it: ``True``
+        when ``decode`` accepts its first half (width ``L``) and rejects the whole (width
+        ``2L``); each width is tried once, on the first two rows, any exception a rejection.
+        """
+        enc = self._call(_Run(label_errors=True), "encode", x)
+        mean, logvar = read_posterior(enc)
+        if logvar is not None or mean.ndim != 2 or mean.shape[1] % 2 or not mean.shape[1]:
+            return False
+
+        def accepts(z: torch.Tensor) -> bool:
+            try:
+                read_image(self.adapter.decode(self.model, z))
+            except Exception:
+                return False
+            return True
+
+        half = int(mean.shape[1]) // 2
+        return accepts(mean[:, :half]) and not accepts(mean)
+
+    def _call(self, run: _Run, which: str, arg: torch.Tensor) -> Any:
+        """``adapter.encode(model, x)`` or ``adapter.decode(model, z)``; errors named on a trace."""
+        fn = self.adapter.encode if which == "encode" else self.adapter.decode
+        if not run.label_errors:
+            return fn(self.model, arg)
+        try:
+            return fn(self.model, arg)
+        except VaelensError:
+            raise
+        except Exception as err:
+            var = "x" if which == "encode" else "z"
+            raise ModelContractError(
+                f"{which}({var}) of {type(self.model).__name__} (adapter {self.adapter.name!r}) "
+                f"failed on {var} of shape {tuple(arg.shape)}: {_first_line(err)}"
+            ) from err
 
     def _ensure_traced(self, x: torch.Tensor | None = None) -> dict[str, HookPoint]:
         if self._points is None:
             if x is None:
-                shape = getattr(self.model, "image_shape", None)
+                own = self.adapter.image_shape
+                shape = own(self.model) if own is not None else None
+                shape = shape or find_image_shape(self.model)
                 if shape is None:
                     raise ModelContractError(
-                        "the lens has not seen an input yet and the model has no image_shape: "
-                        "pass Lens(model, example=x) or call lens.trace(x)"
+                        "the lens has not seen an input yet and the model declares no input "
+                        "shape (image_shape, input_shape, x_shape, img_size, input_dim, "
+                        "model_config.input_dim): pass Lens(model, example=x) or call lens.trace(x)"
                     )
                 x = torch.zeros(2, *tuple(shape))
             self.trace(x)
@@ -482,6 +592,9 @@ class Lens:
             key = (run.phase, name, run.stacks[name][-1])
             if key in run.replay:
                 out = run.replay[key]
+                k, n = run.repeat
+                if k > 1 and key != run.point:
+                    return _repeat_rows(out, k, n)  # fresh tensors: no clone needed
                 return out.clone() if run.clone and isinstance(out, torch.Tensor) else out
             return forward(*args, **kwargs)
 
@@ -527,7 +640,7 @@ class Lens:
                 run.phase = "encode"
                 assert x is not None
                 batch = int(x.shape[0]) if run.check_encode else None
-                z = latent_mean(self.model.encode(x), batch=batch)
+                z = posterior(self._call(run, "encode", x), batch=batch, split=bool(self._split))[0]
             run.phase = "latent"
             key = ("latent", LATENT_MODULE, 0)
             new = self._dispatch(run, key, z)
@@ -535,11 +648,7 @@ class Lens:
             if target == "latent":
                 return z
             run.phase = "decode"
-            decoded = self.model.decode(z)
-            if not isinstance(decoded, torch.Tensor):
-                raise ModelContractError(
-                    f"decode(z) returned {type(decoded).__name__}; expected a tensor"
-                )
+            decoded = read_image(self._call(run, "decode", z))
             if run.check_decode and (decoded.ndim < 1 or decoded.shape[0] != z.shape[0]):
                 raise ModelContractError(
                     f"decode(z) returned shape {tuple(decoded.shape)} for z of shape "
@@ -576,6 +685,23 @@ class Lens:
         self._ensure_traced()
         z = self._check_latent(z)
         return self._execute(_Run(), z=z, target="output")
+
+    def encode_posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(mean, logvar | None)`` of ``x`` as the lens reads ``encode`` (no hooks)."""
+        x = self._traced_input(x)
+        return posterior(
+            self._call(_Run(), "encode", x), batch=int(x.shape[0]), split=bool(self._split)
+        )
+
+    def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        """``decode(z)``'s image tensor before the output map (no hooks)."""
+        self._ensure_traced()
+        return read_image(self._call(_Run(), "decode", self._check_latent(z)))
+
+    @property
+    def adapted(self) -> AdaptedModel:
+        """The model as the lens calls it: ``encode(x) -> (mean, logvar)``, ``decode(z) -> tensor``."""
+        return AdaptedModel(self)
 
     def run_with_hooks(
         self,
@@ -656,6 +782,7 @@ class Lens:
         capture: Capture,
         *,
         target: Target = "output",
+        repeat_prefix: bool = True,
     ) -> torch.Tensor:
         """Run the network from hook point ``name`` given its ``activation``, skipping the prefix.
 
@@ -663,8 +790,12 @@ class Lens:
         ``capture`` (the pass must be on the same examples); a decoder or latent hook point
         skips ``encode`` altogether. ``activation`` has ``K * N`` rows (``N = capture.batch``,
         ``K >= 1`` variants, variant-major: row ``k * N + n``); the result has ``K * N`` rows.
-        Raises :class:`ModelContractError` if the output batch is not ``K * N`` (a model whose
-        later layers mix in tensors from before ``name``; see :meth:`run_variants`).
+        With ``K > 1`` the input (the latent, for a decoder hook point) and, with
+        ``repeat_prefix`` (default), every replayed prefix output of ``N`` rows are repeated
+        ``K`` times, so that batch-size idioms and skip connections from the prefix see
+        ``K * N`` rows. Raises
+        :class:`ModelContractError` if the run fails or the output batch is not ``K * N``
+        (see :meth:`run_variants`, which falls back).
         """
         point = self.hook_point(name)
         n = capture.batch
@@ -676,29 +807,34 @@ class Lens:
             )
         if point.phase == "decode" and target == "latent":
             raise ArgumentError(f"target='latent' cannot be measured from decoder layer {name!r}")
-        if point.phase in ("latent", "decode"):
-            z = activation if point.phase == "latent" else capture.latent
-            if point.phase == "latent":
-                run = _Run()
-                x = None
-            else:
-                run = _Run(replay=self._replay_dict(point, activation, capture))
-                x = None
-            out = self._run_suffix(name, rows, run, x=x, z=z, target=target)
+        k = rows // n
+        if point.phase == "latent":
+            out = self._run_suffix(name, rows, _Run(), z=activation, target=target)
+        elif point.phase == "decode":
+            run = self._suffix_run(point, activation, capture, k if repeat_prefix else 1)
+            z = _repeat_rows(capture.latent, k, n)
+            out = self._run_suffix(name, rows, run, z=z, target=target)
         else:
             if capture.x is None:
                 raise ArgumentError("capture has no input x: it cannot replay an encoder layer")
-            run = _Run(replay=self._replay_dict(point, activation, capture))
-            out = self._run_suffix(name, rows, run, x=capture.x, target=target)
+            run = self._suffix_run(point, activation, capture, k if repeat_prefix else 1)
+            x = _repeat_rows(capture.x, k, n)
+            out = self._run_suffix(name, rows, run, x=x, target=target)
         return self._check_rows(name, rows, out)
+
+    def _suffix_run(self, point: HookPoint, activation: torch.Tensor, capture: Capture, k: int):
+        replay = self._replay_dict(point, activation, capture)
+        return _Run(replay=replay, repeat=(k, capture.batch), point=point.key)
 
     def _run_suffix(self, name: str, rows: int, run: _Run, **kwargs: Any) -> torch.Tensor:
         try:
             return self._execute(run, **kwargs)
-        except RuntimeError as err:
+        except VaelensError:
+            raise
+        except Exception as err:
             raise ModelContractError(
-                f"running from {name!r} on {rows} stacked rows failed ({err}); later layers may "
-                "combine tensors from before this layer (use run_variants, which falls back)"
+                f"running from {name!r} on {rows} stacked rows failed ({_first_line(err)}); "
+                "use run_variants, which falls back to full passes"
             ) from err
 
     @staticmethod
@@ -735,37 +871,87 @@ class Lens:
     ) -> torch.Tensor:
         """Outputs ``(K, N, ...)`` of ``K`` variants ``(K, N, *shape)`` of hook point ``name``.
 
-        Runs the suffix once on the ``K * N`` stacked rows (:meth:`run_from`); if the model
-        cannot propagate a stacked batch from ``name`` (skip connections), falls back, for good
-        for this hook point, to a full pass on the input repeated ``K`` times with the
-        activation replaced. Chunk ``K`` yourself to bound memory.
+        Runs the suffix once on the ``K * N`` stacked rows (:meth:`run_from`), with only the
+        input repeated ``K`` times first (no copies of the prefix outputs: the cheapest), then
+        with the replayed prefix outputs repeated too; the first that works is kept for this
+        hook point. If both raise an exception (bad arguments aside) or return a wrong batch,
+        falls back, for good for this hook point, to a full pass (``encode`` included, unless
+        the capture started from ``z``) on the input repeated ``K`` times with the activation
+        replaced (exact, slower). The first fallback of a hook point emits a
+        :class:`FallbackWarning` naming it and the exception, and records it in
+        ``lens.fallbacks[name]``. Chunk ``K`` yourself to bound memory.
         """
         k, n = int(variants.shape[0]), int(variants.shape[1])
-        if n != capture.batch:
+        point = self.hook_point(name)
+        if n != capture.batch or tuple(variants.shape[2:]) != point.shape:
+            dims = ", ".join(map(str, point.shape))
             raise ArgumentError(
-                f"variants: expected shape (K, {capture.batch}, ...), got {tuple(variants.shape)}"
+                f"variants: expected shape (K, {capture.batch}, {dims}), got "
+                f"{tuple(variants.shape)}"
             )
         flat = variants.reshape(k * n, *variants.shape[2:])
-        if self._stack_ok.get(name, True):
+        mode = self._stack_mode.get(name, "input" if k > 1 else "prefix")
+        while mode != "full":
             try:
-                out = self.run_from(name, flat, capture, target=target)
-                self._stack_ok[name] = True
-                return out.reshape(k, n, *out.shape[1:])
-            except (RuntimeError, ModelContractError):
-                self._stack_ok[name] = False
-        point = self.hook_point(name)
+                out = self.run_from(
+                    name, flat, capture, target=target, repeat_prefix=mode == "prefix"
+                )
+            except ArgumentError:
+                raise
+            except Exception as err:
+                if mode == "input":  # try again with the prefix outputs repeated too
+                    mode = "prefix"
+                    continue
+                mode = self._stack_mode[name] = "full"
+                cause = err.__cause__ if isinstance(err.__cause__, Exception) else err
+                why = _first_line(cause)
+                self.fallbacks[name] = why
+                warnings.warn(
+                    f"lens: stacked suffix runs from {name!r} of {type(self.model).__name__} "
+                    f"failed ({why}); falling back to full passes for this layer (exact, slower)",
+                    FallbackWarning,
+                    stacklevel=2,
+                )
+                break
+            if k > 1:  # K = 1 cannot tell the modes apart
+                self._stack_mode[name] = mode
+            return out.reshape(k, n, *out.shape[1:])
 
         def replace(a: torch.Tensor, _: str) -> torch.Tensor:
             return flat
 
-        if point.phase in ("latent", "decode"):
-            z = capture.latent.repeat(k, *([1] * (capture.latent.ndim - 1)))
-            out = self._execute(_Run(edits=self._edits([(name, replace)])), z=z, target=target)
-        else:
-            assert capture.x is not None
+        run = _Run(edits=self._edits([(name, replace)]))
+        if capture.x is not None:  # a full pass, encode included (it may leave state for decode)
             xr = capture.x.repeat(k, *([1] * (capture.x.ndim - 1)))
-            out = self._execute(_Run(edits=self._edits([(name, replace)])), x=xr, target=target)
+            out = self._execute(run, x=xr, target=target)
+        else:
+            assert point.phase in ("latent", "decode")
+            z = capture.latent.repeat(k, *([1] * (capture.latent.ndim - 1)))
+            out = self._execute(run, z=z, target=target)
         return out.reshape(k, n, *out.shape[1:])
+
+
+class AdaptedModel:
+    """A model seen through its lens's adapter; every other attribute is the model's.
+
+    ``encode(x)`` returns ``(mean, logvar | None)`` (:meth:`Lens.encode_posterior`) and
+    ``decode(z)`` the image tensor before the output map (:meth:`Lens.decode_raw`), whatever
+    the model's own calls are named or return.
+    """
+
+    def __init__(self, lens: Lens) -> None:
+        self._lens = lens
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self._lens.encode_posterior(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self._lens.decode_raw(z)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_lens":
+            raise AttributeError(name)
+        return getattr(self._lens.model, name)
 
 
 class _Missing:
