@@ -31,6 +31,7 @@ docs/zoo.md). Partitioned (sliced) variables are not supported.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import struct
@@ -292,7 +293,7 @@ def _table_entries(data: bytes, where: str) -> list[tuple[bytes, bytes]]:
         size, _ = _varint(handle, p, where)
         entries += _block_entries(_read_block(data, off, size, where), where)
     keys = [k for k, _ in entries]
-    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
+    if any(a >= b for a, b in itertools.pairwise(keys)):
         raise CheckpointError(f"{where}: table keys are not in strictly increasing order")
     return entries
 
@@ -478,7 +479,9 @@ class CheckpointReader:
         return {n: self.read(n, verify=verify) for n in self.names()}
 
 
-def read_checkpoint(prefix: str | os.PathLike[str], *, verify: bool = True) -> dict[str, np.ndarray]:
+def read_checkpoint(
+    prefix: str | os.PathLike[str], *, verify: bool = True
+) -> dict[str, np.ndarray]:
     """Every tensor of the checkpoint at ``prefix``, by name."""
     return CheckpointReader.open(prefix).read_all(verify=verify)
 
