@@ -1,7 +1,7 @@
 """The layering of README's "Layout": no vaelens package imports one above it.
 
-Order, bottom to top: ``data -> models -> train -> lens -> metrics -> analysis -> study ->
-report``, with ``cli`` (and the top-level ``vaelens/__init__``) on top. ``stats``, ``errors``
+Order, bottom to top: ``data -> models -> train -> zoo -> lens -> metrics -> analysis ->
+study -> report``, with ``cli`` (and the top-level ``vaelens/__init__``) on top. ``stats``, ``errors``
 and ``io`` sit beneath them all: any package may import them, and they import nothing of
 vaelens but ``errors``. Every import counts, module-level or inside a function (lazy).
 """
@@ -16,7 +16,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vaelens"
 
-ORDER = ("data", "models", "train", "lens", "metrics", "analysis", "study", "report")
+ORDER = ("data", "models", "train", "zoo", "lens", "metrics", "analysis", "study", "report")
 BASE = ("stats", "errors", "io")
 TOP = ("cli", "__init__")
 

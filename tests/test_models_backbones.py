@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,10 +12,13 @@ from vaelens.models.backbones import (
     BACKBONES,
     Decoder,
     Encoder,
+    SameConv2d,
+    SameConvTranspose2d,
     SpatialDecoder,
     SpatialEncoder,
     get_backbone,
     resolve_backbone,
+    same_padding,
 )
 from vaelens.models.vae import VAE
 
@@ -86,7 +90,11 @@ def test_dlib_backbone_sizes():
         "fc": (2, 256),
         "mu": (2, 10),
     }
-    assert [enc.get_submodule(f"conv_{i}")[0].out_channels for i in range(4)] == [32, 32, 64, 64]
+    convs = [enc.get_submodule(f"conv_{i}")[0] for i in range(4)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64]
+    # disentanglement_lib's conv_encoder: kernels 4, 4, 2, 2, all stride 2, TF "same"
+    assert [c.kernel_size for c in convs] == [(4, 4), (4, 4), (2, 2), (2, 2)]
+    assert all(isinstance(c, SameConv2d) and c.stride == (2, 2) for c in convs)
     dec = Decoder(3, 10, backbone="dlib")
     shapes = _output_shapes(dec, ["fc_0", "fc_1", "unflatten", "conv_3"], torch.randn(2, 10))
     assert shapes == {
@@ -96,9 +104,79 @@ def test_dlib_backbone_sizes():
         "conv_3": (2, 3, 64, 64),
     }
     assert [dec.get_submodule(f"conv_{i}")[0].out_channels for i in range(3)] == [64, 32, 32]
+    assert isinstance(dec.conv_3, SameConvTranspose2d) and dec.conv_3.kernel_size == (4, 4)
 
 
-@pytest.mark.parametrize(("backbone", "grid"), [("roy2025", 8), ("dlib", 4)])
+def test_dlib_k4_keeps_the_old_all_kernel_4_network():
+    enc = Encoder(1, 10, backbone="dlib_k4")
+    assert [enc.get_submodule(f"conv_{i}")[0].kernel_size for i in range(4)] == [(4, 4)] * 4
+    assert enc.get_submodule("conv_3")[0].padding == (1, 1)
+    assert enc(torch.rand(1, 1, 64, 64))[0].shape == (1, 10)
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "expected"),
+    [
+        (64, 4, 2, (1, 1)),
+        (16, 2, 2, (0, 0)),
+        (6, 3, 2, (0, 1)),
+        (5, 3, 2, (1, 1)),
+        (7, 4, 2, (1, 2)),
+    ],
+)
+def test_same_padding_is_tensorflows(size, kernel, stride, expected):
+    assert same_padding(size, kernel, stride) == expected
+
+
+def _np_same_conv(x, w, b, stride):
+    """NumPy conv with TF "same" padding: x (H, W, Cin), w (k, k, Cin, Cout) HWIO."""
+    k = w.shape[0]
+    (t, bo), (le, r) = same_padding(x.shape[0], k, stride), same_padding(x.shape[1], k, stride)
+    xp = np.pad(x, ((t, bo), (le, r), (0, 0)))
+    oh, ow = -(-x.shape[0] // stride), -(-x.shape[1] // stride)
+    out = np.zeros((oh, ow, w.shape[3]))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[i * stride : i * stride + k, j * stride : j * stride + k]
+            out[i, j] = np.einsum("hwc,hwco->o", patch, w) + b
+    return out
+
+
+def _np_same_deconv(x, w, b, stride):
+    """NumPy transposed conv, TF "same": x (H, W, Cin), w (k, k, Cout, Cin) as TF stores it."""
+    k, h, wd = w.shape[0], x.shape[0] * stride, x.shape[1] * stride
+    full = np.zeros(((x.shape[0] - 1) * stride + k, (x.shape[1] - 1) * stride + k, w.shape[2]))
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            full[i * stride : i * stride + k, j * stride : j * stride + k] += np.einsum(
+                "c,hwoc->hwo", x[i, j], w
+            )
+    t, le = same_padding(h, k, stride)[0], same_padding(wd, k, stride)[0]
+    return full[t : t + h, le : le + wd] + b
+
+
+@pytest.mark.parametrize(("kernel", "size"), [(3, 6), (4, 7), (2, 8), (4, 8)])
+def test_same_convs_match_a_numpy_reference_of_tensorflows_same(kernel, size):
+    rng = np.random.default_rng(kernel * 10 + size)
+    x = rng.standard_normal((size, size, 2))
+    w, b = rng.standard_normal((kernel, kernel, 2, 3)), rng.standard_normal(3)
+    conv = SameConv2d(2, 3, kernel, 2).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w.transpose(3, 2, 0, 1)))
+        conv.bias.copy_(torch.from_numpy(b))
+        got = conv(torch.from_numpy(x.transpose(2, 0, 1))[None])[0].numpy().transpose(1, 2, 0)
+    np.testing.assert_allclose(got, _np_same_conv(x, w, b, 2), atol=1e-10)
+    deconv = SameConvTranspose2d(2, 3, kernel, 2).double()
+    wt = rng.standard_normal((kernel, kernel, 3, 2))  # TF: (H, W, out, in)
+    with torch.no_grad():
+        deconv.weight.copy_(torch.from_numpy(wt.transpose(3, 2, 0, 1)))
+        deconv.bias.copy_(torch.from_numpy(b))
+        got = deconv(torch.from_numpy(x.transpose(2, 0, 1))[None])[0].numpy().transpose(1, 2, 0)
+    assert got.shape == (2 * size, 2 * size, 3)
+    np.testing.assert_allclose(got, _np_same_deconv(x, wt, b, 2), atol=1e-10)
+
+
+@pytest.mark.parametrize(("backbone", "grid"), [("roy2025", 8), ("dlib", 4), ("dlib_k4", 4)])
 def test_spatial_backbone_grid(backbone, grid):
     enc = SpatialEncoder(3, code_dim=5, backbone=backbone, width=0.125)
     dec = SpatialDecoder(3, code_dim=5, backbone=backbone, width=0.125)

@@ -1,6 +1,6 @@
 """Convolutional encoders and decoders for 64x64 images with 1 or 3 channels.
 
-Two backbones, chosen by name:
+Three backbones, chosen by name:
 
 ``"roy2025"`` (the 3-layer network of Roy (2025))
     Encoder ``conv_0, conv_1, conv_2`` (Conv2d k4 s2 p1 + ReLU; 32, 64, 128 channels;
@@ -9,11 +9,25 @@ Two backbones, chosen by name:
     ``unflatten`` (128 x 8 x 8), ``conv_0`` (ConvTranspose 128 -> 64 + ReLU), ``conv_1``
     (64 -> 32 + ReLU), ``conv_2`` (32 -> C, logits, no activation): 8 -> 16 -> 32 -> 64.
 
-``"dlib"`` (disentanglement_lib's conv network, for comparison with published numbers)
-    Encoder ``conv_0..conv_3`` (32, 32, 64, 64 channels, k4 s2 p1 + ReLU; 64 -> 4),
-    ``flatten`` (64 * 4 * 4 = 1024), ``fc`` (Linear 1024 -> 256 + ReLU), heads ``mu`` and
-    ``logvar``. Decoder ``fc_0`` (latent -> 256 + ReLU), ``fc_1`` (256 -> 1024 + ReLU),
-    ``unflatten`` (64 x 4 x 4), ``conv_0..conv_3`` (ConvTranspose 64, 32, 32, C; k4 s2 p1).
+``"dlib"`` (disentanglement_lib's ``conv_encoder`` / ``deconv_decoder``, exactly)
+    Encoder ``conv_0..conv_3`` (TF's ``e1..e4``: 32, 32, 64, 64 channels, kernels 4, 4, 2, 2,
+    stride 2, TensorFlow ``"same"`` padding, ReLU; 64 -> 32 -> 16 -> 8 -> 4), ``flatten``
+    (64 * 4 * 4 = 1024), ``fc`` (``e5``: Linear 1024 -> 256 + ReLU), heads ``mu`` and
+    ``logvar`` (``means``, ``log_var``). Decoder ``fc_0`` (``dense``: latent -> 256 + ReLU),
+    ``fc_1`` (``dense_1``: 256 -> 1024 + ReLU), ``unflatten`` (64 x 4 x 4),
+    ``conv_0..conv_3`` (``conv2d_transpose``, ``_1``, ``_2``, ``_3``: 64, 32, 32, C channels,
+    k4 s2, ``"same"``; ReLU on all but the last). The layer list was checked against
+    ``disentanglement_lib/methods/shared/architectures.py``. TF ``"same"`` padding is
+    reproduced exactly (:class:`SameConv2d`, :class:`SameConvTranspose2d`: explicit
+    asymmetric padding / cropping where ``k - s`` is odd; for these layers it happens to be
+    symmetric: 1 for k4 s2, 0 for k2 s2). TF flattens NHWC and this network flattens NCHW:
+    weights imported from TensorFlow are permuted accordingly (:mod:`vaelens.zoo`).
+
+``"dlib_k4"`` (the ``"dlib"`` of vaelens before it matched disentanglement_lib)
+    As ``"dlib"`` but kernel 4 in all four encoder convs (PyTorch ``padding=1``). Kept so that
+    run directories trained with it keep loading: a run written before the change that says
+    ``"backbone": "dlib"`` has k4 weights in ``conv_2``/``conv_3``; set its config's backbone
+    to ``"dlib_k4"`` to open it.
 
 Module names are part of the public interface: the lens addresses activations by
 ``named_modules()`` paths such as ``"encoder.conv_0"``, ``"encoder.mu"`` or
@@ -22,7 +36,7 @@ least 1), e.g. ``width=0.125`` for tiny test networks.
 
 The spatial variants (:class:`SpatialEncoder`, :class:`SpatialDecoder`) serve VQ-VAE: the
 same conv trunk ends in a 1x1 conv ``pre_quant`` to ``code_dim`` channels on the 8x8 (roy2025)
-or 4x4 (dlib) grid, and the decoder starts with ``post_quant`` (3x3 conv + ReLU) back to the
+or 4x4 (dlib, dlib_k4) grid, and the decoder starts with ``post_quant`` (3x3 conv + ReLU) back to the
 trunk's channel count.
 """
 
@@ -36,6 +50,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from vaelens.errors import ConfigError
 
@@ -46,6 +61,8 @@ __all__ = [
     "BackboneSpec",
     "Decoder",
     "Encoder",
+    "SameConv2d",
+    "SameConvTranspose2d",
     "SpatialDecoder",
     "SpatialEncoder",
     "check_choice",
@@ -56,6 +73,7 @@ __all__ = [
     "check_positive_int",
     "get_backbone",
     "resolve_backbone",
+    "same_padding",
 ]
 
 #: the only image size the backbones support
@@ -68,10 +86,13 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 class BackboneSpec:
     """Layer sizes of one backbone at ``width=1``.
 
-    ``enc_channels``: output channels of each k4 s2 p1 conv; ``enc_hidden``: hidden Linear
+    ``enc_channels``: output channels of each stride-2 conv; ``enc_hidden``: hidden Linear
     layers after flattening; ``dec_hidden``: hidden Linear layers before unflattening (the
     last one is replaced by the flattened feature size); ``dec_channels``: output channels of
     each transposed conv except the last (which outputs the image channels).
+    ``enc_kernels``: kernel size of each encoder conv (default 4 for all); every transposed
+    conv is k4 s2. ``padding``: ``"torch"`` (``padding=1``, as Roy (2025)) or ``"same"``
+    (TensorFlow's ``"same"``, as disentanglement_lib).
     """
 
     name: str
@@ -79,6 +100,13 @@ class BackboneSpec:
     enc_hidden: tuple[int, ...]
     dec_hidden: tuple[int, ...]
     dec_channels: tuple[int, ...]
+    enc_kernels: tuple[int, ...] = ()
+    padding: str = "torch"
+
+    @property
+    def kernels(self) -> tuple[int, ...]:
+        """The encoder convs' kernel sizes (``enc_kernels``, or 4 for every conv)."""
+        return self.enc_kernels or (4,) * len(self.enc_channels)
 
     @property
     def grid(self) -> int:
@@ -88,7 +116,10 @@ class BackboneSpec:
 
 BACKBONES: dict[str, BackboneSpec] = {
     "roy2025": BackboneSpec("roy2025", (32, 64, 128), (), (), (64, 32)),
-    "dlib": BackboneSpec("dlib", (32, 32, 64, 64), (256,), (256,), (64, 32, 32)),
+    "dlib": BackboneSpec(
+        "dlib", (32, 32, 64, 64), (256,), (256,), (64, 32, 32), (4, 4, 2, 2), "same"
+    ),
+    "dlib_k4": BackboneSpec("dlib_k4", (32, 32, 64, 64), (256,), (256,), (64, 32, 32)),
 }
 
 #: old backbone names, still read so that run directories written under them keep loading:
@@ -174,7 +205,7 @@ def resolve_backbone(name: Any) -> str:
 
 
 def get_backbone(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` called ``name`` (``"roy2025"`` or ``"dlib"``, or an old name)."""
+    """The :class:`BackboneSpec` called ``name`` (one of :data:`BACKBONES`, or an old name)."""
     return BACKBONES[resolve_backbone(name)]
 
 
@@ -193,17 +224,83 @@ def _check_common(in_channels: int, width: float, image_size: int) -> tuple[int,
     return in_channels, width
 
 
+# --------------------------------------------------------------------------- TF "same"
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's ``"same"`` padding ``(before, after)`` of one spatial dimension.
+
+    The output has ``ceil(size / stride)`` positions; the total padding is
+    ``max((out - 1) * stride + kernel - size, 0)``, i.e. ``max(kernel - stride, 0)`` when
+    ``size`` divides by ``stride``; the odd one goes after (bottom / right).
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow's ``"same"`` padding (asymmetric where TF's is).
+
+    Same parameters (``weight``, ``bias``) as ``nn.Conv2d``; the padding is computed from the
+    input size at each call and applied with ``F.pad`` (zeros) before an unpadded conv.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        top, bottom = same_padding(x.shape[-2], kh, sh)
+        left, right = same_padding(x.shape[-1], kw, sw)
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
+        return super().forward(x)
+
+
+class SameConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` with TensorFlow's ``"same"`` padding: output ``size * stride``.
+
+    TF's ``conv2d_transpose(padding="same")`` is the adjoint of a ``"same"`` conv from the
+    ``size * stride`` output back to the input, so the full transposed conv (length
+    ``(size - 1) * stride + kernel``) is cropped by that conv's ``(before, after)`` padding.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        h, w = x.shape[-2] * sh, x.shape[-1] * sw
+        top, _ = same_padding(h, kh, sh)
+        left, _ = same_padding(w, kw, sw)
+        y = super().forward(x)
+        return y[..., top : top + h, left : left + w]
+
+
+def _conv(spec: BackboneSpec, c_in: int, c_out: int, kernel: int) -> nn.Conv2d:
+    if spec.padding == "same":
+        return SameConv2d(c_in, c_out, kernel, 2)
+    return nn.Conv2d(c_in, c_out, kernel, 2, (kernel - 2) // 2)
+
+
+def _deconv(spec: BackboneSpec, c_in: int, c_out: int) -> nn.ConvTranspose2d:
+    if spec.padding == "same":
+        return SameConvTranspose2d(c_in, c_out, 4, 2)
+    return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)
+
+
 # --------------------------------------------------------------------------- modules
 
 
 class _Trunk(nn.Module):
-    """The encoder's conv stack ``conv_0..conv_{k-1}`` (k4 s2 p1 + ReLU)."""
+    """The encoder's conv stack ``conv_0..conv_{k-1}`` (stride-2 conv + ReLU)."""
 
     def _add_convs(self, spec: BackboneSpec, in_channels: int, width: float) -> int:
         c_in = in_channels
-        for i, c in enumerate(spec.enc_channels):
+        for i, (c, k) in enumerate(zip(spec.enc_channels, spec.kernels, strict=True)):
             c_out = _scaled(c, width)
-            self.add_module(f"conv_{i}", nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU()))
+            self.add_module(f"conv_{i}", nn.Sequential(_conv(spec, c_in, c_out, k), nn.ReLU()))
             c_in = c_out
         self.n_convs = len(spec.enc_channels)
         return c_in
@@ -292,12 +389,10 @@ def _add_deconvs(
 ) -> int:
     chans = [_scaled(c, width) for c in spec.dec_channels]
     for i, c_out in enumerate(chans):
-        module.add_module(
-            f"conv_{i}", nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.ReLU())
-        )
+        module.add_module(f"conv_{i}", nn.Sequential(_deconv(spec, c_in, c_out), nn.ReLU()))
         c_in = c_out
     # last layer: logits, no activation (a bare ConvTranspose2d, hooked as decoder.conv_<k>)
-    module.add_module(f"conv_{len(chans)}", nn.ConvTranspose2d(c_in, out_channels, 4, 2, 1))
+    module.add_module(f"conv_{len(chans)}", _deconv(spec, c_in, out_channels))
     return len(chans) + 1
 
 
