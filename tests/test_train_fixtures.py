@@ -124,3 +124,22 @@ def test_tiny_vae_losses_follow_the_training_contract() -> None:
     # the discriminator's loss reaches only the discriminator
     assert all(p.grad is None for p in model.main_parameters())
     assert all(p.grad is not None for p in model.disc.parameters())
+
+
+#: the tiny test model is named by import path, so the tests that train it trust that name
+MODEL = "test_train_fixtures:TinyVAE"
+TRUST = [MODEL]
+
+
+def trusted_train(config: Any, **kwargs: Any) -> Any:
+    """:func:`vaelens.train.train` trusting :data:`MODEL`."""
+    from vaelens.train import train
+
+    return train(config, trust_code=TRUST, **kwargs)
+
+
+def trusted_load_run(run_dir: Any, **kwargs: Any) -> Any:
+    """:func:`vaelens.train.load_run` trusting :data:`MODEL`."""
+    from vaelens.train import load_run
+
+    return load_run(run_dir, trust_code=TRUST, **kwargs)

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from test_train_fixtures import TinyVAE, tiny_dataset
+from test_train_fixtures import MODEL, TinyVAE, tiny_dataset
+from test_train_fixtures import trusted_load_run as load_run
+from test_train_fixtures import trusted_train as train
 from vaelens.errors import ConfigError, TrainingDivergedError
 from vaelens.train import (
     TrainConfig,
@@ -23,20 +25,6 @@ from vaelens.train import (
     read_metrics,
     read_status,
 )
-from vaelens.train import load_run as _load_run
-from vaelens.train import train as _train
-
-MODEL = "test_train_fixtures:TinyVAE"
-TRUST = [MODEL]  # the tiny test model is named by import path: these tests trust it
-
-
-def train(config, **kwargs):
-    return _train(config, trust_code=TRUST, **kwargs)
-
-
-def load_run(run_dir, **kwargs):
-    return _load_run(run_dir, trust_code=TRUST, **kwargs)
-
 
 VOLATILE = {"images_per_s", "time_s"}
 

@@ -12,22 +12,11 @@ import torch
 import vaelens.data
 import vaelens.train.run
 import vaelens.train.trainer
-from test_train_fixtures import TinyVAE, tiny_dataset
+from test_train_fixtures import MODEL, TRUST, TinyVAE, tiny_dataset
+from test_train_fixtures import trusted_load_run as load_run
+from test_train_fixtures import trusted_train as train
 from vaelens.errors import CheckpointError, ConfigError, TrainingDivergedError
 from vaelens.train import Run, TrainConfig
-from vaelens.train import load_run as _load_run
-from vaelens.train import train as _train
-
-MODEL = "test_train_fixtures:TinyVAE"
-TRUST = [MODEL]  # the tiny test model is named by import path: these tests trust it
-
-
-def train(config, **kwargs):
-    return _train(config, trust_code=TRUST, **kwargs)
-
-
-def load_run(run_dir, **kwargs):
-    return _load_run(run_dir, trust_code=TRUST, **kwargs)
 
 
 def _config(out: Path, **kw) -> TrainConfig:
