@@ -220,3 +220,30 @@ def test_bf16_autocast_on_cpu_and_fp16_refused(tmp_path) -> None:
             _config(tmp_path / "fp16", steps=8, amp="fp16"), progress=False, dataset=tiny_dataset()
         )
     assert read_status(tmp_path / "fp16")["status"] == "failed"
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resumes_bit_identically(
+    tmp_path, monkeypatch
+) -> None:
+    import vaelens.train.trainer as trainer
+
+    ds = tiny_dataset()
+    ref = train(_config(tmp_path / "ref"), progress=False, dataset=ds)
+    clock = iter(np.arange(0.0, 1e6, 0.01))  # a fake clock: each reading is 10 ms later
+    run, steps = tmp_path / "run", []
+    with monkeypatch.context() as m:
+        m.setattr(trainer.time, "perf_counter", lambda: float(next(clock)))
+        res = train(_config(run), progress=False, dataset=ds, time_budget=0.25)
+        steps.append(res.step)
+        while res.status == "stopped" and len(steps) < 40:
+            assert read_status(run)["status"] == "stopped" and 0 < res.step < 60
+            assert load_checkpoint(list_checkpoints(run / "checkpoints")[-1]).step == res.step
+            res = train(_config(run), progress=False, dataset=ds, time_budget=0.25)
+            steps.append(res.step)
+    assert res.status == "completed" and res.step == 60 and len(steps) > 2, steps
+    assert steps == sorted(set(steps)), steps  # every call made progress
+    assert any(s % 10 for s in steps[:-1]), steps  # stopped between regular checkpoints
+    _assert_same_weights(ref.run_dir, run)
+    assert _stable_metrics(run) == _stable_metrics(ref.run_dir)
+    with pytest.raises(ConfigError, match="time_budget"):
+        train(_config(tmp_path / "bad"), progress=False, dataset=ds, time_budget=0)

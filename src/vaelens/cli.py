@@ -273,6 +273,14 @@ WandbOpt = Annotated[
     bool | None, typer.Option("--wandb/--no-wandb", help="Weights & Biases logging.")
 ]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+TimeBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--time-budget",
+        help="Train at most this many seconds of wall-clock time in this call, then write a "
+        "checkpoint and stop (status 'stopped'); the same command again resumes there.",
+    ),
+]
 
 
 def _train_config(
@@ -314,6 +322,7 @@ def train_cmd(
     wandb: WandbOpt = None,
     progress: ProgressOpt = True,
     trust_code: TrustCodeOpt = None,
+    time_budget: TimeBudgetOpt = None,
 ) -> None:
     """Train a VAE variant on a dataset (Adam, optional cosine decay), resumably."""
     from vaelens.train import Run, check_model_trust, train
@@ -341,7 +350,7 @@ def train_cmd(
     cfg = _train_config(config, preset_name, overrides, _key_values(param, "--param"))
     where = str(config) if config is not None else "command line"
     check_model_trust(cfg.model, trust, source=where, what="this config")
-    result = train(Run.create(cfg, trust_code=trust), progress=progress)
+    result = train(Run.create(cfg, trust_code=trust), progress=progress, time_budget=time_budget)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
     console.print(
         f"{result.status}: {result.run_dir} at step {result.step}/{result.total_steps} ({terms})"

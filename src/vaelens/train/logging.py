@@ -4,7 +4,7 @@
 completed, the window's mean of each loss term, ``lr``, ``images_per_s``, ...), appended
 and flushed line by line. On resume :meth:`MetricsLog.truncate_after` drops every line
 past the checkpoint's step (and a half-written last line), so no step is logged twice.
-``status.json`` is rewritten atomically: ``{"status": "running" | "completed" | "failed",
+``status.json`` is rewritten atomically: ``{"status": "running" | "completed" | "stopped" | "failed",
 "step", "total_steps", "error", ...}``.
 """
 

@@ -278,7 +278,8 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``"completed"``, ``"running"`` or ``"failed"`` (what the trainer last wrote to
+        """``"completed"``, ``"stopped"`` (a time budget ran out: run it again to resume),
+        ``"running"`` or ``"failed"`` (what the trainer last wrote to
         ``status.json``), or ``"new"`` when it has written nothing yet."""
         record = read_status(self.path)
         return str(record.get("status", "new")) if isinstance(record, dict) else "new"

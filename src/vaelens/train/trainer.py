@@ -337,6 +337,7 @@ class _Progress:
     step: int = 0
     total: int | None = None
     last_ckpt: Path | None = None
+    ckpt_step: int | None = None  #: the step of ``last_ckpt``
 
 
 @dataclass
@@ -592,15 +593,22 @@ def _log_window(
 
 
 def _loop(
-    s: _Session, prog: _Progress, metrics_log: MetricsLog, bar: ProgressBar, progress: bool
+    s: _Session,
+    prog: _Progress,
+    metrics_log: MetricsLog,
+    bar: ProgressBar,
+    progress: bool,
+    time_budget: float | None = None,
 ) -> tuple[dict[str, Any], int, float]:
-    """Step until ``prog.total``; returns (last metrics record, images seen, seconds)."""
+    """Step until ``prog.total`` (or until ``time_budget`` seconds have passed, after at least
+    one step); returns (last metrics record, images seen, seconds)."""
     config, total = s.config, int(prog.total or 0)
     t_start = time.perf_counter()
+    deadline = t_start + time_budget if time_budget is not None else float("inf")
     last_record: dict[str, Any] = {}
     ran_images = 0
     last_bar = 0.0
-    while prog.step < total:
+    while prog.step < total and not (ran_images and time.perf_counter() >= deadline):
         names, n_images = _one_step(s, prog)
         ran_images += n_images
         step = prog.step
@@ -610,7 +618,7 @@ def _loop(
             last_bar = time.perf_counter()
             bar.update(step)
         if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total:
-            prog.last_ckpt = _save(s, step, total)
+            prog.last_ckpt, prog.ckpt_step = _save(s, step, total), step
     return last_record, ran_images, time.perf_counter() - t_start
 
 
@@ -627,22 +635,22 @@ def _keep_trained(s: _Session) -> None:
 def _finish(
     s: _Session, prog: _Progress, resumed_from: int | None, loop: tuple[dict[str, Any], int, float]
 ) -> RunResult:
-    """Final checkpoint and status "completed"; the :class:`RunResult`."""
+    """Final checkpoint and status "completed" (or "stopped" when the time budget ended the
+    call first: the run resumes from that checkpoint); the :class:`RunResult`."""
     last_record, ran_images, elapsed = loop
     total = int(prog.total or 0)
-    if prog.last_ckpt is None:
-        prog.last_ckpt = _save(s, prog.step, total)
+    status = "completed" if prog.step >= total else "stopped"
+    if prog.last_ckpt is None or prog.ckpt_step != prog.step:
+        prog.last_ckpt, prog.ckpt_step = _save(s, prog.step, total), prog.step
     run_dir = s.run.path
-    write_status(
-        run_dir, "completed", step=prog.step, total_steps=total, checkpoint=str(prog.last_ckpt)
-    )
+    write_status(run_dir, status, step=prog.step, total_steps=total, checkpoint=str(prog.last_ckpt))
     if not last_record:
         recs = read_metrics(run_dir)
         last_record = recs[-1] if recs else {}
     _keep_trained(s)
     return RunResult(
         run_dir=run_dir,
-        status="completed",
+        status=status,
         step=prog.step,
         total_steps=total,
         epoch=prog.step // s.order.steps_per_epoch,
@@ -662,8 +670,13 @@ def train(
     model: nn.Module | None = None,
     dataset: Any | None = None,
     trust_code: TrustCode = None,
+    time_budget: float | None = None,
 ) -> RunResult:
     """Train ``config.model`` on ``config.dataset`` into the run directory ``config.out``.
+
+    ``time_budget``: wall-clock seconds of training for this call (at least one step runs):
+    when it runs out, a checkpoint is written and the result's status is "stopped"; the same
+    call again resumes there (bit-identical to an uninterrupted run on CPU, as after a kill).
 
     ``config`` may be a :class:`Run` (trained in ``run.path``; a dataset already in its
     cache is reused). ``model`` / ``dataset`` replace the ones the config names (e.g. a user
@@ -679,11 +692,19 @@ def train(
     :class:`TrainingDivergedError` (status "failed") when a loss term is NaN or infinite,
     before that step updates any weight.
     """
+    if time_budget is not None and not (isinstance(time_budget, int | float) and time_budget > 0):
+        raise ConfigError(
+            f"time_budget: expected a positive number of seconds, got {time_budget!r}"
+        )
     run = _as_run(config, trust_code)
     _check_before_creating(run, model, dataset)
     ckpt = _begin(run)
     atomic_write_json(run.path / "config.json", run.config.to_json_dict())
-    prog = _Progress(step=ckpt.step if ckpt else 0, last_ckpt=ckpt.path if ckpt else None)
+    prog = _Progress(
+        step=ckpt.step if ckpt else 0,
+        last_ckpt=ckpt.path if ckpt else None,
+        ckpt_step=ckpt.step if ckpt else None,
+    )
     write_status(run.path, "running", step=prog.step)
     loggers: list[ScalarLogger] = []
     bar: ProgressBar | None = None
@@ -694,7 +715,7 @@ def train(
         _open_loggers(s, resumed=ckpt is not None)
         description = f"{run.config.model} {run.config.dataset}"
         bar = ProgressBar(prog.total, prog.step, enabled=progress, description=description)
-        loop = _loop(s, prog, metrics_log, bar, progress)
+        loop = _loop(s, prog, metrics_log, bar, progress, time_budget)
         return _finish(s, prog, ckpt.step if ckpt else None, loop)
     except BaseException as exc:
         write_status(
