@@ -590,6 +590,54 @@ def report_cmd(
     console.print(f"wrote {path}")
 
 
+# ------------------------------------------------------------------------------------------ zoo
+
+zoo_app = typer.Typer(
+    help="disentanglement_lib's pretrained zoo: import its models as vaelens runs.",
+    no_args_is_help=True,
+)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("import")
+def zoo_import(
+    model: Annotated[
+        Path, typer.Argument(help="A disentanglement_lib model zip (<n>.zip) or its directory.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run directory.")
+    ] = False,
+) -> None:
+    """Import one zoo model: its weights, gin config and scores -> a vaelens run directory.
+
+    The run then works with `vaelens analyze` and `vaelens metrics`; zoo.json keeps the gin
+    settings and the library's own scores. No code from the model is run.
+    """
+    from vaelens.zoo import import_model, read_zoo_info
+
+    path = import_model(model, out, overwrite=overwrite)
+    info = read_zoo_info(path)
+    mapped = info["mapped"]
+    params = ", ".join(
+        f"{k}={v}" for k, v in mapped["model_params"].items() if k not in ("backbone", "likelihood")
+    )
+    console.print(
+        f"imported {model} -> {path}: {mapped['model']} ({params}) on {mapped['dataset']}",
+        soft_wrap=True,
+    )
+
+
+@zoo_app.command("url")
+def zoo_url(
+    number: Annotated[int, typer.Argument(help="Model number of unsupervised_study_v1.")],
+) -> None:
+    """Print the download address of zoo model NUMBER."""
+    from vaelens.zoo import model_url
+
+    console.print(model_url(number), soft_wrap=True)
+
+
 # ----------------------------------------------------------------------------------------- demo
 
 
