@@ -628,6 +628,40 @@ def zoo_import(
     )
 
 
+@zoo_app.command("study")
+def zoo_study_cmd(
+    folder: Annotated[Path, typer.Argument(help="A folder of zoo model zips or directories.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Study directory.")],
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            help="An analysis setting of the study as KEY=VALUE, e.g. -s n_boot=200 "
+            "-s 'metrics=[mig, dci]' (repeatable; see vaelens.study.config.StudyAnalysis).",
+        ),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run failed models again.")
+    ] = False,
+) -> None:
+    """Import every model in FOLDER, analyse and score it, record it as a study.
+
+    `vaelens report OUT` then reports it; the library's own scores are stored as
+    dlib.<metric>.<score> beside ours (see `vaelens study export OUT`). Resumable.
+    """
+    from vaelens.study.zoo import zoo_study
+
+    def event(kind: str, run_id: str, info: dict) -> None:
+        if kind == "done":
+            state = "done" if info.get("ok") else f"failed {info.get('error')}"
+            console.print(f"{state} {run_id}", soft_wrap=True, markup=False)
+
+    analysis = _key_values(settings, "--set")
+    counts = zoo_study(folder, out, analysis=analysis, retry_failed=retry_failed, on_event=event)
+    console.print(f"zoo study {out}: {counts}", soft_wrap=True)
+
+
 @zoo_app.command("url")
 def zoo_url(
     number: Annotated[int, typer.Argument(help="Model number of unsupervised_study_v1.")],
