@@ -599,6 +599,88 @@ def report_cmd(
     console.print(f"wrote {path}")
 
 
+# ------------------------------------------------------------------------------------------ zoo
+
+zoo_app = typer.Typer(
+    help="disentanglement_lib's pretrained zoo: import its models as vaelens runs.",
+    no_args_is_help=True,
+)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("import")
+def zoo_import(
+    model: Annotated[
+        Path, typer.Argument(help="A disentanglement_lib model zip (<n>.zip) or its directory.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run directory.")
+    ] = False,
+) -> None:
+    """Import one zoo model: its weights, gin config and scores -> a vaelens run directory.
+
+    The run then works with `vaelens analyze` and `vaelens metrics`; zoo.json keeps the gin
+    settings and the library's own scores. No code from the model is run.
+    """
+    from vaelens.zoo import import_model, read_zoo_info
+
+    path = import_model(model, out, overwrite=overwrite)
+    info = read_zoo_info(path)
+    mapped = info["mapped"]
+    params = ", ".join(
+        f"{k}={v}" for k, v in mapped["model_params"].items() if k not in ("backbone", "likelihood")
+    )
+    console.print(
+        f"imported {model} -> {path}: {mapped['model']} ({params}) on {mapped['dataset']}",
+        soft_wrap=True,
+    )
+
+
+@zoo_app.command("study")
+def zoo_study_cmd(
+    folder: Annotated[Path, typer.Argument(help="A folder of zoo model zips or directories.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Study directory.")],
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            help="An analysis setting of the study as KEY=VALUE, e.g. -s n_boot=200 "
+            "-s 'metrics=[mig, dci]' (repeatable; see vaelens.study.config.StudyAnalysis).",
+        ),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run failed models again.")
+    ] = False,
+) -> None:
+    """Import every model in FOLDER, analyse and score it, record it as a study.
+
+    `vaelens report OUT` then reports it; the library's own scores are stored as
+    dlib.<metric>.<score> beside ours (see `vaelens study export OUT`). Resumable.
+    """
+    from vaelens.study.zoo import zoo_study
+
+    def event(kind: str, run_id: str, info: dict) -> None:
+        if kind == "done":
+            state = "done" if info.get("ok") else f"failed {info.get('error')}"
+            console.print(f"{state} {run_id}", soft_wrap=True, markup=False)
+
+    analysis = _key_values(settings, "--set")
+    counts = zoo_study(folder, out, analysis=analysis, retry_failed=retry_failed, on_event=event)
+    console.print(f"zoo study {out}: {counts}", soft_wrap=True)
+
+
+@zoo_app.command("url")
+def zoo_url(
+    number: Annotated[int, typer.Argument(help="Model number of unsupervised_study_v1.")],
+) -> None:
+    """Print the download address of zoo model NUMBER."""
+    from vaelens.zoo import model_url
+
+    console.print(model_url(number), soft_wrap=True)
+
+
 # ----------------------------------------------------------------------------------------- demo
 
 
