@@ -48,6 +48,10 @@ def test_a_folder_of_zoo_models_becomes_a_reported_study(tmp_path):
     assert (study / "runs" / "zoo-8" / "zoo.json").is_file()
     res = _cli("report", str(study))
     assert res.returncode == 0, res.stderr
+    html = (study / "report" / "report.html").read_text()
+    assert "Pretrained zoo: our scores beside disentanglement_lib" in html
+    zoo = (study / "report" / "tables" / "table_zoo.csv").read_text()
+    assert "dlib.mig.discrete_mig" in zoo and "mig.mig" in zoo
     # resuming redoes nothing; another analysis setting is refused
     res = _cli(
         "zoo", "study", str(tmp_path / "src"), "--out", str(study), *sets, "-s", "metrics=[mig]"

@@ -513,6 +513,8 @@ def build_report(
     _add_mediation(rep, study, mediation)
     _add_baseline_and_tests(rep, study, tests)
     _add_controls(rep, study)
+    if any(col.startswith("dlib.") for col in study.completed.columns):
+        _add_section(rep, study, "10. Pretrained zoo", tabs.zoo_comparison(study, n_boot=n_boot))
     _add_traversals(rep, study)
     _add_roy2025(rep, study, corr)
     return _write_document(rep, study, out)
