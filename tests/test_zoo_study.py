@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from test_zoo_import import GIN, _model_dir, _zip
 from vaelens.errors import ConfigError
 from vaelens.study.store import ResultStore
-from vaelens.study.zoo import dlib_scores, find_zoo_models
+from vaelens.study.zoo import dlib_scores, find_zoo_models, zoo_study
 
 SETTINGS = ["n_samples=6", "n_boot=20", "n_probe=40", "n_show=1", "baseline=false"]
+
+
+ANALYSIS = {"n_samples": 6, "n_boot": 20, "n_probe": 40, "n_show": 1, "baseline": False,
+            "metrics": ["mig"]}  # fmt: skip
+SRC = Path(__file__).resolve().parents[1] / "src"
+TIMES = ["started_at", "finished_at", "train_seconds", "analysis_seconds"]
+
+
+def _two_models(tmp_path):
+    _model_dir(tmp_path, name="3")
+    base = _model_dir(tmp_path, gin=GIN.replace("random_seed = 3", "random_seed = 1"), name="8")[0]
+    _zip(base)
+    shutil.rmtree(base)  # model 8 as a zip only
+    return tmp_path / "src"
+
+
+def _stored(study, n=2):
+    with ResultStore(study / "study.sqlite") as store:
+        assert store.counts() == {"pending": 0, "running": 0, "completed": n, "failed": 0}
+        df = store.results().drop(columns=TIMES)
+    return df.sort_values("run_id").reset_index(drop=True)
+
+
+def _same(a, b):
+    # torch's thread count differs (all CPUs in one process, a share of them in a worker),
+    # so sums may round differently: equal up to float rounding, the rest exactly
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4, atol=1e-5)
 
 
 def _cli(*args):
@@ -79,3 +110,39 @@ def test_dlib_scores_and_an_empty_folder(tmp_path):
     (tmp_path / "a" / "model/tfhub/variables/variables.index").write_bytes(b"")
     with pytest.raises(ConfigError, match="two models named 'a'"):
         find_zoo_models(tmp_path)
+
+
+def test_a_pool_of_workers_stores_what_one_process_stores(tmp_path):
+    src = _two_models(tmp_path)
+    events = []
+    one = zoo_study(src, tmp_path / "one", analysis=ANALYSIS, workers=1)
+    two = zoo_study(
+        src, tmp_path / "two", analysis=ANALYSIS, workers=2,
+        on_event=lambda kind, rid, info: events.append((kind, rid, info.get("ok"))),
+    )  # fmt: skip
+    assert one == two == {"pending": 0, "running": 0, "completed": 2, "failed": 0}
+    assert sorted(events) == [
+        ("done", "zoo-3", True), ("done", "zoo-8", True), ("start", "zoo-3", None),
+        ("start", "zoo-8", None),
+    ]  # fmt: skip
+    a, b = _stored(tmp_path / "one"), _stored(tmp_path / "two")
+    assert "mig.mig" in a.columns and "dlib.mig.discrete_mig" in a.columns
+    _same(a, b)
+    with pytest.raises(ConfigError, match="executor: expected 'local' or 'ray'"):
+        zoo_study(src, tmp_path / "two", analysis=ANALYSIS, executor="dask")
+
+
+def test_the_ray_executor_on_a_local_instance(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    # Ray's workers are new processes: they find vaelens through PYTHONPATH
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    src = _two_models(tmp_path)
+    (src / "8.zip").unlink()  # one model keeps the local Ray instance's start the cost
+    zoo_study(src, tmp_path / "one", analysis=ANALYSIS, workers=1)
+    counts = zoo_study(
+        src, tmp_path / "ray", analysis=ANALYSIS, executor="ray",
+        resources={"num_cpus": 1, "num_gpus": 0},
+    )  # fmt: skip
+    assert counts == {"pending": 0, "running": 0, "completed": 1, "failed": 0}
+    assert (tmp_path / "ray" / "runs" / "zoo-3" / "zoo.json").is_file()
+    _same(_stored(tmp_path / "one", 1), _stored(tmp_path / "ray", 1))

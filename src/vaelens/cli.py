@@ -653,11 +653,20 @@ def zoo_study_cmd(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Run failed models again.")
     ] = False,
+    executor: Annotated[str, typer.Option("--executor", help="'local' or 'ray'.")] = "local",
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Local worker processes.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Address of a running Ray cluster.")
+    ] = None,
 ) -> None:
     """Import every model in FOLDER, analyse and score it, record it as a study.
 
     `vaelens report OUT` then reports it; the library's own scores are stored as
-    dlib.<metric>.<score> beside ours (see `vaelens study export OUT`). Resumable.
+    dlib.<metric>.<score> beside ours (see `vaelens study export OUT`). Resumable. Models
+    run in a pool of --workers processes (--workers 1: one after another, in this process)
+    or as Ray tasks (--executor ray), like `vaelens study`.
     """
     from vaelens.study.zoo import zoo_study
 
@@ -667,7 +676,16 @@ def zoo_study_cmd(
             console.print(f"{state} {run_id}", soft_wrap=True, markup=False)
 
     analysis = _key_values(settings, "--set")
-    counts = zoo_study(folder, out, analysis=analysis, retry_failed=retry_failed, on_event=event)
+    counts = zoo_study(
+        folder,
+        out,
+        analysis=analysis,
+        retry_failed=retry_failed,
+        on_event=event,
+        executor=executor,
+        workers=workers,
+        ray_address=ray_address,
+    )
     console.print(f"zoo study {out}: {counts}", soft_wrap=True)
 
 

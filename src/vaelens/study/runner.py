@@ -207,7 +207,7 @@ def _drive(
         store_dir = str(Path(storage) if storage is not None else study_dir)
         notify = on_event or (lambda *_: None)
         if executor == "ray":
-            _run_ray(store, specs, pending, job, store_dir, cfg, ray_address, notify)
+            _run_ray(store, specs, pending, job, store_dir, cfg.resources, ray_address, notify)
         else:
             _run_local(store, specs, pending, job, store_dir, workers, notify)
         return store.counts()
@@ -267,7 +267,7 @@ def _run_ray(
     pending: list[str],
     job: str,
     storage: str,
-    cfg: StudyConfig,
+    resources: dict[str, float],
     address: str | None,
     notify: Callable[[str, str, dict[str, Any]], None],
 ) -> None:
@@ -286,8 +286,8 @@ def _run_ray(
             kwargs["num_cpus"] = max(1, os.cpu_count() or 1)
         ray.init(**kwargs)
     try:
-        num_cpus = float(cfg.resources.get("num_cpus", 1.0))
-        num_gpus = float(cfg.resources.get("num_gpus", 0.0))
+        num_cpus = float(resources.get("num_cpus", 1.0))
+        num_gpus = float(resources.get("num_gpus", 0.0))
         task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(_call_job)
         refs = {}
         for rid in pending:

@@ -11,7 +11,9 @@ model's ``zoo.json`` are stored beside ours as ``dlib.<metric>.<score>`` (repres
 ``mean``; another representation is ``dlib.<representation>.<metric>.<score>``), e.g.
 ``dlib.mig.discrete_mig`` next to our ``mig.mig``.
 
-Like :func:`~vaelens.study.runner.run_study` it is resumable (each stage's output in the
+Each model is a :func:`zoo_job` run by ``run_study``'s executors (a local pool of
+processes, or Ray tasks); the driver records the results. Like
+:func:`~vaelens.study.runner.run_study` it is resumable (each stage's output in the
 run directory is kept; completed runs are skipped, failed ones retried only with
 ``retry_failed``), holds the study lock, and one bad model fails its own run only (its
 one-line error recorded), not the study.
@@ -30,9 +32,10 @@ from vaelens.errors import ConfigError
 from vaelens.io import atomic_write_json
 from vaelens.study.config import StudyAnalysis
 from vaelens.study.lock import study_lock
+from vaelens.study.runner import _run_local, _run_ray
 from vaelens.study.store import ResultStore
 
-__all__ = ["dlib_scores", "find_zoo_models", "zoo_study"]
+__all__ = ["dlib_scores", "find_zoo_models", "zoo_job", "zoo_study"]
 
 DB_NAME = "study.sqlite"  # same as vaelens.study.runner.DB_NAME
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
@@ -95,8 +98,27 @@ def _analysis_settings(analysis: StudyAnalysis | dict[str, Any] | None) -> Study
         raise ConfigError(msg) from None
 
 
-def _one_run(src: Path, run_dir: Path, s: StudyAnalysis) -> dict[str, Any]:
-    """Import (unless done), analyse, score; returns the driver's result dict."""
+JOB = "vaelens.study.zoo:zoo_job"
+
+
+def zoo_job(spec: dict[str, Any], storage: str) -> dict[str, Any]:
+    """One model of a zoo study, in a worker: import, analyse, score; the result dict.
+
+    ``spec``: ``{"run_id", "source", "analysis"}`` (the model's zip or directory, an
+    absolute path, and the study's ``[analysis]`` fields). The model is imported into
+    ``<storage>/runs/<run_id>`` unless it is there; like :mod:`vaelens.study.job` each
+    stage's output is kept, so a run resumes where it stopped and ``result.json`` (written
+    last) is returned as it is. An error is raised with its message on one line.
+    """
+    try:
+        return _zoo_run(Path(spec["source"]), Path(storage) / "runs" / spec["run_id"], spec)
+    except Exception as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (" ".join(exc.args[0].split()), *exc.args[1:])
+        raise
+
+
+def _zoo_run(src: Path, run_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
     from vaelens.analysis import analyze_run, load_analysis
     from vaelens.metrics import compute_metrics, representation_fn
     from vaelens.train import Run
@@ -105,6 +127,7 @@ def _one_run(src: Path, run_dir: Path, s: StudyAnalysis) -> dict[str, Any]:
     result_path = run_dir / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
+    s = StudyAnalysis.model_validate(spec.get("analysis") or {})
     t0 = time.perf_counter()
     if not ((run_dir / "zoo.json").is_file() and (run_dir / "status.json").is_file()):
         import_model(src, run_dir, overwrite=True)
@@ -148,6 +171,10 @@ def zoo_study(
     analysis: StudyAnalysis | dict[str, Any] | None = None,
     retry_failed: bool = False,
     on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    resources: dict[str, float] | None = None,
 ) -> dict[str, int]:
     """Import, analyse and score every zoo model in ``folder`` as a study in ``study_dir``.
 
@@ -155,7 +182,16 @@ def zoo_study(
     fields; default the study defaults), used for every model with the model's own seed.
     Returns the status counts. ``on_event(kind, run_id, info)`` is called with
     ``"start"`` and ``"done"`` (``info["ok"]``, ``info["error"]``) like ``run_study``'s.
+
+    ``executor``: like :func:`~vaelens.study.runner.run_study`'s, each model a
+    :func:`zoo_job`: ``"local"`` (a pool of ``workers`` spawned processes, default one per
+    CPU up to the number of models; ``workers=1`` runs in this process) or ``"ray"`` (each
+    model a Ray task asking for ``resources``, default ``{"num_cpus": 1, "num_gpus": 0}``,
+    on the cluster at ``ray_address`` or a local Ray instance when it is ``None``; the
+    folder and ``study_dir`` must then be on storage the cluster's nodes share).
     """
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"executor: expected 'local' or 'ray', got {executor!r}")
     settings = _analysis_settings(analysis)
     models = find_zoo_models(folder)
     study_dir = Path(study_dir)
@@ -185,25 +221,23 @@ def zoo_study(
             run_id = f"zoo-{name}"
             if run_id not in known:
                 store.add_runs([_planned(run_id, src, settings)])
-        pending = set(store.pending_ids())
-        for name, src in models.items():
-            run_id = f"zoo-{name}"
-            if run_id not in pending:
-                continue
-            if on_event:
-                on_event("start", run_id, {})
-            store.mark_running(run_id)
-            try:
-                result = _one_run(src, study_dir / "runs" / run_id, settings)
-            except Exception as exc:  # one model's failure is its run's, not the study's
-                error = " ".join(f"{type(exc).__name__}: {exc}".split())
-                store.mark_failed(run_id, error)
-                if on_event:
-                    on_event("done", run_id, {"ok": False, "error": error})
-                continue
-            _record(store, run_id, result)
-            if on_event:
-                on_event("done", run_id, {"ok": True})
+        specs = {
+            f"zoo-{name}": {
+                "run_id": f"zoo-{name}",
+                "source": str(src.resolve()),
+                "analysis": current["analysis"],
+            }
+            for name, src in models.items()
+        }
+        waiting = set(store.pending_ids())
+        pending = [rid for rid in specs if rid in waiting]
+        storage = str(study_dir.resolve())
+        notify = on_event or (lambda *_: None)
+        if executor == "ray":
+            res = {"num_cpus": 1.0, "num_gpus": 0.0, **(resources or {})}
+            _run_ray(store, specs, pending, JOB, storage, res, ray_address, notify)
+        else:
+            _run_local(store, specs, pending, JOB, storage, workers, notify)
         return store.counts()
 
 
@@ -231,12 +265,3 @@ def _planned(run_id: str, src: Path, settings: StudyAnalysis) -> dict[str, Any]:
     params = {k: v for k, v in s["model_params"].items() if k not in ("backbone", "likelihood")}
     row.update(architecture=s["model"], dataset=s["dataset"], seed=s["seed"], hparams=params)
     return row
-
-
-def _record(store: ResultStore, run_id: str, result: dict[str, Any]) -> None:
-    store.mark_completed(
-        run_id,
-        result.get("metrics", {}),
-        train_seconds=result.get("train_seconds"),
-        analysis_seconds=result.get("analysis_seconds"),
-    )
