@@ -12,6 +12,7 @@ with ``dec_w`` given as the weights of ``z`` on the (left, right) halves.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -19,7 +20,8 @@ import pytest
 import torch
 
 from test_analysis_circuits import HalvesDataset, HalvesModel
-from vaelens.errors import ArgumentError
+from vaelens.analysis import AnalysisResult, Interchange, analyze, interchange_matrix, settings_from
+from vaelens.errors import ArgumentError, ConfigError, DatasetError
 from vaelens.lens import (
     Lens,
     counterfactual_accuracy,
@@ -215,3 +217,85 @@ def test_bad_variables_are_one_line_errors(pairs) -> None:
         interchange(lens, x, xp[:3], [0])
     with pytest.raises(ArgumentError, match="target_images: expected 24 rows"):
         interchange(lens, x, xp, [0], target_images=xp[:3])
+
+
+# --------------------------------------------------------------------------- part 2: the matrix
+
+
+def _matrix(model, **kw) -> Interchange:
+    return interchange_matrix(Lens(model), HalvesDataset(), n_pairs=N, seed=2, n_boot=200, **kw)
+
+
+def test_matrix_of_halves() -> None:
+    m = _matrix(HalvesModel())
+    assert m.share.shape == (3, 3) and m.share_ci.shape == (3, 3, 2)
+    assert np.isnan(m.share[:, 0]).all() and np.isnan(m.accuracy[:, 0]).all()  # nuisance
+    np.testing.assert_allclose(m.share[:, 1:], [[1, 0], [0, 1], [0, 0]], atol=1e-6)
+    np.testing.assert_allclose(m.accuracy[:, 1:], [[1, 0], [0, 1], [0, 0]], atol=1e-6)
+    np.testing.assert_allclose(m.isolation[0, 1], 1.0)  # z0 moves nothing on the right
+    np.testing.assert_allclose(m.full_share[1:], 1.0, atol=1e-6)
+    assert sorted(map(tuple, m.edges.tolist())) == [(0, 1), (1, 2)]  # (latent, factor)
+    assert m.min_sets == [[], [0], [1]]
+    assert np.isnan(m.min_set_size[0]) and m.min_set_size[1:].tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(m.min_set_share[1:], 1.0, atol=1e-6)
+    np.testing.assert_allclose(m.min_set_accuracy[1:], 1.0, atol=1e-6)
+    sc = m.scalars()
+    assert sc["interchange.edges"] == 2.0
+    assert sc["interchange.min_set_size.left"] == 1.0
+    assert np.isnan(sc["interchange.min_set_size.nuisance"])
+    assert sc["interchange.share_max.right"] == pytest.approx(1.0)
+    assert np.isnan(sc["interchange.share_max.nuisance"])
+
+
+def test_matrix_of_rotation_needs_both_latents() -> None:
+    m = _matrix(rotation_model())
+    np.testing.assert_allclose(m.share[:, 1:], 0.5, atol=1e-6)
+    assert m.min_sets == [[], [0, 1], [0, 1]]
+    np.testing.assert_allclose(m.min_set_share[1:], 1.0, atol=1e-6)
+    np.testing.assert_allclose(m.min_set_accuracy[1:], 1.0, atol=1e-5)
+    # each latent alone: d/2 on both halves; error 2 * 32 (d/2)^2 = 16 d^2 of 32 d^2 -> 0.5
+    np.testing.assert_allclose(m.accuracy[:, 1:], 0.5, atol=1e-6)
+
+
+def test_matrix_of_spread_factor_finds_the_two_latents() -> None:
+    m = _matrix(spread_model())
+    assert m.min_sets == [[], [0], [1, 2]]
+    np.testing.assert_allclose(m.share[:, 2], [0, 0.3, 0.7, 0], atol=1e-6)
+    # a lower coverage is met by the 0.7 latent alone
+    assert _matrix(spread_model(), coverage=0.6).min_sets[2] == [2]
+    assert sorted(map(tuple, m.edges.tolist())) == [(0, 1), (1, 2), (2, 2)]
+
+
+def test_matrix_bad_arguments() -> None:
+    lens = Lens(HalvesModel())
+    with pytest.raises(DatasetError, match=r"^dataset: object lacks") as exc:
+        interchange_matrix(lens, object())
+    assert "\n" not in str(exc.value)
+    for kw, match in [
+        ({"n_pairs": 1}, "n_pairs: expected an int >= 2"),
+        ({"threshold": float("nan")}, "threshold: expected a finite number"),
+        ({"coverage": 0}, r"coverage: expected a number in \(0, 1\]"),
+    ]:
+        with pytest.raises(ArgumentError, match=match):
+            interchange_matrix(lens, HalvesDataset(), **kw)
+    with pytest.raises(ConfigError, match="'interchange_pairs'"):
+        settings_from(interchange_pairs=1)
+
+
+def test_analyze_carries_the_block_for_model_and_twin() -> None:
+    torch.manual_seed(0)
+    kw = {"n_samples": 8, "seed": 1, "n_boot": 50, "interchange_pairs": 16}
+    res = analyze(HalvesModel(), HalvesDataset(), **kw)
+    block = res.trained.interchange
+    assert block is not None and res.baseline is not None
+    assert res.baseline.interchange is not None
+    assert block.min_sets == [[], [0], [1]] and block.n_pairs == 16
+    sc = res.scalars()
+    assert sc["interchange.edges"] == 2.0 and "baseline.interchange.edges" in sc
+    text = json.dumps(res.to_json(), allow_nan=False)
+    back = AnalysisResult.from_json(json.loads(text))
+    assert back.to_json() == res.to_json()
+    np.testing.assert_array_equal(back.trained.interchange.share_ci, block.share_ci)
+    off = analyze(HalvesModel(), HalvesDataset(), interchange=False, baseline=False, **kw)
+    assert off.trained.interchange is None
+    assert not any(k.startswith("interchange.") for k in off.scalars())
