@@ -5,7 +5,8 @@ by :class:`AnalysisSettings`), :func:`analyze_run` (a trained run directory ->
 ``analysis.json`` and ``figures/``), :func:`load_analysis` (an ``analysis.json`` -> the
 typed result), :func:`run_controls` (the referee's controls, ``controls=True``; docs/controls.md),
 :func:`random_baseline` (the randomly initialised twin analysed beside every
-model) and :func:`write_figures`.
+model), :func:`interchange_matrix` (interchange interventions per latent and factor;
+docs/interchange.md) and :func:`write_figures`.
 
 Imports from: data, train, lens, metrics, stats, errors, io.
 """
@@ -25,6 +26,7 @@ from vaelens.analysis.core import (
     random_baseline,
 )
 from vaelens.analysis.figures import write_figures
+from vaelens.analysis.interchange import interchange_matrix
 from vaelens.analysis.result import (
     SCHEMA_VERSION,
     AnalysisMeta,
@@ -34,6 +36,7 @@ from vaelens.analysis.result import (
     Controls,
     DecoderRetrainControl,
     FactorGraph,
+    Interchange,
     LatentEffects,
     LatentPosterior,
     LayerMetrics,
@@ -60,6 +63,7 @@ __all__ = [
     "Controls",
     "DecoderRetrainControl",
     "FactorGraph",
+    "Interchange",
     "LatentEffects",
     "LatentPosterior",
     "LayerMetrics",
@@ -78,6 +82,7 @@ __all__ = [
     "decoder_retrain_control",
     "default_layers",
     "draw_latents",
+    "interchange_matrix",
     "load_analysis",
     "posterior_source_control",
     "random_baseline",

@@ -78,6 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelens.analysis.interchange import interchange_matrix
 from vaelens.analysis.levels import (
     Inputs,
     PixelProbe,
@@ -433,8 +434,13 @@ def analyze_network(
     plan: LayerPlan,
     s: AnalysisSettings,
     factor_graph: FactorGraph | None = None,
+    dataset: object | None = None,
 ) -> tuple[ModelAnalysis, np.ndarray, list[str]]:
-    """The four levels and the causal metrics on one network: ``(block, traversals, rows)``."""
+    """The four levels and the causal metrics on one network: ``(block, traversals, rows)``.
+
+    With ``dataset`` and ``s.interchange`` (not for VQ models), also the interchange block
+    (:func:`vaelens.analysis.interchange.interchange_matrix`, seeded with ``s.seed``).
+    """
     x, mb = inp.x, plan.max_batch
     with torch.no_grad():
         z = lens.encode_mean(x)
@@ -457,6 +463,12 @@ def analyze_network(
         by_channel_attribution=patching_level(lens, inp, plan.encoder, max_batch=mb),
         method=MEDIATION_METHOD,
     )
+    inter = None
+    if dataset is not None and s.interchange and not plan.vq:
+        inter = interchange_matrix(
+            lens, dataset, n_pairs=s.interchange_pairs, seed=s.seed,
+            threshold=s.interchange_threshold, n_boot=s.n_boot, max_batch=mb,
+        )  # fmt: skip
     block = ModelAnalysis(
         latent=latent,
         latent_posterior=latent_post,
@@ -467,6 +479,7 @@ def analyze_network(
         vq=vq_effects(lens, x, s, max_batch=mb) if plan.vq else None,
         recon_error=_recon_error(model, lens, x, z),
         recon_mse=_recon_mse(lens, x),
+        interchange=inter,
     )
     return block, trav, rows
 
@@ -661,7 +674,7 @@ def analyze(
     lens = Lens(model, example=inp.x[:2], **adapt)  # type: ignore[arg-type]
     plan = _plan(model, lens, inp.x, s)
     graph = _factor_graph(ds, inp.factor_names)
-    trained, trav, rows = analyze_network(lens.adapted, lens, inp, plan, s, graph)  # type: ignore[arg-type]
+    trained, trav, rows = analyze_network(lens.adapted, lens, inp, plan, s, graph, ds)  # type: ignore[arg-type]
     notes += _fallback_notes(lens, "")
     baseline = None
     if s.baseline:
@@ -669,7 +682,7 @@ def analyze(
         notes += _twin_notes(model, twin)
         with _as_twin(model):
             blens = Lens(twin, example=inp.x[:2], **adapt)  # type: ignore[arg-type]
-            baseline = analyze_network(blens.adapted, blens, inp, plan, s, graph)[0]  # type: ignore[arg-type]
+            baseline = analyze_network(blens.adapted, blens, inp, plan, s, graph, ds)[0]  # type: ignore[arg-type]
         notes += _fallback_notes(blens, "random twin: ")
     n_units = int(trained.latent.ces.shape[0])
     notes += _notes_after(plan, s, n_units, min(s.vq_samples, s.n_samples))

@@ -51,6 +51,7 @@ __all__ = [
     "CausalGraph",
     "Clusters",
     "FactorGraph",
+    "Interchange",
     "LatentEffects",
     "LatentPosterior",
     "LayerMetrics",
@@ -386,6 +387,7 @@ class ModelAnalysis(_Block):
     vq: VQEffects | None = None
     recon_error: Num
     recon_mse: Num
+    interchange: Interchange | None = None
 
     def scalars(self) -> dict[str, float]:
         """The causal metrics as named scalars (``ces.mean``, ``modularity.<layer>``, ...)."""
@@ -396,6 +398,8 @@ class ModelAnalysis(_Block):
             out.update(self.posterior.scalars())
         for name, layer in self.layers.items():
             out.update(layer.scalars(name))
+        if self.interchange is not None:
+            out.update(self.interchange.scalars())
         return out
 
 
@@ -519,6 +523,58 @@ class Controls(_Block):
         rn = self.recon_normalised
         out["controls.ces_recon_normalised.mean"] = float(rn.ces_recon_normalised.mean())
         out["controls.ces_spread_normalised.mean"] = float(rn.ces_spread_normalised.mean())
+        return out
+
+
+class Interchange(_Block):
+    """Interchange interventions on each latent dim, scored per factor (analysis.interchange).
+
+    ``share[i, f]``: mean over pairs ``(x, x')`` differing in factor ``f`` (with ``D(x') !=
+    D(x)``) of ``<D~ - D(x), D(x') - D(x)> / ||D(x') - D(x)||^2``, ``D~`` the output of ``x``
+    with latent ``i`` set to its value on ``x'``; ``share_ci[i, f]`` its bootstrap interval;
+    ``accuracy[i, f] = sum (e0 - e) / sum (e0 - e1)`` with ``e``, ``e0``, ``e1`` the squared
+    distances of ``D~``, ``D(x)``, ``D(x')`` to the real image ``x'`` (1: as good as the
+    model's reconstruction of ``x'``, 0: no better than ``D(x)``); ``isolation[i, f]``: mean
+    of ``1 - mean_{g != f} |cos(D~ - D(x), u_g)|`` (``u_g``: factor ``g``'s output direction);
+    ``full_share[f]``: the share of patching every latent. ``edges``: ``(latent, factor)``
+    with ``share_ci[i, f, 0] > threshold``. ``min_sets[f]``: the greedy smallest latent set
+    with joint share ``>= coverage * full_share[f]``, confirmed by a joint patch
+    (``min_set_share``, ``min_set_share_ci``, ``min_set_accuracy``); empty (NaN) for a
+    factor that moves nothing. NaN wherever a factor does not move the output.
+    """
+
+    factor_names: list[str]
+    share: FloatArray
+    share_ci: FloatArray
+    accuracy: FloatArray
+    isolation: FloatArray
+    full_share: FloatArray
+    edges: IntArray
+    threshold: float
+    coverage: float
+    min_sets: list[list[int]]
+    min_set_share: FloatArray
+    min_set_share_ci: FloatArray
+    min_set_accuracy: FloatArray
+    n_pairs: int
+    method: str
+
+    @property
+    def min_set_size(self) -> np.ndarray:
+        """``(F,)``: the size of each factor's minimal set (NaN where it has none)."""
+        sizes = np.array([len(m) for m in self.min_sets], dtype=np.float64)
+        return np.where(np.isfinite(self.min_set_share), sizes, np.nan)
+
+    def scalars(self) -> dict[str, float]:
+        out = {"interchange.edges": float(len(self.edges))}
+        sizes = self.min_set_size
+        for f, name in enumerate(self.factor_names):
+            col = self.share[:, f]
+            out[f"interchange.min_set_size.{name}"] = float(sizes[f])
+            out[f"interchange.share_max.{name}"] = (
+                float(np.nanmax(col)) if np.isfinite(col).any() else math.nan
+            )
+            out[f"interchange.min_set_accuracy.{name}"] = float(self.min_set_accuracy[f])
         return out
 
 

@@ -49,6 +49,12 @@ class AnalysisSettings(BaseModel):
     ``s_i^2 = Var_x(mu_i) + E_x[sigma_i^2]`` (the quantiles ``Phi(a)`` of the Gaussian
     approximation ``N(m_i, s_i^2)`` of the aggregate posterior: 0.13%, 2.3%, 15.9%, 50%, ...
     for the default grid); ``"both"`` does both. VQ models use code swaps either way.
+
+    Interchange (``interchange``, default on; not for VQ models): ``interchange_pairs``
+    (default 64, ``>= 2``) pairs per factor, each latent dim of ``x`` taken from ``x'`` and
+    scored against the real ``x'``; an edge where the share's CI lower bound exceeds
+    ``interchange_threshold`` (default 0.1: a tenth of the factor's output change); see
+    :mod:`vaelens.analysis.interchange`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -95,6 +101,13 @@ class AnalysisSettings(BaseModel):
     control_batch_size: int = Field(64, ge=1, description="images per retraining step")
     control_lr: float = Field(1e-3, gt=0, le=1, allow_inf_nan=False, description="retraining lr")
     control_n_train: int = Field(1024, ge=2, description="dataset images the decoder retrains on")
+    interchange: bool = Field(
+        True, description="interchange interventions per latent and factor (docs/interchange.md)"
+    )
+    interchange_pairs: int = Field(64, ge=2, description="pairs per factor of the interchange")
+    interchange_threshold: float = Field(
+        0.1, ge=0, allow_inf_nan=False, description="interchange edge: share CI lower bound"
+    )
     control_aggregate: str = Field(
         "shuffle",
         pattern="^(shuffle|gaussian)$",

@@ -5,9 +5,11 @@
 3. activation patching (:func:`activation_patching`, :func:`attribution_patching`),
 4. causal mediation (:func:`mediation`),
 
-plus discrete code swaps for VQ-VAEs (:func:`code_swap_effects`).
+plus interchange interventions scored against the real counterfactual images
+(:func:`interchange`, :mod:`vaelens.lens.interchange`) and discrete code swaps for VQ-VAEs
+(:func:`code_swap_effects`).
 
-Imports from: data, errors.
+Imports from: data, stats, errors.
 
 Adapters for models written for other libraries: :mod:`vaelens.lens.adapters`.
 """
@@ -21,6 +23,16 @@ from vaelens.lens.hooks import (
     HookPoint,
     Lens,
     latent_mean,
+)
+from vaelens.lens.interchange import (
+    InterchangeResult,
+    counterfactual_accuracy,
+    factor_direction,
+    interchange,
+    interchange_share,
+    isolation,
+    pair_isolation,
+    pair_shares,
 )
 from vaelens.lens.interventions import (
     DEFAULT_VALUES,
@@ -59,6 +71,7 @@ __all__ = [
     "FallbackWarning",
     "HookPoint",
     "InputInterventionResult",
+    "InterchangeResult",
     "Lens",
     "MediationResult",
     "activation_patching",
@@ -67,16 +80,23 @@ __all__ = [
     "code_swap_outputs",
     "codebook_size",
     "codebook_vectors",
+    "counterfactual_accuracy",
     "effect_metric",
     "encode_codes",
+    "factor_direction",
     "factor_pairs",
     "input_intervention",
+    "interchange",
+    "interchange_share",
     "is_vq",
+    "isolation",
     "latent_mean",
     "latent_shift_effects",
     "latent_traversal",
     "layer_patching",
     "mediation",
+    "pair_isolation",
+    "pair_shares",
     "patch_sweep",
     "read_image",
     "read_posterior",
