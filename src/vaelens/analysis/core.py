@@ -466,7 +466,7 @@ def analyze_network(
     inter = None
     if dataset is not None and s.interchange and not plan.vq:
         inter = interchange_matrix(
-            lens, dataset, n_pairs=s.interchange_pairs, seed=s.seed,
+            lens, dataset, n_pairs=s.interchange_size(), seed=s.seed,
             threshold=s.interchange_threshold, n_boot=s.n_boot, max_batch=mb,
         )  # fmt: skip
     block = ModelAnalysis(

@@ -51,7 +51,7 @@ class AnalysisSettings(BaseModel):
     for the default grid); ``"both"`` does both. VQ models use code swaps either way.
 
     Interchange (``interchange``, default on; not for VQ models): ``interchange_pairs``
-    (default 64, ``>= 2``) pairs per factor, each latent dim of ``x`` taken from ``x'`` and
+    (default None = ``n_samples``, ``>= 2``) pairs per factor, each latent dim of ``x`` taken from ``x'`` and
     scored against the real ``x'``; an edge where the share's CI lower bound exceeds
     ``interchange_threshold`` (default 0.1: a tenth of the factor's output change); see
     :mod:`vaelens.analysis.interchange`.
@@ -104,7 +104,9 @@ class AnalysisSettings(BaseModel):
     interchange: bool = Field(
         True, description="interchange interventions per latent and factor (docs/interchange.md)"
     )
-    interchange_pairs: int = Field(64, ge=2, description="pairs per factor of the interchange")
+    interchange_pairs: int | None = Field(
+        None, ge=2, description="pairs per factor of the interchange (None: n_samples)"
+    )
     interchange_threshold: float = Field(
         0.1, ge=0, allow_inf_nan=False, description="interchange edge: share CI lower bound"
     )
@@ -113,6 +115,10 @@ class AnalysisSettings(BaseModel):
         pattern="^(shuffle|gaussian)$",
         description="aggregate-posterior codes: each mu permuted, or N(mean, Var mu) per latent",
     )
+
+    def interchange_size(self) -> int:
+        """Pairs per factor of the interchange: ``interchange_pairs`` or ``n_samples``."""
+        return self.interchange_pairs if self.interchange_pairs is not None else self.n_samples
 
     def probe_size(self) -> int:
         """Images of the pixel-space probe: ``n_probe`` or ``max(256, 4 n_samples)``."""
