@@ -42,8 +42,14 @@ def _stored(study, n=2):
 
 def _same(a, b):
     # torch's thread count differs (all CPUs in one process, a share of them in a worker),
-    # so sums may round differently: equal up to float rounding, the rest exactly
-    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4, atol=1e-5)
+    # so sums may round differently: equal up to float rounding, the rest exactly. The
+    # interchange accuracies of these untrained models are ratios of near-equal errors,
+    # which amplify that rounding (2.39107 vs 2.39138 was seen): they get a looser bound.
+    ratio = [c for c in a.columns if c.startswith(("interchange.", "baseline.interchange."))
+             and "accuracy" in c]  # fmt: skip
+    pd.testing.assert_frame_equal(a.drop(columns=ratio), b.drop(columns=ratio),
+                                  check_exact=False, rtol=1e-4, atol=1e-5)  # fmt: skip
+    pd.testing.assert_frame_equal(a[ratio], b[ratio], check_exact=False, rtol=1e-2, atol=1e-4)
 
 
 def _cli(*args):
