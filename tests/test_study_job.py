@@ -41,6 +41,9 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     report = build_report(tmp_path, n_boot=20)
     html = report.read_text()
     assert "vae-synthetic-s0" in html or "VAE" in html
+    assert "Interchange interventions" in html  # the real pipeline's interchange block
+    inter = (tmp_path / "report" / "tables" / "table_interchange.csv").read_text()
+    assert "interchange.min_set_size.shape" in inter
 
 
 def test_real_study_killed_mid_training_resumes_to_the_same_database(tmp_path: Path) -> None:

@@ -513,6 +513,9 @@ def build_report(
     _add_mediation(rep, study, mediation)
     _add_baseline_and_tests(rep, study, tests)
     _add_controls(rep, study)
+    inter = tabs.interchange_table(study)
+    if not inter.display.empty:
+        _add_section(rep, study, "9b. Interchange interventions (docs/interchange.md)", inter)
     if any(col.startswith("dlib.") for col in study.completed.columns):
         _add_section(rep, study, "10. Pretrained zoo", tabs.zoo_comparison(study, n_boot=n_boot))
     _add_traversals(rep, study)

@@ -91,6 +91,7 @@ def _layer_metric(study: StudyData, dataset: str, prefix: str) -> str | None:
 #: intervals (:func:`~vaelens.stats.summary_interval`), which cannot cross zero
 NONNEGATIVE_PREFIXES = (
     "dci.",
+    "interchange.min_set_size.",
     "ces.",
     "ces_posterior.",
     "latent.collapsed_fraction",
@@ -237,6 +238,40 @@ def controls_table(study: StudyData) -> Table:
         "the reconstruction distance: a model cannot score high merely by large outputs. "
         f"Each cell is the {INTERVAL_TEXT}.",
         list(CONTROL_ROWS),
+    )
+
+
+def interchange_table(study: StudyData) -> Table:
+    """Per factor: how many latents carry it and how much one latent alone carries.
+
+    From each run's interchange block (docs/interchange.md): ``interchange.min_set_size.<f>``
+    (the greedy minimal set reaching 90% of the all-latent share, confirmed by a joint patch)
+    and ``interchange.share_max.<f>`` (the largest single-latent share), across seeds.
+    """
+    disp, data = [], []
+    for ds in study.datasets:
+        for f in study.factor_names(ds):
+            for label, col in (("latents needed (90% of the effect)", f"interchange.min_set_size.{f}"),
+                               ("best single-latent share", f"interchange.share_max.{f}")):  # fmt: skip
+                summ = _summary(study, ds, col)
+                if not any(summ[a]["n"] for a in study.architectures):
+                    continue
+                rec = {"dataset": ds, "factor": f, "measure": label}
+                for arch in study.architectures:
+                    rec[arch_label(arch)] = _cell(summ[arch])
+                    data.append({"dataset": ds, "factor": f, "measure": col, "architecture": arch,
+                                 **summ[arch]})  # fmt: skip
+                disp.append(rec)
+    return Table(
+        "table_interchange",
+        "Interchange: which latents carry each factor",
+        "Interchange interventions scored against the dataset's real counterfactual images: "
+        "a latent's share is the part of the factor's output change it carries when taken "
+        "from the changed image x' (1 = all of it). 'Latents needed' is the greedy minimal "
+        "set reaching 90% of what all latents together carry, confirmed by a joint patch. "
+        f"Each cell is the {INTERVAL_TEXT}.",
+        pd.DataFrame(disp),
+        pd.DataFrame(data),
     )
 
 
