@@ -589,6 +589,59 @@ def _label_sample(n: int) -> np.ndarray:
     )
 
 
+def _check_h5_dataset(fh: Any, key: str, path: Path) -> None:
+    """``fh[key]`` is a dataset stored in the file itself; a :class:`DatasetError` if not."""
+    import h5py
+
+    if key not in fh or not isinstance(fh[key], h5py.Dataset):
+        raise DatasetError(
+            f"{path}: missing dataset {key!r} (found {sorted(fh.keys())}); expected keys "
+            "'images' (N, 64, 64, 3) uint8 and 'labels' (N, 6) float64"
+        )
+    # an external link, external storage or a virtual dataset reads other files
+    link = fh.get(key, getlink=True)
+    if not isinstance(link, h5py.HardLink) or fh[key].external or fh[key].is_virtual:
+        how = (
+            type(link).__name__
+            if not isinstance(link, h5py.HardLink)
+            else ("external storage" if fh[key].external else "a virtual dataset")
+        )
+        raise DatasetError(
+            f"{path}: dataset {key!r} keeps its data in other files ({how}); expected "
+            "a dataset stored in this file"
+        )
+
+
+def _check_h5_layout(images: Any, labels: Any, total: int, path: Path) -> None:
+    """``images`` ``(total, 64, 64, 3)`` uint8 and ``labels`` ``(total, 6)`` floating point."""
+    if images.dtype != np.uint8 or images.shape != (total, *_IMAGE_HW, 3):
+        raise DatasetError(
+            f"{path}: 'images' is {images.dtype} {images.shape}, expected uint8 "
+            f"{(total, *_IMAGE_HW, 3)}"
+        )
+    if labels.dtype.kind != "f" or labels.shape != (total, 6):
+        raise DatasetError(
+            f"{path}: 'labels' is {labels.dtype} {labels.shape}, expected float64 {(total, 6)}"
+        )
+
+
+def _check_h5_labels(labels: Any, sizes: tuple[int, ...], total: int, path: Path) -> None:
+    """A sample of rows of ``labels`` equals the factor values at those flat indices."""
+    rows = _label_sample(total)
+    got = np.asarray(labels[rows], dtype=np.float64)
+    factors = index_to_factors(rows, sizes)
+    values = shapes3d_factor_values(sizes)
+    want = np.stack([values[f][factors[:, f]] for f in range(6)], axis=1)
+    bad = np.argwhere(~np.isclose(got, want, rtol=0.0, atol=_LABEL_ATOL))
+    if bad.size:
+        r, f = bad[0]
+        raise DatasetError(
+            f"{path}: labels[{rows[r]}, {f}] ({SHAPES3D_FACTOR_NAMES[f]}) is {float(got[r, f])!r}, "
+            f"expected {float(want[r, f])!r}: the rows are not in the official flat-index order "
+            "(orientation fastest) or the file is not 3dshapes.h5"
+        )
+
+
 def open_shapes3d_h5(
     path: str | os.PathLike[str], *, factor_sizes: Sequence[int] | None = None
 ) -> Shapes3DFile:
@@ -623,46 +676,10 @@ def open_shapes3d_h5(
         ) from None
     try:
         for key in ("images", "labels"):
-            if key not in fh or not isinstance(fh[key], h5py.Dataset):
-                raise DatasetError(
-                    f"{path}: missing dataset {key!r} (found {sorted(fh.keys())}); expected keys "
-                    "'images' (N, 64, 64, 3) uint8 and 'labels' (N, 6) float64"
-                )
-            # an external link, external storage or a virtual dataset reads other files
-            link = fh.get(key, getlink=True)
-            if not isinstance(link, h5py.HardLink) or fh[key].external or fh[key].is_virtual:
-                how = (
-                    type(link).__name__
-                    if not isinstance(link, h5py.HardLink)
-                    else ("external storage" if fh[key].external else "a virtual dataset")
-                )
-                raise DatasetError(
-                    f"{path}: dataset {key!r} keeps its data in other files ({how}); expected "
-                    "a dataset stored in this file"
-                )
+            _check_h5_dataset(fh, key, path)
         images, labels = fh["images"], fh["labels"]
-        if images.dtype != np.uint8 or images.shape != (total, *_IMAGE_HW, 3):
-            raise DatasetError(
-                f"{path}: 'images' is {images.dtype} {images.shape}, expected uint8 "
-                f"{(total, *_IMAGE_HW, 3)}"
-            )
-        if labels.dtype.kind != "f" or labels.shape != (total, 6):
-            raise DatasetError(
-                f"{path}: 'labels' is {labels.dtype} {labels.shape}, expected float64 {(total, 6)}"
-            )
-        rows = _label_sample(total)
-        got = np.asarray(labels[rows], dtype=np.float64)
-        factors = index_to_factors(rows, sizes)
-        values = shapes3d_factor_values(sizes)
-        want = np.stack([values[f][factors[:, f]] for f in range(6)], axis=1)
-        bad = np.argwhere(~np.isclose(got, want, rtol=0.0, atol=_LABEL_ATOL))
-        if bad.size:
-            r, f = bad[0]
-            raise DatasetError(
-                f"{path}: labels[{rows[r]}, {f}] ({SHAPES3D_FACTOR_NAMES[f]}) is {float(got[r, f])!r}, "
-                f"expected {float(want[r, f])!r}: the rows are not in the official flat-index order "
-                "(orientation fastest) or the file is not 3dshapes.h5"
-            )
+        _check_h5_layout(images, labels, total, path)
+        _check_h5_labels(labels, sizes, total, path)
         _ = images[0], images[total - 1]  # the first and last rows must be readable
     except DatasetError:
         raise

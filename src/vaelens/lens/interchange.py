@@ -359,6 +359,83 @@ def _unit_variants(
     return torch.cat(parts, dim=1)
 
 
+def _check_interchange_args(
+    x: torch.Tensor,
+    x_prime: torch.Tensor,
+    target_images: torch.Tensor | None,
+    other_directions: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The checked ``x``, ``x_prime`` and ``target_images`` of :func:`interchange`."""
+    x = _check_images("x", x)
+    x_prime = _check_images("x_prime", x_prime)
+    if x.shape != x_prime.shape:
+        raise ArgumentError(
+            f"x_prime: expected the shape of x {tuple(x.shape)}, got {tuple(x_prime.shape)}"
+        )
+    if target_images is not None:
+        target_images = _check_images("target_images", target_images, x)
+    if other_directions is not None and not isinstance(other_directions, torch.Tensor):
+        raise ArgumentError(
+            f"other_directions: expected a tensor (G, ...), got {type(other_directions).__name__}"
+        )
+    return x, x_prime, target_images
+
+
+def _decode_batched(lens: Lens, z: torch.Tensor, max_batch: int) -> torch.Tensor:
+    """``lens.decode_output(z)`` in runs of ``max_batch`` rows, concatenated."""
+    return torch.cat(
+        [lens.decode_output(z[r : r + max_batch]) for r in range(0, len(z), max_batch)]
+    )
+
+
+def _patch_variables(
+    lens: Lens,
+    x: torch.Tensor,
+    x_prime: torch.Tensor,
+    z: torch.Tensor,
+    zp: torch.Tensor,
+    resolved: Sequence[Variable],
+    base: torch.Tensor,
+    max_batch: int,
+) -> torch.Tensor:
+    """``(K, *base.shape)`` on the CPU: the patched outputs, one layer's variables at a time."""
+    patched = torch.empty(len(resolved), *base.shape, dtype=base.dtype)
+    groups: dict[str, list[int]] = {}
+    for k, (layer, _) in enumerate(resolved):
+        groups.setdefault(layer, []).append(k)
+    for layer, ks in groups.items():
+        sets = [resolved[k][1] for k in ks]
+        if layer == lens.latent_name:
+            out = _latent_variants(lens, z, zp, sets, max_batch)
+        else:
+            out = _unit_variants(lens, x, x_prime, layer, sets, max_batch)
+        patched[ks] = out.reshape(len(ks), *base.shape).to(patched.dtype).cpu()
+    return patched
+
+
+def _target_for(target_images: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """``target_images`` on the CPU in the output's shape; an error unless it has its size."""
+    if target_images.numel() != base.numel():
+        raise ArgumentError(
+            f"target_images: expected {base.numel()} values (the output's shape "
+            f"{tuple(base.shape)}), got shape {tuple(target_images.shape)}"
+        )
+    return target_images.detach().cpu().reshape(base.shape)
+
+
+def _isolation_for(
+    other_directions: torch.Tensor, patched: torch.Tensor, base: torch.Tensor
+) -> torch.Tensor:
+    """:func:`pair_isolation` against ``other_directions``, checked against the output size."""
+    dirs = other_directions.detach().cpu()
+    if dirs.ndim < 1 or (len(dirs) and dirs[0].numel() != base[0].numel()):
+        raise ArgumentError(
+            f"other_directions: expected (G, {base[0].numel()} values), got shape "
+            f"{tuple(other_directions.shape)}"
+        )
+    return pair_isolation(patched, base, dirs)
+
+
 def interchange(
     lens: Lens,
     x: torch.Tensor,
@@ -380,59 +457,21 @@ def interchange(
     layer in stacked suffix runs; ``max_batch`` rows at most per forward (default: the
     lens's, :func:`vaelens.lens.patching.default_max_batch`).
     """
-    x = _check_images("x", x)
-    x_prime = _check_images("x_prime", x_prime)
-    if x.shape != x_prime.shape:
-        raise ArgumentError(
-            f"x_prime: expected the shape of x {tuple(x.shape)}, got {tuple(x_prime.shape)}"
-        )
-    if target_images is not None:
-        target_images = _check_images("target_images", target_images, x)
-    if other_directions is not None and not isinstance(other_directions, torch.Tensor):
-        raise ArgumentError(
-            f"other_directions: expected a tensor (G, ...), got {type(other_directions).__name__}"
-        )
+    x, x_prime, target_images = _check_interchange_args(x, x_prime, target_images, other_directions)
     max_batch = resolve_max_batch(max_batch, lens)
     lens._ensure_traced(x[:2])
     with torch.no_grad(), lens.sweep_layout(probe=x[:2]):
         z = lens.encode_mean(x)
         zp = lens.encode_mean(x_prime)
         resolved = resolve_variables(lens, variables, int(z.shape[1]))
-        base = torch.cat(
-            [lens.decode_output(z[r : r + max_batch]) for r in range(0, len(z), max_batch)]
-        )
-        source = torch.cat(
-            [lens.decode_output(zp[r : r + max_batch]) for r in range(0, len(zp), max_batch)]
-        )
-        patched = torch.empty(len(resolved), *base.shape, dtype=base.dtype)
-        groups: dict[str, list[int]] = {}
-        for k, (layer, _) in enumerate(resolved):
-            groups.setdefault(layer, []).append(k)
-        for layer, ks in groups.items():
-            sets = [resolved[k][1] for k in ks]
-            if layer == lens.latent_name:
-                out = _latent_variants(lens, z, zp, sets, max_batch)
-            else:
-                out = _unit_variants(lens, x, x_prime, layer, sets, max_batch)
-            patched[ks] = out.reshape(len(ks), *base.shape).to(patched.dtype).cpu()
+        base = _decode_batched(lens, z, max_batch)
+        source = _decode_batched(lens, zp, max_batch)
+        patched = _patch_variables(lens, x, x_prime, z, zp, resolved, base, max_batch)
     base, source = base.cpu(), source.cpu()
-    target = None
-    if target_images is not None:
-        if target_images.numel() != base.numel():
-            raise ArgumentError(
-                f"target_images: expected {base.numel()} values (the output's shape "
-                f"{tuple(base.shape)}), got shape {tuple(target_images.shape)}"
-            )
-        target = target_images.detach().cpu().reshape(base.shape)
+    target = None if target_images is None else _target_for(target_images, base)
     iso = None
     if other_directions is not None:
-        dirs = other_directions.detach().cpu()
-        if dirs.ndim < 1 or (len(dirs) and dirs[0].numel() != base[0].numel()):
-            raise ArgumentError(
-                f"other_directions: expected (G, {base[0].numel()} values), got shape "
-                f"{tuple(other_directions.shape)}"
-            )
-        iso = pair_isolation(patched, base, dirs)
+        iso = _isolation_for(other_directions, patched, base)
     return InterchangeResult(
         variables=resolved,
         patched=patched,
