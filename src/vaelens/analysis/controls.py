@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -139,6 +140,150 @@ def _fresh_decoder(model: nn.Module, names: list[str], seed: int) -> tuple[nn.Mo
     return twin, reset, kept
 
 
+def _reset_twin(
+    model: nn.Module, lens: Lens, seed: int
+) -> tuple[nn.Module, list[str], list[str], list[str]]:
+    """The twin with fresh decoder modules: ``(twin, decoder names, reset, kept)``.
+
+    Raises :class:`ModelContractError` when no decoder module can be re-initialised.
+    """
+    names = decoder_modules(lens)
+    twin, reset, kept = _fresh_decoder(model, names, seed)
+    if not reset:
+        raise ModelContractError(
+            f"decoder retrain control: no decoder module of {type(model).__name__} has "
+            "reset_parameters(); cannot retrain its decoder from scratch"
+        )
+    return twin, names, reset, kept
+
+
+def _unidentified(mu: torch.Tensor, *, vq: bool) -> list[int]:
+    """Flat indices of the latents whose ``mu_i`` does not vary on the training images."""
+    std = mu.double().std(0) if mu.shape[0] > 1 else torch.zeros(mu.shape[1:])
+    flat_std = std.reshape(-1)
+    dead = (flat_std <= UNIDENTIFIED_RTOL * float(flat_std.max())) | (flat_std == 0)
+    return [] if vq else [int(i) for i in torch.nonzero(dead).flatten()]
+
+
+def _pin_latents(twin: nn.Module, mu: torch.Tensor, unidentified: list[int]) -> None:
+    """Make ``twin.decode`` read each ``unidentified`` latent at its training mean."""
+    if not unidentified:
+        return
+    fill = mu.mean(0).reshape(-1)[unidentified]
+    idx = torch.tensor(unidentified)
+    inner = twin.decode
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        z = z.clone()
+        z.reshape(z.shape[0], -1)[:, idx] = fill.to(z.dtype)
+        return inner(z)
+
+    twin.decode = decode  # type: ignore[method-assign]
+
+
+def _train_decoder(
+    twin: nn.Module,
+    modules: dict[str, nn.Module],
+    names: list[str],
+    params: list[nn.Parameter],
+    mu: torch.Tensor,
+    train_x: torch.Tensor,
+    output_map,
+    s: AnalysisSettings,
+) -> tuple[list[float], int]:
+    """Adam on the decoder ``params`` only; returns the per-step losses and the batch size.
+
+    Decoder modules train, everything else is in eval mode; afterwards the whole twin is in
+    eval mode and frozen.
+    """
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=s.control_lr)
+    g = torch.Generator().manual_seed(int(s.seed))
+    twin.eval()
+    for n in names:
+        modules[n].train()
+    losses = []
+    bs = min(s.control_batch_size, train_x.shape[0])
+    for _ in range(s.control_steps):
+        idx_b = torch.randint(0, train_x.shape[0], (bs,), generator=g)
+        opt.zero_grad()
+        loss = _recon_loss(twin, output_map, twin.decode(mu[idx_b]), train_x[idx_b])
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    twin.eval()
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return losses, bs
+
+
+class _Fit(NamedTuple):
+    """What the retraining did: per-step losses, batch size, pinned latents, module lists."""
+
+    losses: list[float]
+    batch_size: int
+    unidentified: list[int]
+    reset: list[str]
+    kept: list[str]
+
+
+def _edge_jaccard(edges_a: np.ndarray, edges_b: np.ndarray) -> float:
+    """Jaccard index of two ``(E, 2)`` edge lists (NaN when both are empty)."""
+    a = {tuple(e) for e in edges_a.tolist()}
+    b = {tuple(e) for e in edges_b.tolist()}
+    union = a | b
+    return len(a & b) / len(union) if union else math.nan
+
+
+def _retrained_block(
+    twin: nn.Module,
+    lens: Lens,
+    inp: Inputs,
+    train_x: torch.Tensor,
+    s: AnalysisSettings,
+    trained: ModelAnalysis,
+    fit: _Fit,
+    *,
+    vq: bool,
+    max_batch: int,
+) -> DecoderRetrainControl:
+    """Re-measure CES, effects and the causal graph with the retrained ``twin``."""
+    tlens = Lens(twin, output=lens.output_map, example=inp.x[:2])
+    latent, l2f, _, _ = latent_level(tlens, inp, s, vq=vq, max_batch=max_batch)
+    old = trained.causal_graph
+    graph = causal_graph(
+        l2f, old.factor_to_latent, inp.probe, s, vq=vq, factor_graph=old.factor_graph
+    )
+    x = inp.x
+    with torch.no_grad():
+        z = lens.encode_mean(x)
+        recon = float(_recon_loss(twin, lens.output_map, twin.decode(z), x))
+        mse = float(((tlens.forward(x).reshape(x.shape) - x) ** 2).mean())
+    return DecoderRetrainControl(
+        ces_original=trained.latent.ces,
+        ces_retrained=latent.ces,
+        ces_spearman=spearman(trained.latent.ces, latent.ces),
+        latent=latent,
+        causal_graph=graph,
+        edge_jaccard=_edge_jaccard(old.edges, graph.edges),
+        recon_error=recon,
+        recon_error_original=trained.recon_error,
+        recon_mse=mse,
+        initial_loss=fit.losses[0],
+        final_loss=fit.losses[-1],
+        unidentified=fit.unidentified,
+        reset_modules=fit.reset,
+        kept_modules=fit.kept,
+        steps=s.control_steps,
+        batch_size=fit.batch_size,
+        lr=s.control_lr,
+        n_train=int(train_x.shape[0]),
+    )
+
+
 def decoder_retrain_control(
     model: nn.Module,
     lens: Lens,
@@ -178,87 +323,16 @@ def decoder_retrain_control(
     default is small and fixed, a study passes its own steps to match its training.
     Raises :class:`ModelContractError` when no decoder module can be re-initialised.
     """
-    names = decoder_modules(lens)
-    twin, reset, kept = _fresh_decoder(model, names, s.seed)
-    if not reset:
-        raise ModelContractError(
-            f"decoder retrain control: no decoder module of {type(model).__name__} has "
-            "reset_parameters(); cannot retrain its decoder from scratch"
-        )
+    twin, names, reset, kept = _reset_twin(model, lens, s.seed)
     modules = dict(twin.named_modules())
     params = list({id(p): p for n in names for p in modules[n].parameters(recurse=False)}.values())
     tlens = Lens(twin, output=lens.output_map, example=inp.x[:2])
     mu = _batched_mu(tlens, train_x, max_batch)  # the encoder is the original's, frozen
-    std = mu.double().std(0) if mu.shape[0] > 1 else torch.zeros(mu.shape[1:])
-    flat_std = std.reshape(-1)
-    dead = (flat_std <= UNIDENTIFIED_RTOL * float(flat_std.max())) | (flat_std == 0)
-    unidentified = [] if vq else [int(i) for i in torch.nonzero(dead).flatten()]
-    if unidentified:
-        fill = mu.mean(0).reshape(-1)[unidentified]
-        idx = torch.tensor(unidentified)
-        inner = twin.decode
-
-        def decode(z: torch.Tensor) -> torch.Tensor:
-            z = z.clone()
-            z.reshape(z.shape[0], -1)[:, idx] = fill.to(z.dtype)
-            return inner(z)
-
-        twin.decode = decode  # type: ignore[method-assign]
-    for p in twin.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=s.control_lr)
-    g = torch.Generator().manual_seed(int(s.seed))
-    twin.eval()
-    for n in names:
-        modules[n].train()
-    losses = []
-    bs = min(s.control_batch_size, train_x.shape[0])
-    for _ in range(s.control_steps):
-        idx_b = torch.randint(0, train_x.shape[0], (bs,), generator=g)
-        opt.zero_grad()
-        loss = _recon_loss(twin, lens.output_map, twin.decode(mu[idx_b]), train_x[idx_b])
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    twin.eval()
-    for p in twin.parameters():
-        p.requires_grad_(False)
-    tlens = Lens(twin, output=lens.output_map, example=inp.x[:2])
-    latent, l2f, _, _ = latent_level(tlens, inp, s, vq=vq, max_batch=max_batch)
-    old = trained.causal_graph
-    graph = causal_graph(
-        l2f, old.factor_to_latent, inp.probe, s, vq=vq, factor_graph=old.factor_graph
-    )
-    x = inp.x
-    with torch.no_grad():
-        z = lens.encode_mean(x)
-        recon = float(_recon_loss(twin, lens.output_map, twin.decode(z), x))
-        mse = float(((tlens.forward(x).reshape(x.shape) - x) ** 2).mean())
-    edges_a = {tuple(e) for e in old.edges.tolist()}
-    edges_b = {tuple(e) for e in graph.edges.tolist()}
-    union = edges_a | edges_b
-    return DecoderRetrainControl(
-        ces_original=trained.latent.ces,
-        ces_retrained=latent.ces,
-        ces_spearman=spearman(trained.latent.ces, latent.ces),
-        latent=latent,
-        causal_graph=graph,
-        edge_jaccard=len(edges_a & edges_b) / len(union) if union else math.nan,
-        recon_error=recon,
-        recon_error_original=trained.recon_error,
-        recon_mse=mse,
-        initial_loss=losses[0],
-        final_loss=losses[-1],
-        unidentified=unidentified,
-        reset_modules=reset,
-        kept_modules=kept,
-        steps=s.control_steps,
-        batch_size=bs,
-        lr=s.control_lr,
-        n_train=int(train_x.shape[0]),
-    )
+    unidentified = _unidentified(mu, vq=vq)
+    _pin_latents(twin, mu, unidentified)
+    losses, bs = _train_decoder(twin, modules, names, params, mu, train_x, lens.output_map, s)
+    fit = _Fit(losses, bs, unidentified, reset, kept)
+    return _retrained_block(twin, lens, inp, train_x, s, trained, fit, vq=vq, max_batch=max_batch)
 
 
 # --------------------------------------------------------------------------- 2. sources

@@ -104,6 +104,110 @@ def _greedy(
     return sorted(chosen)
 
 
+_Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def _draw_pairs(lens: Lens, ds, n_pairs: int, seed: int) -> tuple[list[_Pair | None], int]:
+    """One ``(x, x')`` batch per factor (``None`` for a single-level one) and the latent size."""
+    rng = np.random.default_rng(seed)
+    pairs: list[_Pair | None] = []
+    for f, size in enumerate(ds.factor_sizes):
+        pairs.append(None if int(size) < 2 else factor_pairs(ds, f, n_pairs, seed=rng)[:2])
+    first = next((p for p in pairs if p is not None), None)
+    if first is None:
+        raise ArgumentError(f"dataset: every factor of {ds.name} has a single level")
+    with torch.no_grad():
+        latent = int(lens.encode_mean(first[0][:2]).shape[1])
+    return pairs, latent
+
+
+def _patch_singles(
+    lens: Lens, pairs: list[_Pair | None], latent: int, mb: int
+) -> tuple[dict[int, object], dict[int, torch.Tensor]]:
+    """Per factor: every single latent and all of them patched, and the factor's direction."""
+    results, dirs = {}, {}
+    variables: list[object] = [*range(latent), list(range(latent))]
+    for f, pair in enumerate(pairs):
+        if pair is None:
+            continue
+        res = interchange(lens, *pair, variables, target_images=pair[1], max_batch=mb)
+        results[f] = res
+        u = factor_direction(res.base, res.source)
+        if u is not None:
+            dirs[f] = u
+    return results, dirs
+
+
+def _blank(latent: int, n_f: int) -> dict[str, object]:
+    """The :class:`Interchange` measurement fields, all NaN (and empty sets)."""
+    return {
+        "share": np.full((latent, n_f), np.nan),
+        "share_ci": np.full((latent, n_f, 2), np.nan),
+        "accuracy": np.full((latent, n_f), np.nan),
+        "isolation": np.full((latent, n_f), np.nan),
+        "full_share": np.full(n_f, np.nan),
+        "min_sets": [[] for _ in range(n_f)],
+        "min_set_share": np.full(n_f, np.nan),
+        "min_set_share_ci": np.full((n_f, 2), np.nan),
+        "min_set_accuracy": np.full(n_f, np.nan),
+    }
+
+
+def _fill_singles(
+    m: dict, f: int, res, others: list[torch.Tensor], latent: int, n_boot: int, seed: int
+) -> None:
+    """Factor ``f``'s single-latent share, CI, accuracy, isolation and full share into ``m``."""
+    sh = interchange_share(res.patched, res.base, res.source, n_boot=n_boot, seed=seed)
+    acc = counterfactual_accuracy(
+        res.patched, res.base, res.source, res.target, n_boot=n_boot, seed=seed
+    )
+    m["share"][:, f], m["share_ci"][:, f] = sh[:latent, 0], sh[:latent, 1:]
+    m["accuracy"][:, f] = acc[:latent, 0]
+    m["full_share"][f] = sh[latent, 0]
+    if others:
+        m["isolation"][:, f] = isolation(
+            res.patched[:latent], res.base, torch.stack(others), n_boot=n_boot, seed=seed
+        )[:, 0]
+
+
+def _fill_min_set(
+    m: dict, f: int, lens: Lens, pair: _Pair, chosen: list[int], n_boot: int, seed: int, mb: int
+) -> None:
+    """The confirming joint patch of factor ``f``'s chosen set into ``m``."""
+    x, xp = pair
+    joint = interchange(lens, x, xp, [chosen], target_images=xp, max_batch=mb)
+    jsh = interchange_share(joint.patched, joint.base, joint.source, n_boot=n_boot, seed=seed)
+    jacc = counterfactual_accuracy(
+        joint.patched, joint.base, joint.source, joint.target, n_boot=n_boot, seed=seed
+    )
+    m["min_sets"][f] = chosen
+    m["min_set_share"][f], m["min_set_share_ci"][f] = jsh[0, 0], jsh[0, 1:]
+    m["min_set_accuracy"][f] = jacc[0, 0]
+
+
+def _measure(
+    lens: Lens,
+    pairs: list[_Pair | None],
+    latent: int,
+    n_f: int,
+    coverage: float,
+    n_boot: int,
+    seed: int,
+    mb: int,
+) -> dict[str, object]:
+    """Every measurement field of :class:`Interchange`, factor by factor."""
+    results, dirs = _patch_singles(lens, pairs, latent, mb)
+    m = _blank(latent, n_f)
+    for f, res in results.items():
+        x, xp = pairs[f]  # type: ignore[misc]
+        others = [dirs[g] for g in sorted(dirs) if g != f]
+        _fill_singles(m, f, res, others, latent, n_boot, seed)
+        chosen = _greedy(lens, x, xp, m["share"][:, f], m["full_share"][f], coverage, mb)
+        if chosen:
+            _fill_min_set(m, f, lens, (x, xp), chosen, n_boot, seed, mb)
+    return m
+
+
 def interchange_matrix(
     lens: Lens,
     dataset: object,
@@ -129,74 +233,15 @@ def interchange_matrix(
     if not names:
         raise ArgumentError(f"dataset: {ds.name} has no factors to intervene on")
     mb = resolve_max_batch(max_batch, lens)
-    rng = np.random.default_rng(seed)
-    pairs: list[tuple[torch.Tensor, torch.Tensor] | None] = []
-    for f, size in enumerate(ds.factor_sizes):
-        pairs.append(None if int(size) < 2 else factor_pairs(ds, f, n_pairs, seed=rng)[:2])
-    first = next((p for p in pairs if p is not None), None)
-    if first is None:
-        raise ArgumentError(f"dataset: every factor of {ds.name} has a single level")
-    with torch.no_grad():
-        latent = int(lens.encode_mean(first[0][:2]).shape[1])
-    n_f = len(names)
-    share = np.full((latent, n_f), np.nan)
-    share_ci = np.full((latent, n_f, 2), np.nan)
-    accuracy = np.full((latent, n_f), np.nan)
-    iso = np.full((latent, n_f), np.nan)
-    full = np.full(n_f, np.nan)
-    results, dirs = {}, {}
-    variables: list[object] = [*range(latent), list(range(latent))]
-    for f, pair in enumerate(pairs):
-        if pair is None:
-            continue
-        res = interchange(lens, *pair, variables, target_images=pair[1], max_batch=mb)
-        results[f] = res
-        u = factor_direction(res.base, res.source)
-        if u is not None:
-            dirs[f] = u
-    min_sets: list[list[int]] = [[] for _ in names]
-    set_share = np.full(n_f, np.nan)
-    set_ci = np.full((n_f, 2), np.nan)
-    set_acc = np.full(n_f, np.nan)
-    for f, res in results.items():
-        x, xp = pairs[f]  # type: ignore[misc]
-        sh = interchange_share(res.patched, res.base, res.source, n_boot=n_boot, seed=seed)
-        acc = counterfactual_accuracy(
-            res.patched, res.base, res.source, res.target, n_boot=n_boot, seed=seed
-        )
-        share[:, f], share_ci[:, f] = sh[:latent, 0], sh[:latent, 1:]
-        accuracy[:, f] = acc[:latent, 0]
-        full[f] = sh[latent, 0]
-        others = [dirs[g] for g in sorted(dirs) if g != f]
-        if others:
-            iso[:, f] = isolation(
-                res.patched[:latent], res.base, torch.stack(others), n_boot=n_boot, seed=seed
-            )[:, 0]
-        chosen = _greedy(lens, x, xp, share[:, f], full[f], coverage, mb)
-        if not chosen:
-            continue
-        joint = interchange(lens, x, xp, [chosen], target_images=xp, max_batch=mb)
-        jsh = interchange_share(joint.patched, joint.base, joint.source, n_boot=n_boot, seed=seed)
-        jacc = counterfactual_accuracy(
-            joint.patched, joint.base, joint.source, joint.target, n_boot=n_boot, seed=seed
-        )
-        min_sets[f] = chosen
-        set_share[f], set_ci[f], set_acc[f] = jsh[0, 0], jsh[0, 1:], jacc[0, 0]
-    lower = np.where(np.isfinite(share_ci[..., 0]), share_ci[..., 0], -np.inf)
+    pairs, latent = _draw_pairs(lens, ds, n_pairs, seed)
+    m = _measure(lens, pairs, latent, len(names), coverage, n_boot, seed, mb)
+    lower = np.where(np.isfinite(m["share_ci"][..., 0]), m["share_ci"][..., 0], -np.inf)
     return Interchange(
         factor_names=names,
-        share=share,
-        share_ci=share_ci,
-        accuracy=accuracy,
-        isolation=iso,
-        full_share=full,
+        **m,
         edges=np.argwhere(lower > threshold).reshape(-1, 2),
         threshold=float(threshold),
         coverage=float(coverage),
-        min_sets=min_sets,
-        min_set_share=set_share,
-        min_set_share_ci=set_ci,
-        min_set_accuracy=set_acc,
         n_pairs=n_pairs,
         method=INTERCHANGE_METHOD,
     )
