@@ -77,6 +77,21 @@ def zoo_settings(bindings: dict[str, Any], source: str) -> dict[str, Any]:
     (``steps``/``batch_size``/``lr`` ``None`` when unbound). ``source`` names the gin file
     in the one-line :class:`ConfigError` for an unsupported method, architecture or loss.
     """
+    method = _supported_method(bindings, source)
+    _check_conv_bernoulli(bindings, source)
+    latent = _get(bindings, "encoder.num_latent", source, int)
+    if latent < 1:
+        raise ConfigError(f"{source}: encoder.num_latent = {latent}: expected at least 1")
+    name, params = _method_params(bindings, method, source)
+    params.update(latent_dim=latent, backbone="dlib", likelihood="bernoulli")
+    dataset = vaelens_dataset(bindings.get("dataset.name"), source=f"{source}: dataset.name")
+    out: dict[str, Any] = {"model": name, "model_params": params, "dataset": dataset}
+    out.update(_run_settings(bindings, source))
+    return out
+
+
+def _supported_method(bindings: dict[str, Any], source: str) -> str:
+    """``model.model``'s name, one of :data:`METHODS`; else a :class:`ConfigError`."""
     method = _ref(bindings, "model.model")
     if method not in METHODS:
         got = gin_to_json(bindings.get("model.model"))
@@ -84,6 +99,11 @@ def zoo_settings(bindings: dict[str, Any], source: str) -> dict[str, Any]:
             f"{source}: model.model = {got!r} is not supported "
             f"(expected one of {', '.join('@' + m + '()' for m in METHODS)})"
         )
+    return method
+
+
+def _check_conv_bernoulli(bindings: dict[str, Any], source: str) -> None:
+    """The conv encoder/decoder and a Bernoulli loss on logits, or a :class:`ConfigError`."""
     enc, dec = _ref(bindings, "encoder.encoder_fn"), _ref(bindings, "decoder.decoder_fn")
     if enc != "conv_encoder" or dec != "deconv_decoder":
         got = f"{gin_to_json(bindings.get('encoder.encoder_fn'))!r} + "
@@ -105,9 +125,12 @@ def zoo_settings(bindings: dict[str, Any], source: str) -> dict[str, Any]:
             f"{source}: reconstruction_loss.activation = {activation!r} is not supported "
             "(expected 'logits')"
         )
-    latent = _get(bindings, "encoder.num_latent", source, int)
-    if latent < 1:
-        raise ConfigError(f"{source}: encoder.num_latent = {latent}: expected at least 1")
+
+
+def _method_params(
+    bindings: dict[str, Any], method: str, source: str
+) -> tuple[str, dict[str, Any]]:
+    """Our registry model name and its method hyperparameters for dlib's ``method``."""
     params: dict[str, Any] = {}
     if method == "vae":
         name, params["beta"] = "beta_vae", _num(bindings, "vae.beta", source)
@@ -119,35 +142,48 @@ def zoo_settings(bindings: dict[str, Any], source: str) -> dict[str, Any]:
     elif method == "factor_vae":
         name, params["gamma"] = "factor_vae", _num(bindings, "factor_vae.gamma", source)
     elif method == "dip_vae":
-        dip_type = _get(bindings, "dip_vae.dip_type", source, str)
-        if dip_type not in ("i", "ii"):
-            raise ConfigError(f"{source}: dip_vae.dip_type = {dip_type!r}: expected 'i' or 'ii'")
-        name = f"dip_vae_{dip_type}"
-        lambda_od = _num(bindings, "dip_vae.lambda_od", source)
-        params.update(
-            lambda_od=lambda_od,
-            lambda_d=_num(bindings, "dip_vae.lambda_d_factor", source) * lambda_od,
-        )
+        name = _dip_vae_params(bindings, source, params)
     else:  # annealed_vae: Burgess et al.'s capacity form of our beta_vae
         name = "beta_vae"
-        steps = _get(bindings, "annealed_vae.iteration_threshold", source, int)
-        if steps < 1:
-            raise ConfigError(
-                f"{source}: annealed_vae.iteration_threshold = {steps}: expected at least 1"
-            )
-        params.update(
-            mode="capacity",
-            gamma=_num(bindings, "annealed_vae.gamma", source),
-            c_max=_num(bindings, "annealed_vae.c_max", source),
-            c_steps=steps,
+        _annealed_vae_params(bindings, source, params)
+    return name, params
+
+
+def _dip_vae_params(bindings: dict[str, Any], source: str, params: dict[str, Any]) -> str:
+    """Fill ``params`` with DIP-VAE's ``lambda_od``/``lambda_d``; return ``dip_vae_i``/``_ii``."""
+    dip_type = _get(bindings, "dip_vae.dip_type", source, str)
+    if dip_type not in ("i", "ii"):
+        raise ConfigError(f"{source}: dip_vae.dip_type = {dip_type!r}: expected 'i' or 'ii'")
+    name = f"dip_vae_{dip_type}"
+    lambda_od = _num(bindings, "dip_vae.lambda_od", source)
+    params.update(
+        lambda_od=lambda_od,
+        lambda_d=_num(bindings, "dip_vae.lambda_d_factor", source) * lambda_od,
+    )
+    return name
+
+
+def _annealed_vae_params(bindings: dict[str, Any], source: str, params: dict[str, Any]) -> None:
+    """Fill ``params`` with the capacity-mode ``beta_vae`` settings of an annealed VAE."""
+    steps = _get(bindings, "annealed_vae.iteration_threshold", source, int)
+    if steps < 1:
+        raise ConfigError(
+            f"{source}: annealed_vae.iteration_threshold = {steps}: expected at least 1"
         )
-    params.update(latent_dim=latent, backbone="dlib", likelihood="bernoulli")
-    dataset = vaelens_dataset(bindings.get("dataset.name"), source=f"{source}: dataset.name")
+    params.update(
+        mode="capacity",
+        gamma=_num(bindings, "annealed_vae.gamma", source),
+        c_max=_num(bindings, "annealed_vae.c_max", source),
+        c_steps=steps,
+    )
+
+
+def _run_settings(bindings: dict[str, Any], source: str) -> dict[str, Any]:
+    """``{"seed", "steps", "batch_size", "lr"}``: the seed checked, the rest ``None`` if unusable."""
     seed = bindings.get("model.random_seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{source}: model.random_seed = {seed!r}: expected an integer >= 0")
-    out: dict[str, Any] = {"model": name, "model_params": params, "dataset": dataset}
-    out["seed"] = seed
+    out: dict[str, Any] = {"seed": seed}
     for key, field in (("model.training_steps", "steps"), ("model.batch_size", "batch_size")):
         v = bindings.get(key)
         out[field] = v if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else None
@@ -219,8 +255,6 @@ def import_model(
     from vaelens.data import get_spec
     from vaelens.models import build_model
     from vaelens.train import TrainConfig
-    from vaelens.train.checkpoint import save_checkpoint
-    from vaelens.train.logging import write_status
 
     src = Path(model_dir_or_zip).expanduser()
     out = Path(out_run_dir).expanduser()
@@ -231,47 +265,77 @@ def import_model(
     s = zoo_settings(bindings, gin_file)
     spec = get_spec(s["dataset"])
     channels = int(spec.image_shape[0])
-    latent = s["model_params"]["latent_dim"]
+    state = _dlib_weights(files, s["model_params"]["latent_dim"], channels)
+    torch.manual_seed(s["seed"])
+    model = build_model(s["model"], in_channels=channels, **s["model_params"])
+    others = _load_weights(model, state, s["model"], files.source)
+
+    hparams = model.hparams()
+    config = TrainConfig(**_config_fields(s, hparams, out)).to_json_dict()
+    info = _zoo_info(src, files, bindings, s, others)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
+    try:
+        _write_run(tmp, out, model, s, hparams, list(spec.image_shape), config, info)
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _dlib_weights(files: ModelFiles, latent: int, channels: int) -> dict[str, Any]:
+    """The TF checkpoint's encoder/decoder variables as our state-dict entries."""
     prefix = f"{files.source}: {VARIABLES}"  # errors name <source>: <member>
     reader = CheckpointReader(files.index, files.shard, source=prefix)
     tensors = {n: reader.read(n) for n in reader.names() if n.startswith(("encoder/", "decoder/"))}
-    state = dlib_state_dict(tensors, num_latent=latent, channels=channels, source=files.source)
-    torch.manual_seed(s["seed"])
-    model = build_model(s["model"], in_channels=channels, **s["model_params"])
+    return dlib_state_dict(tensors, num_latent=latent, channels=channels, source=files.source)
+
+
+def _load_weights(model: Any, state: dict[str, Any], name: str, source: str) -> list[str]:
+    """Load ``state`` into ``model``'s encoder/decoder (eval mode); return the keys left as built."""
     own = model.state_dict()
     mapped = [k for k in own if k.startswith(("encoder.", "decoder."))]
     if sorted(mapped) != sorted(state):
         raise CheckpointError(
-            f"{files.source}: the dlib weights do not cover {s['model']}'s encoder/decoder "
+            f"{source}: the dlib weights do not cover {name}'s encoder/decoder "
             f"(missing {sorted(set(mapped) - set(state))[:3]}, "
             f"unexpected {sorted(set(state) - set(mapped))[:3]})"
         )
     others = sorted(set(own) - set(mapped))  # e.g. FactorVAE's discriminator: not exported
     model.load_state_dict({**own, **state}, strict=True)
     model.eval()
+    return others
 
-    hparams = model.hparams()
-    steps = s["steps"]
+
+def _config_fields(s: dict[str, Any], hparams: dict[str, Any], out: Path) -> dict[str, Any]:
+    """:class:`~vaelens.train.TrainConfig` keyword arguments for the imported run."""
     cfg_fields: dict[str, Any] = {
         "model": s["model"],
         "dataset": s["dataset"],
         "seed": s["seed"],
         "model_params": hparams,
         "out": str(out),
-        "steps": steps or 1,
+        "steps": s["steps"] or 1,
     }
     if s["batch_size"]:
         cfg_fields["batch_size"] = s["batch_size"]
     if s["lr"]:
         cfg_fields["lr"] = s["lr"]
-    config = TrainConfig(**cfg_fields).to_json_dict()
-    info = {
+    return cfg_fields
+
+
+def _zoo_info(
+    src: Path, files: ModelFiles, bindings: dict[str, Any], s: dict[str, Any], others: list[str]
+) -> dict[str, Any]:
+    """The ``zoo.json`` contents: provenance, gin bindings, mapping and the library's results."""
+    return {
         "format": _FORMAT,
         "source": str(src.resolve()),
         "model_number": _model_number(src),
         "gin": gin_to_json(bindings),
         "mapped": {k: s[k] for k in ("model", "model_params", "dataset", "seed")},
-        "training_steps": steps,
+        "training_steps": s["steps"],
         "not_from_checkpoint": others,
         "train_results": (
             _scalars(files.train_results, f"{files.source}: {TRAIN_RESULTS}")
@@ -280,45 +344,59 @@ def import_model(
         ),
         "scores": _scores(files),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
-    try:
-        model_info = {
-            "name": s["model"],
-            "variant": getattr(model, "variant", None),
-            "hparams": hparams,
-            "image_shape": list(spec.image_shape),
-            "n_parameters": sum(p.numel() for p in model.parameters()),
-        }
-        ckpt = save_checkpoint(
-            tmp / "checkpoints",
-            steps or 0,
-            model=model,
-            optimizers={},
-            meta={"config": config, "model": model_info, "zoo": {"source": info["source"]}},
-        )
-        atomic_write_json(tmp / "config.json", config)
-        atomic_write_json(tmp / ZOO_INFO, info)
-        final_ckpt = out / "checkpoints" / ckpt.name
-        write_status(
-            tmp,
-            "completed",
-            step=steps or 0,
-            total_steps=steps,
-            checkpoint=str(final_ckpt),
-            imported_from=info["source"],
-        )
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(trash / "run")
-            tmp.rename(out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+
+def _write_run(
+    tmp: Path,
+    out: Path,
+    model: Any,
+    s: dict[str, Any],
+    hparams: dict[str, Any],
+    image_shape: list[int],
+    config: dict[str, Any],
+    info: dict[str, Any],
+) -> None:
+    """Write the checkpoint, ``config.json``, ``zoo.json`` and ``status.json`` into ``tmp``."""
+    from vaelens.train.checkpoint import save_checkpoint
+    from vaelens.train.logging import write_status
+
+    steps = s["steps"]
+    model_info = {
+        "name": s["model"],
+        "variant": getattr(model, "variant", None),
+        "hparams": hparams,
+        "image_shape": image_shape,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    ckpt = save_checkpoint(
+        tmp / "checkpoints",
+        steps or 0,
+        model=model,
+        optimizers={},
+        meta={"config": config, "model": model_info, "zoo": {"source": info["source"]}},
+    )
+    atomic_write_json(tmp / "config.json", config)
+    atomic_write_json(tmp / ZOO_INFO, info)
+    final_ckpt = out / "checkpoints" / ckpt.name
+    write_status(
+        tmp,
+        "completed",
+        step=steps or 0,
+        total_steps=steps,
+        checkpoint=str(final_ckpt),
+        imported_from=info["source"],
+    )
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the assembled ``tmp`` to ``out``, replacing (then removing) an existing ``out``."""
+    if out.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        out.rename(trash / "run")
+        tmp.rename(out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        tmp.rename(out)
 
 
 def read_zoo_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
