@@ -273,6 +273,11 @@ WandbOpt = Annotated[
     bool | None, typer.Option("--wandb/--no-wandb", help="Weights & Biases logging.")
 ]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="'local' or 'ray'.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Local worker processes.")]
+RayAddressOpt = Annotated[
+    str | None, typer.Option("--ray-address", help="Address of a running Ray cluster.")
+]
 TimeBudgetOpt = Annotated[
     float | None,
     typer.Option(
@@ -481,13 +486,9 @@ def study(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Study directory (default: studies/NAME).")
     ] = None,
-    executor: Annotated[str, typer.Option("--executor", help="'local' or 'ray'.")] = "local",
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Local worker processes.")
-    ] = None,
-    ray_address: Annotated[
-        str | None, typer.Option("--ray-address", help="Address of a running Ray cluster.")
-    ] = None,
+    executor: ExecutorOpt = "local",
+    workers: WorkersOpt = None,
+    ray_address: RayAddressOpt = None,
     storage: Annotated[
         Path | None,
         typer.Option("--storage", help="Run directories on storage the cluster shares."),
@@ -653,13 +654,9 @@ def zoo_study_cmd(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Run failed models again.")
     ] = False,
-    executor: Annotated[str, typer.Option("--executor", help="'local' or 'ray'.")] = "local",
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Local worker processes.")
-    ] = None,
-    ray_address: Annotated[
-        str | None, typer.Option("--ray-address", help="Address of a running Ray cluster.")
-    ] = None,
+    executor: ExecutorOpt = "local",
+    workers: WorkersOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Import every model in FOLDER, analyse and score it, record it as a study.
 

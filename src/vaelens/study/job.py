@@ -19,10 +19,10 @@ from typing import Any
 
 from vaelens.analysis import AnalysisResult, load_analysis
 from vaelens.io import atomic_write_json
-from vaelens.study.config import RunSpec
+from vaelens.study.config import RunSpec, StudyAnalysis
 from vaelens.train import Run
 
-__all__ = ["execute_run"]
+__all__ = ["analysis_of", "execute_run", "scores_of"]
 
 #: dataset options that are TrainConfig fields rather than load_dataset keywords
 _SOURCE_KEYS = {"source": "dataset_source", "root": "dataset_root"}
@@ -56,31 +56,32 @@ def _train(run: RunSpec, run_dir: Path) -> Run:
     return trained.run
 
 
-def _analysis(run: RunSpec, trained: Run) -> AnalysisResult:
+def analysis_of(trained: Run, settings: StudyAnalysis, seed: int) -> AnalysisResult:
+    """The run's ``analysis.json`` (written now unless there), with ``settings`` and ``seed``."""
     path = trained.artifact("analysis.json")
     if not path.is_file():
         from vaelens.analysis import analyze_run
 
-        analyze_run(trained, run.analysis.for_run(run.seed))
+        analyze_run(trained, settings.for_run(seed))
     return load_analysis(path)
 
 
-def _disentanglement(run: RunSpec, trained: Run) -> dict[str, Any]:
+def scores_of(trained: Run, settings: StudyAnalysis, seed: int) -> dict[str, Any]:
+    """The run's ``disentanglement.json`` (computed now unless there): the study's metrics."""
     path = trained.artifact("disentanglement.json")
     if path.is_file():
         return json.loads(path.read_text())
     from vaelens.metrics import compute_metrics, representation_fn
 
-    s = run.analysis
     dis = compute_metrics(
-        s.metrics,
+        settings.metrics,
         repr_fn=representation_fn(trained.model()),
         dataset=trained.dataset(),
-        preset=s.metrics_preset,
-        random_state=run.seed,
-        overrides=s.metrics_overrides or None,
-        num_train=s.metrics_num_train,
-        num_test=s.metrics_num_test,
+        preset=settings.metrics_preset,
+        random_state=seed,
+        overrides=settings.metrics_overrides or None,
+        num_train=settings.metrics_num_train,
+        num_test=settings.metrics_num_test,
     )
     atomic_write_json(path, dis)
     return dis
@@ -103,8 +104,8 @@ def execute_run(spec: dict[str, Any], storage: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     trained = _train(run, run_dir)
     t1 = time.perf_counter()
-    metrics: dict[str, Any] = _analysis(run, trained).scalars()
-    metrics.update(_disentanglement(run, trained))
+    metrics: dict[str, Any] = analysis_of(trained, run.analysis, run.seed).scalars()
+    metrics.update(scores_of(trained, run.analysis, run.seed))
     result = {
         "metrics": metrics,
         "train_seconds": t1 - t0,

@@ -119,8 +119,7 @@ def zoo_job(spec: dict[str, Any], storage: str) -> dict[str, Any]:
 
 
 def _zoo_run(src: Path, run_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    from vaelens.analysis import analyze_run, load_analysis
-    from vaelens.metrics import compute_metrics, representation_fn
+    from vaelens.study.job import analysis_of, scores_of
     from vaelens.train import Run
     from vaelens.zoo import import_model, read_zoo_info
 
@@ -134,26 +133,9 @@ def _zoo_run(src: Path, run_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
     run = Run.open(run_dir)
     info = read_zoo_info(run_dir)
     t1 = time.perf_counter()
-    path = run.artifact("analysis.json")
-    if not path.is_file():
-        analyze_run(run, s.for_run(run.config.seed))
-    metrics: dict[str, Any] = load_analysis(path).scalars()
-    dis_path = run.artifact("disentanglement.json")
-    if dis_path.is_file():
-        dis = json.loads(dis_path.read_text())
-    else:
-        dis = compute_metrics(
-            s.metrics,
-            repr_fn=representation_fn(run.model()),
-            dataset=run.dataset(),
-            preset=s.metrics_preset,
-            random_state=run.config.seed,
-            overrides=s.metrics_overrides or None,
-            num_train=s.metrics_num_train,
-            num_test=s.metrics_num_test,
-        )
-        atomic_write_json(dis_path, dis)
-    metrics.update(dis)
+    seed = run.config.seed
+    metrics: dict[str, Any] = analysis_of(run, s, seed).scalars()
+    metrics.update(scores_of(run, s, seed))
     metrics.update(dlib_scores(info))
     result = {
         "metrics": metrics,

@@ -19,6 +19,7 @@ evaluated or imported.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,28 +123,12 @@ class _Parser:
         raise _Bad("unterminated string")
 
 
-def _strip_comment(line: str) -> str:
-    """``line`` without a ``#`` comment outside quotes."""
-    quote = None
-    i = 0
-    while i < len(line):
-        c = line[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif c == "#":
-            return line[:i]
-        i += 1
-    return line
+def _unquoted(text: str) -> Iterator[tuple[int, str]]:
+    """``(index, char)`` of every character of ``text`` outside a quoted string.
 
-
-def _depth(text: str) -> int:
-    """Open brackets left in ``text`` (quotes skipped)."""
-    depth, quote, i = 0, None, 0
+    Quotes themselves are skipped, and so is the character after a backslash in a string.
+    """
+    quote, i = None, 0
     while i < len(text):
         c = text[i]
         if quote:
@@ -153,12 +138,19 @@ def _depth(text: str) -> int:
                 quote = None
         elif c in "'\"":
             quote = c
-        elif c in "[(":
-            depth += 1
-        elif c in "])":
-            depth -= 1
+        else:
+            yield i, c
         i += 1
-    return depth
+
+
+def _strip_comment(line: str) -> str:
+    """``line`` without a ``#`` comment outside quotes."""
+    return next((line[:i] for i, c in _unquoted(line) if c == "#"), line)
+
+
+def _depth(text: str) -> int:
+    """Open brackets left in ``text`` (quotes skipped)."""
+    return sum((c in "[(") - (c in "])") for _, c in _unquoted(text))
 
 
 def parse_gin(text: str, source: str = "train.gin") -> dict[str, Any]:
