@@ -87,6 +87,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
     # --- bookkeeping
     checkpoint_every: int = Field(1000, ge=0, description="steps between checkpoints (0: end only)")
     keep_checkpoints: int = Field(2, ge=1, description="most recent checkpoints kept")

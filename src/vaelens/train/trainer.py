@@ -122,6 +122,17 @@ def cosine_factor(step: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
+def lr_factor(step: int, config: TrainConfig, total: int | None = None) -> float:
+    """The learning rate of step ``step`` over ``config.lr``: a linear warm-up
+    ``min(1, (step + 1) / warmup_steps)`` times the schedule (1, or
+    :func:`cosine_factor` over the run's ``total`` steps, default ``config.steps``)."""
+    warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    if config.schedule != "cosine":
+        return warm
+    length = total if total is not None else config.total_steps(0)
+    return warm * cosine_factor(step, length)
+
+
 def default_channels_last(device: torch.device | str) -> bool:
     """What ``channels_last = "auto"`` picks: channels-last (NHWC) on every device.
 
@@ -149,7 +160,13 @@ def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _check_resume_config(run_dir: Path, saved: dict[str, Any], config: TrainConfig) -> None:
     new = _identity(config.to_json_dict())
-    old = _identity(saved)
+    # a field added after the run was written reads as its default
+    defaults = {
+        k: f.default
+        for k, f in TrainConfig.model_fields.items()
+        if not f.is_required() and f.default_factory is None
+    }
+    old = _identity({**json.loads(json.dumps(defaults, default=str)), **saved})
     diff = sorted(k for k in set(new) | set(old) if new.get(k) != old.get(k))
     if diff:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
@@ -553,7 +570,7 @@ def _save(s: _Session, at: int, total: int) -> Path:
 def _one_step(s: _Session, prog: _Progress) -> tuple[list[str], int]:
     """One optimiser step at ``prog.step``; returns the loss-term names and the batch size."""
     step, total = prog.step, int(prog.total or 0)
-    s.runner.set_lr_factor(cosine_factor(step, total) if s.config.schedule == "cosine" else 1.0)
+    s.runner.set_lr_factor(lr_factor(step, s.config, total))
     x = s.trainset.batch(s.order.indices(step), device=s.device, channels_last=s.channels_last)
     try:
         names, vals = s.runner(x, step)
