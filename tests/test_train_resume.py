@@ -247,3 +247,55 @@ def test_time_budget_stops_with_a_checkpoint_and_resumes_bit_identically(
     assert _stable_metrics(run) == _stable_metrics(ref.run_dir)
     with pytest.raises(ConfigError, match="time_budget"):
         train(_config(tmp_path / "bad"), progress=False, dataset=ds, time_budget=0)
+
+
+def test_lr_warmup_is_linear_then_follows_the_schedule(tmp_path) -> None:
+    from vaelens.train.trainer import cosine_factor, lr_factor
+
+    cfg = _config(tmp_path / "w", warmup_steps=10, lr=1e-2)
+    assert lr_factor(0, cfg, 60) == pytest.approx(0.1 * cosine_factor(0, 60))
+    assert lr_factor(4, cfg, 60) == pytest.approx(0.5 * cosine_factor(4, 60))
+    assert lr_factor(30, cfg, 60) == pytest.approx(cosine_factor(30, 60))
+    res = train(cfg, progress=False, dataset=tiny_dataset())
+    lrs = [r["lr"] for r in read_metrics(res.run_dir)]
+    # the record at step 4 was written after step 3 ran, with lr factor (3 + 1) / 10
+    assert lrs[0] == pytest.approx(1e-2 * 0.4 * cosine_factor(3, 60))
+
+
+class _Flat(TinyVAE):
+    """A TinyVAE whose reconstruction term stops improving after step 12."""
+
+    def training_losses(self, x, step=0):
+        out = super().training_losses(x, step=step)
+        rec = torch.tensor(100.0 - 5.0 * min(step, 12), dtype=out["loss"].dtype)
+        out["rec"] = rec
+        return out
+
+
+def test_plateau_rule_stops_a_run_and_a_resume_keeps_it_stopped(tmp_path) -> None:
+    ds = tiny_dataset()
+    cfg = _config(tmp_path / "p", plateau_patience=12, steps=200)
+    res = train(cfg, progress=False, dataset=ds, model=_Flat())
+    # windows of 4 steps: the last improvement is the window ending at step 16 (steps 12-15
+    # are flat, but its mean still improves on the window before); 12 steps later it fires
+    assert res.status == "completed" and res.stopped_by == "plateau"
+    assert res.step == 28, res.step
+    status = read_status(res.run_dir)
+    assert status["stopped_by"] == "plateau" and status["step"] == 28
+    again = train(cfg, progress=False, dataset=ds, model=_Flat())
+    assert again.step == 28 and again.stopped_by == "plateau"
+    off = train(_config(tmp_path / "off", steps=40), progress=False, dataset=ds, model=_Flat())
+    assert off.step == 40 and off.stopped_by is None
+
+
+def test_plateau_rule_state_survives_a_checkpoint() -> None:
+    from vaelens.train.stopping import PlateauRule
+
+    rule = PlateauRule(10, 0.01, "rec")
+    for step, v in [(4, 10.0), (8, 9.0), (12, 8.95)]:
+        assert not rule.update(step, {"rec": v})
+    copy = PlateauRule(10, 0.01, "rec")
+    copy.load(rule.state())
+    assert copy.best == 9.0 and copy.best_step == 8
+    assert not copy.update(16, {"rec": 8.99}) and copy.update(18, {"rec": 8.99})
+    assert PlateauRule(0, 0.01, "rec").update(100, {"rec": 1.0}) is False

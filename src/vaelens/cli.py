@@ -260,6 +260,19 @@ TrainSourceOpt = Annotated[
 NTrainOpt = Annotated[int | None, typer.Option("--n-train", min=1, help="Training subset size.")]
 BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", min=1)]
 LrOpt = Annotated[float | None, typer.Option("--lr", min=0.0)]
+WarmupOpt = Annotated[
+    int | None,
+    typer.Option("--warmup-steps", min=0, help="Linear learning-rate warm-up over this many steps."),
+]
+PlateauOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--plateau",
+        min=0,
+        help="Stop early when the reconstruction loss has not improved by 1% for this many "
+        "steps (0: off; config fields plateau_patience, plateau_rtol, plateau_term).",
+    ),
+]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 ParamOpt = Annotated[
     list[str] | None,
@@ -321,6 +334,8 @@ def train_cmd(
     n_train: NTrainOpt = None,
     batch_size: BatchSizeOpt = None,
     lr: LrOpt = None,
+    warmup_steps: WarmupOpt = None,
+    plateau: PlateauOpt = None,
     device: DeviceOpt = None,
     param: ParamOpt = None,
     tensorboard: TensorboardOpt = None,
@@ -348,6 +363,8 @@ def train_cmd(
         "n_train": n_train,
         "batch_size": batch_size,
         "lr": lr,
+        "warmup_steps": warmup_steps,
+        "plateau_patience": plateau,
         "device": device,
         "tensorboard": tensorboard,
         "wandb": wandb,
@@ -357,8 +374,9 @@ def train_cmd(
     check_model_trust(cfg.model, trust, source=where, what="this config")
     result = train(Run.create(cfg, trust_code=trust), progress=progress, time_budget=time_budget)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
+    why = f" (stopped by the {result.stopped_by} rule)" if result.stopped_by else ""
     console.print(
-        f"{result.status}: {result.run_dir} at step {result.step}/{result.total_steps} ({terms})"
+        f"{result.status}{why}: {result.run_dir} at step {result.step}/{result.total_steps} ({terms})"
     )
 
 

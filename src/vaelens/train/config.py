@@ -88,6 +88,14 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
+    # --- stop rule (vaelens.train.stopping.PlateauRule)
+    plateau_patience: int = Field(
+        0, ge=0, description="stop when plateau_term has not improved for this many steps (0: off)"
+    )
+    plateau_rtol: float = Field(
+        0.01, ge=0, lt=1, allow_inf_nan=False, description="relative improvement that counts"
+    )
+    plateau_term: str = Field("rec", description="loss term the plateau rule watches")
     # --- bookkeeping
     checkpoint_every: int = Field(1000, ge=0, description="steps between checkpoints (0: end only)")
     keep_checkpoints: int = Field(2, ge=1, description="most recent checkpoints kept")

@@ -47,6 +47,7 @@ from vaelens.train.checkpoint import (
 )
 from vaelens.train.config import TrainConfig
 from vaelens.train.data import EpochOrder, TrainingSet, build_training_set
+from vaelens.train.stopping import PlateauRule
 from vaelens.train.logging import (
     MetricsLog,
     ProgressBar,
@@ -114,6 +115,7 @@ class RunResult:
     resumed_from: int | None = None
     elapsed_s: float = 0.0
     images_per_s: float = 0.0
+    stopped_by: str | None = None
     run: Run | None = field(default=None, repr=False, compare=False)
 
 
@@ -372,6 +374,7 @@ class _Session:
     window: _Window
     info: dict[str, Any]
     loggers: list[ScalarLogger]
+    plateau: PlateauRule
 
     @property
     def config(self) -> TrainConfig:
@@ -483,6 +486,7 @@ def _restore(ckpt: Checkpoint, s: _Session) -> None:
     if ckpt.meta.get("grad_scaler"):
         s.runner.scaler.load_state_dict(ckpt.meta["grad_scaler"])
     s.window.load(ckpt.meta.get("log_window"))
+    s.plateau.load(ckpt.meta.get("plateau"))
     restore_rng_state(ckpt)
 
 
@@ -531,6 +535,7 @@ def _setup(
         _Window(),
         info,
         loggers,
+        PlateauRule(config.plateau_patience, config.plateau_rtol, config.plateau_term),
     )
     if ckpt is not None:
         _restore(ckpt, s)
@@ -560,6 +565,7 @@ def _save(s: _Session, at: int, total: int) -> Path:
             "data_order": s.order.state_dict(),
             "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "log_window": s.window.state(),
+            "plateau": s.plateau.state(),
             "model": s.info,
         },
     )
@@ -602,6 +608,7 @@ def _log_window(
         "time_s": time.perf_counter() - t_start,
     }
     metrics_log.write(record)
+    s.plateau.update(step, s.window.means())
     for lg in s.loggers:
         lg.log(step, {k: v for k, v in record.items() if k != "step"})
     s.window = _Window()
@@ -625,7 +632,11 @@ def _loop(
     last_record: dict[str, Any] = {}
     ran_images = 0
     last_bar = 0.0
-    while prog.step < total and not (ran_images and time.perf_counter() >= deadline):
+    while (
+        prog.step < total
+        and not s.plateau.fired
+        and not (ran_images and time.perf_counter() >= deadline)
+    ):
         names, n_images = _one_step(s, prog)
         ran_images += n_images
         step = prog.step
@@ -656,11 +667,14 @@ def _finish(
     call first: the run resumes from that checkpoint); the :class:`RunResult`."""
     last_record, ran_images, elapsed = loop
     total = int(prog.total or 0)
-    status = "completed" if prog.step >= total else "stopped"
+    status = "completed" if prog.step >= total or s.plateau.fired else "stopped"
     if prog.last_ckpt is None or prog.ckpt_step != prog.step:
         prog.last_ckpt, prog.ckpt_step = _save(s, prog.step, total), prog.step
     run_dir = s.run.path
-    write_status(run_dir, status, step=prog.step, total_steps=total, checkpoint=str(prog.last_ckpt))
+    extra = {"stopped_by": "plateau"} if s.plateau.fired else {}
+    write_status(
+        run_dir, status, step=prog.step, total_steps=total, checkpoint=str(prog.last_ckpt), **extra
+    )
     if not last_record:
         recs = read_metrics(run_dir)
         last_record = recs[-1] if recs else {}
@@ -676,6 +690,7 @@ def _finish(
         resumed_from=resumed_from,
         elapsed_s=elapsed,
         images_per_s=ran_images / elapsed if elapsed > 0 and ran_images else 0.0,
+        stopped_by="plateau" if s.plateau.fired else None,
         run=s.run,
     )
 
