@@ -75,6 +75,21 @@ def bypass() -> Planted:
     return Planted([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 10, 0]], [[1, 0], [0, 1], [0, 0.01]])
 
 
+class Skip(Planted):
+    """``z1 = 0.5 c1 + 0.5 b``, the second half by a skip path around ``l1`` (``skip``)."""
+
+    def __init__(self) -> None:
+        super().__init__([[1, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 0, 0]], [[1, 0], [0, 1], [0, 0]])
+        self.skip = nn.Linear(64, 3, bias=False)
+        with torch.no_grad():
+            self.skip.weight.zero_()
+            self.skip.weight[1, :].copy_(self.l1.weight[1].reshape(-1) * 0.5)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.act(self.l1(x)).flatten(1)
+        return self.mu(h) + self.skip(x.flatten(1)), self.logvar(h)
+
+
 def _circuits(model: nn.Module, **kw) -> Circuits:
     kw = {"n_pairs": N, "seed": 2, "n_boot": 100, **kw}
     return unit_circuits(Lens(model), HalvesDataset(), **kw)
@@ -163,6 +178,17 @@ def test_path_share_through_the_minimal_latent_set(planted_result: Circuits) -> 
     forced = block.model_copy(update={"min_sets": [[], [0], [2]]})
     c2 = _circuits(bypass(), layers=["act"], interchange=forced)
     assert c2.path_share[2, 0] == pytest.approx(c2.output_share[2, 0], abs=1e-9)
+
+
+def test_a_skip_path_lowers_the_full_share() -> None:
+    c = _circuits(Skip(), layers=["l1", "skip"])
+    np.testing.assert_allclose(c.full_share[2], [0.5, 0.5], atol=1e-6)
+    assert c.sets[2] == [[1], [1]] and c.covered[2].all()  # relative to the full share
+    np.testing.assert_allclose(c.latent_share[2], 0.5, atol=1e-6)
+    np.testing.assert_allclose(c.output_share[2], 0.5, atol=1e-6)
+    np.testing.assert_allclose(c.path_share[2], 0.5, atol=1e-6)  # M = {z1}
+    np.testing.assert_allclose(c.full_share[1], [1.0, 0.0], atol=1e-6)
+    assert c.n_live[1].tolist() == [1, 0]  # the skip does not carry left
 
 
 def test_json_round_trip_is_exact(planted_result: Circuits) -> None:

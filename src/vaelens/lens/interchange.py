@@ -69,7 +69,7 @@ import numpy as np
 import torch
 
 from vaelens.errors import ArgumentError
-from vaelens.lens.hooks import Lens
+from vaelens.lens.hooks import Capture, Lens
 from vaelens.lens.patching import resolve_max_batch
 from vaelens.stats import bootstrap_ci
 
@@ -555,7 +555,7 @@ class EncoderInterchange:
         self.layers = _encoder_layers(lens, layers)
         n = int(x.shape[0])
         block = max(1, min(n, self.max_batch))
-        self._blocks: list[tuple[object, dict[str, torch.Tensor]]] = []
+        self._blocks: list[tuple[Capture, dict[str, torch.Tensor]]] = []
         base, source = [], []
         with torch.no_grad(), lens.sweep_layout(probe=x[:2]):
             for b0 in range(0, n, block):
@@ -585,14 +585,16 @@ class EncoderInterchange:
         where ``change_u > 1e-10 scale_u``.
         """
         layer = self._layer(layer)
-        change = scale = 0
+        width = self.lens.units(layer)
+        change = torch.zeros(width, dtype=torch.float64)
+        scale = torch.zeros(width, dtype=torch.float64)
         for cap, src in self._blocks:
-            a1 = cap.activations[layer].detach().double().cpu()  # type: ignore[attr-defined]
+            a1 = cap.activations[layer].detach().double().cpu()
             a2 = src[layer].detach().double().cpu()
             a1, a2 = a1.reshape(*a1.shape[:2], -1), a2.reshape(*a2.shape[:2], -1)
             change = change + ((a2 - a1) ** 2).sum((0, 2))
             scale = scale + (a1**2).sum((0, 2)) + (a2**2).sum((0, 2))
-        return change, scale  # type: ignore[return-value]
+        return change, scale
 
     def live_units(self, layer: str) -> list[int]:
         """Units of ``layer`` whose activation changes on some pair (``change > 1e-10 scale``).
@@ -614,7 +616,7 @@ class EncoderInterchange:
         parts = []
         with torch.no_grad(), self.lens.sweep_layout():
             for cap, src in self._blocks:
-                a1, a2 = cap.activations[layer], src[layer]  # type: ignore[attr-defined]
+                a1, a2 = cap.activations[layer], src[layer]
                 n = int(a1.shape[0])
                 kb = max(1, self.max_batch // n)
                 outs = []
@@ -625,7 +627,7 @@ class EncoderInterchange:
                         mask[k, list(u)] = True
                     mask = mask.reshape(len(chunk), 1, width, *([1] * (a1.ndim - 2)))
                     variants = torch.where(mask.to(a1.device), a2.unsqueeze(0), a1.unsqueeze(0))
-                    out = self.lens.run_variants(layer, variants, cap, target="latent")  # type: ignore[arg-type]
+                    out = self.lens.run_variants(layer, variants, cap, target="latent")
                     outs.append(out.detach().cpu())
                 parts.append(torch.cat(outs))
         return torch.cat(parts, dim=1)
