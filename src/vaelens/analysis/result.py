@@ -676,3 +676,68 @@ def load_analysis(path: str | Path) -> AnalysisResult:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{p}: not a readable JSON file ({exc})") from None
     return AnalysisResult.from_json(data, source=str(p))
+
+
+# --------------------------------------------------------------------------- unit circuits
+
+
+class Circuits(_Block):
+    """Unit-level circuits per (factor, encoder layer), with path patching (analysis.circuits).
+
+    For pairs ``(x, x')`` differing only in factor ``f`` and an encoder layer ``l``:
+    ``mu~(S)`` is the posterior mean of ``x`` with channels ``S`` of ``l`` taken from ``x'``;
+    its latent share is ``mean_n <mu~_n - mu_n, mu'_n - mu_n> / ||mu'_n - mu_n||^2`` over the
+    pairs whose latent moves. Per factor ``f`` and layer ``l`` (arrays ``(F, Y)``, ``Y =
+    len(layers)``): ``full_share``: the latent share of patching every channel of ``l`` (1
+    when ``l`` is a cut of the encoder); ``sets[f][l]``: the greedy smallest set of live
+    channels with latent share ``>= coverage * full_share`` (``covered``: whether it got
+    there; empty where the factor does not move the latent or ``l`` carries none of it);
+    ``latent_share`` / ``latent_share_ci``: the confirming joint patch; ``output_share`` /
+    ``output_share_ci``: the share of ``D(x') - D(x)`` of ``D(mu~(S))``; ``path_share`` /
+    ``path_share_ci``: the same of ``D(z)`` with ``z = mu`` but ``z[M] = mu~(S)[M]``, ``M =
+    latent_sets[f]`` the factor's minimal latent set (the part of the effect that flows ``S
+    -> M -> output``); ``n_live``: the channels of ``l`` that change on some pair (the
+    candidates); ``width[l]``: its channel count. NaN wherever undefined.
+    """
+
+    factor_names: list[str]
+    layers: list[str]
+    width: IntArray
+    n_live: IntArray
+    full_share: FloatArray
+    sets: list[list[list[int]]]
+    covered: BoolArray
+    latent_share: FloatArray
+    latent_share_ci: FloatArray
+    output_share: FloatArray
+    output_share_ci: FloatArray
+    latent_sets: list[list[int]]
+    path_share: FloatArray
+    path_share_ci: FloatArray
+    coverage: float
+    n_pairs: int
+    method: str
+
+    @property
+    def set_size(self) -> np.ndarray:
+        """``(F, Y)``: the size of each circuit (NaN where there is none)."""
+        sizes = np.array([[len(s) for s in row] for row in self.sets], dtype=np.float64)
+        sizes = sizes.reshape(len(self.factor_names), len(self.layers))
+        return np.where(np.isfinite(self.latent_share), sizes, np.nan)
+
+    def scalars(self) -> dict[str, float]:
+        """``circuits.set_size.<factor>.<layer>``, ``circuits.latent_share.*``,
+        ``circuits.output_share.*`` and ``circuits.path_share.*`` (NaN where undefined)."""
+        out: dict[str, float] = {}
+        sizes = self.set_size
+        for f, name in enumerate(self.factor_names):
+            for j, layer in enumerate(self.layers):
+                key = f"{name}.{layer}"
+                out[f"circuits.set_size.{key}"] = float(sizes[f, j])
+                out[f"circuits.latent_share.{key}"] = float(self.latent_share[f, j])
+                out[f"circuits.output_share.{key}"] = float(self.output_share[f, j])
+                out[f"circuits.path_share.{key}"] = float(self.path_share[f, j])
+        return out
+
+
+__all__ += ["Circuits"]

@@ -25,8 +25,10 @@ from vaelens.lens.hooks import (
     latent_mean,
 )
 from vaelens.lens.interchange import (
+    EncoderInterchange,
     InterchangeResult,
     counterfactual_accuracy,
+    encoder_interchange,
     factor_direction,
     interchange,
     interchange_share,
@@ -68,6 +70,7 @@ __all__ = [
     "AdaptedModel",
     "Adapter",
     "Capture",
+    "EncoderInterchange",
     "FallbackWarning",
     "HookPoint",
     "InputInterventionResult",
@@ -83,6 +86,7 @@ __all__ = [
     "counterfactual_accuracy",
     "effect_metric",
     "encode_codes",
+    "encoder_interchange",
     "factor_direction",
     "factor_pairs",
     "input_intervention",

@@ -49,6 +49,15 @@ A *variable* is given as an ``int`` (one latent dim), a sequence of ints (a set 
 dims), a hook name (every unit of that layer), or ``(hook_name, units)`` with ``units`` an
 int or a sequence of ints (channels of a ``(N, C, H, W)`` map, features of ``(N, F)``);
 ``(lens.latent_name, dims)`` is a set of latent dims.
+
+Encoder side (:class:`EncoderInterchange`, :func:`encoder_interchange`): the same patch of
+units ``U`` of an encoder layer ``l``, read at the posterior mean instead of the output::
+
+    A~_l = A_l(x) with A~_l[:, U] = A_l(x')[:, U];   mu~ = the rest of the encoder from A~_l
+
+``(K, N, L)`` for ``K`` unit sets, in stacked suffix runs to ``target="latent"`` from one
+cached capture of ``x`` (and one cached pass of ``x'``) per block of pairs, reused by every
+later call; scored in latent space by :func:`pair_shares` on ``(mu~, mu(x), mu(x'))``.
 """
 
 from __future__ import annotations
@@ -60,13 +69,15 @@ import numpy as np
 import torch
 
 from vaelens.errors import ArgumentError
-from vaelens.lens.hooks import Lens
+from vaelens.lens.hooks import Capture, Lens
 from vaelens.lens.patching import resolve_max_batch
 from vaelens.stats import bootstrap_ci
 
 __all__ = [
+    "EncoderInterchange",
     "InterchangeResult",
     "counterfactual_accuracy",
+    "encoder_interchange",
     "factor_direction",
     "interchange",
     "interchange_share",
@@ -481,3 +492,171 @@ def interchange(
         share=pair_shares(patched, base, source),
         isolation=iso,
     )
+
+
+# --------------------------------------------------------------------------- encoder side
+
+
+def _encoder_layers(lens: Lens, layers: object) -> list[str]:
+    """``layers`` checked: a list of encoder hook names (one-line error naming the entry)."""
+    if isinstance(layers, str):
+        layers = [layers]
+    if not isinstance(layers, Sequence) or not layers:
+        raise ArgumentError(f"layers: expected a non-empty list of hook names, got {layers!r}")
+    points = lens._ensure_traced()
+    out: list[str] = []
+    for k, name in enumerate(layers):
+        if not isinstance(name, str) or name not in points:
+            raise ArgumentError(
+                f"layers[{k}]: {name!r} is not a hook point of {type(lens.model).__name__}"
+            )
+        if points[name].phase != "encode":
+            raise ArgumentError(
+                f"layers[{k}]: {name!r} is not on the encoder side (it fires in "
+                f"{points[name].phase}); expected one of {lens.encoder_hook_names}"
+            )
+        if name not in out:
+            out.append(name)
+    return out
+
+
+class EncoderInterchange:
+    """Encoder-side interchange interventions on the units of encoder layers, batched.
+
+    For pairs ``(x_n, x'_n)`` and an encoder layer ``l`` with a unit set ``U``::
+
+        A~_l = A_l(x) with A~_l[:, U] = A_l(x')[:, U]
+        mu~  = the posterior mean of the rest of the encoder run from A~_l
+
+    The passes are cached once at construction, per block of ``max_batch`` pairs: one
+    :meth:`Lens.capture` of ``x`` (to ``target="latent"``) and one
+    :meth:`Lens.run_with_cache` of ``x'`` at every layer. :meth:`latents` then runs ``K``
+    unit sets of one layer as stacked suffix runs of ``K * N`` rows
+    (:meth:`Lens.run_variants`, chunked to ``max_batch`` rows), never one forward per pair
+    or per set, and can be called again (a greedy search) without repeating those passes.
+
+    Attributes: ``layers``; ``base`` ``(N, L)``: ``mu(x)``; ``source`` ``(N, L)``:
+    ``mu(x')`` (both on the CPU); ``max_batch``.
+    """
+
+    def __init__(
+        self,
+        lens: Lens,
+        x: torch.Tensor,
+        x_prime: torch.Tensor,
+        layers: str | Sequence[str],
+        *,
+        max_batch: int | None = None,
+    ) -> None:
+        x, x_prime, _ = _check_interchange_args(x, x_prime, None, None)
+        self.lens = lens
+        self.max_batch = resolve_max_batch(max_batch, lens)
+        lens._ensure_traced(x[:2])
+        self.layers = _encoder_layers(lens, layers)
+        n = int(x.shape[0])
+        block = max(1, min(n, self.max_batch))
+        self._blocks: list[tuple[Capture, dict[str, torch.Tensor]]] = []
+        base, source = [], []
+        with torch.no_grad(), lens.sweep_layout(probe=x[:2]):
+            for b0 in range(0, n, block):
+                sl = slice(b0, min(n, b0 + block))
+                cap = lens.capture(x[sl], target="latent")
+                mup, src = lens.run_with_cache(x_prime[sl], self.layers, target="latent")
+                self._blocks.append((cap, dict(src)))
+                base.append(cap.latent.detach().cpu())
+                source.append(mup.detach().cpu())
+        self.base = torch.cat(base)
+        self.source = torch.cat(source)
+
+    def width(self, layer: str) -> int:
+        """The number of units (channels or features) of ``layer``."""
+        return self.lens.units(self._layer(layer))
+
+    def _layer(self, layer: str) -> str:
+        if layer not in self.layers:
+            raise ArgumentError(f"layer: {layer!r} is not one of the cached layers {self.layers}")
+        return layer
+
+    def unit_change(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(C,)`` change and scale of each unit of ``layer`` over the pairs (float64, CPU).
+
+        ``change_u = sum_n ||A_l(x'_n)[u] - A_l(x_n)[u]||^2`` and ``scale_u = sum_n
+        ||A_l(x_n)[u]||^2 + ||A_l(x'_n)[u]||^2``; unit ``u`` moves (:meth:`live_units`)
+        where ``change_u > 1e-10 scale_u``.
+        """
+        layer = self._layer(layer)
+        width = self.lens.units(layer)
+        change = torch.zeros(width, dtype=torch.float64)
+        scale = torch.zeros(width, dtype=torch.float64)
+        for cap, src in self._blocks:
+            a1 = cap.activations[layer].detach().double().cpu()
+            a2 = src[layer].detach().double().cpu()
+            a1, a2 = a1.reshape(*a1.shape[:2], -1), a2.reshape(*a2.shape[:2], -1)
+            change = change + ((a2 - a1) ** 2).sum((0, 2))
+            scale = scale + (a1**2).sum((0, 2)) + (a2**2).sum((0, 2))
+        return change, scale
+
+    def live_units(self, layer: str) -> list[int]:
+        """Units of ``layer`` whose activation changes on some pair (``change > 1e-10 scale``).
+
+        A unit that is dead on every pair, or constant, has ``A_l(x')[u] = A_l(x)[u]``: its
+        patch is the identity, so it can carry nothing.
+        """
+        change, scale = self.unit_change(layer)
+        return [int(u) for u in torch.nonzero((change > EPS * scale) & (change > 0)).flatten()]
+
+    def latents(self, layer: str, units: Sequence[object]) -> torch.Tensor:
+        """``(K, N, L)`` on the CPU: ``mu~`` of every pair with units ``units[k]`` of ``layer``
+        taken from ``x'``, in stacked suffix runs of at most ``max_batch`` rows."""
+        layer = self._layer(layer)
+        width = self.width(layer)
+        if isinstance(units, str) or not isinstance(units, Sequence) or not units:
+            raise ArgumentError(f"units: expected a non-empty list of unit sets, got {units!r}")
+        sets = [_units(f"units[{k}]", u, width) for k, u in enumerate(units)]
+        parts = []
+        with torch.no_grad(), self.lens.sweep_layout():
+            for cap, src in self._blocks:
+                a1, a2 = cap.activations[layer], src[layer]
+                n = int(a1.shape[0])
+                kb = max(1, self.max_batch // n)
+                outs = []
+                for c0 in range(0, len(sets), kb):
+                    chunk = sets[c0 : c0 + kb]
+                    mask = torch.zeros(len(chunk), width, dtype=torch.bool)
+                    for k, u in enumerate(chunk):
+                        mask[k, list(u)] = True
+                    mask = mask.reshape(len(chunk), 1, width, *([1] * (a1.ndim - 2)))
+                    variants = torch.where(mask.to(a1.device), a2.unsqueeze(0), a1.unsqueeze(0))
+                    out = self.lens.run_variants(layer, variants, cap, target="latent")
+                    outs.append(out.detach().cpu())
+                parts.append(torch.cat(outs))
+        return torch.cat(parts, dim=1)
+
+    def outputs(self, z: torch.Tensor) -> torch.Tensor:
+        """``(K, N, ...)`` on the CPU: ``lens.decode_output`` of latents ``(K, N, L)``, in
+        stacked decodes of at most ``max_batch`` rows."""
+        k, n = int(z.shape[0]), int(z.shape[1])
+        p = next(self.lens.model.parameters(), None)
+        with torch.no_grad(), self.lens.sweep_layout():
+            flat = z.reshape(k * n, *z.shape[2:]).to(p.device if p is not None else "cpu")
+            out = _decode_batched(self.lens, flat, self.max_batch).detach().cpu()
+        return out.reshape(k, n, *out.shape[1:])
+
+
+def encoder_interchange(
+    lens: Lens,
+    x: torch.Tensor,
+    x_prime: torch.Tensor,
+    layer: str,
+    units: Sequence[object],
+    *,
+    max_batch: int | None = None,
+) -> torch.Tensor:
+    """``(K, N, L)``: the posterior mean ``mu~`` of each ``x_n`` with units ``units[k]`` of the
+    encoder layer ``layer`` taken from ``x'_n`` (see :class:`EncoderInterchange`).
+
+    Score it in latent space with :func:`pair_shares` / :func:`interchange_share`:
+    ``<mu~ - mu, mu' - mu> / ||mu' - mu||^2`` per pair, ``mu = mu(x)``, ``mu' = mu(x')``.
+    """
+    enc = EncoderInterchange(lens, x, x_prime, [layer], max_batch=max_batch)
+    return enc.latents(layer, units)
