@@ -84,7 +84,9 @@ class HalvesModel(nn.Module):
 @pytest.fixture(scope="module")
 def result() -> AnalysisResult:
     torch.manual_seed(0)
-    return analyze(HalvesModel(), HalvesDataset(), n_samples=24, seed=1, n_boot=200)
+    return analyze(
+        HalvesModel(), HalvesDataset(), n_samples=24, seed=1, n_boot=200, circuits=True
+    )
 
 
 def _leaves(tree: object) -> list:
@@ -339,3 +341,17 @@ def test_analyze_records_the_twin_seed() -> None:
     assert res.meta.baseline_seed == baseline_seed(3) == 3 + 1_000_003
     assert analyze(HalvesModel(), HalvesDataset(), n_samples=12, seed=3, n_boot=20,
                    baseline=False).meta.baseline_seed is None  # fmt: skip
+
+
+def test_unit_circuits_in_the_analysis(result: AnalysisResult) -> None:
+    circ = result.trained.circuits
+    assert circ is not None and result.baseline is not None
+    assert result.baseline.circuits is not None  # the twin is measured the same way
+    j = circ.layers.index("enc.1")
+    f_left, f_right = circ.factor_names.index("left"), circ.factor_names.index("right")
+    # left moves u0 and u1, but z reads left from u0 alone; right reaches z only through u1
+    assert circ.sets[f_left][j] == [0] and circ.sets[f_right][j] == [1]
+    assert circ.latent_sets[f_left] == [0] and circ.latent_sets[f_right] == [1]
+    assert circ.path_share[f_right, j] == pytest.approx(1.0, abs=1e-6)
+    scalars = result.trained.scalars()
+    assert scalars["circuits.set_size.right.enc.1"] == 1.0

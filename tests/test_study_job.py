@@ -8,7 +8,7 @@ from pathlib import Path
 from _study_jobs import db_snapshot
 from vaelens.report import build_report
 from vaelens.study.config import study_config_from_dict
-from vaelens.study.runner import run_study
+from vaelens.study.runner import run_study, study_status
 from vaelens.study.store import ResultStore
 
 TINY = {
@@ -35,6 +35,10 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     for name in ("analysis.json", "disentanglement.json", "result.json", "status.json"):
         assert (run_dir / name).is_file(), name
     first = json.loads((run_dir / "result.json").read_text())
+    assert json.loads((run_dir / "stage.json").read_text())["stage"] == "done"
+    runs = {r["run_id"]: r for r in study_status(tmp_path)["runs"]}
+    assert runs["vae-synthetic-s0"]["stage"] == "done"
+    assert runs["vae-synthetic-s0"]["step"] == runs["vae-synthetic-s0"]["total_steps"] > 0
     # a second run of the study redoes nothing and records the same numbers
     assert run_study(cfg, tmp_path, workers=1)["completed"] == 2
     assert json.loads((run_dir / "result.json").read_text()) == first

@@ -560,18 +560,34 @@ def study(
 @study_app.command("status")
 def study_status_cmd(
     study_dir: Annotated[Path, typer.Argument(help="Study directory.")],
+    storage: Annotated[
+        Path | None,
+        typer.Option("--storage", help="Where the run directories are, if not in STUDY_DIR."),
+    ] = None,
 ) -> None:
-    """Print a study's progress: runs by status and the errors of failed runs."""
+    """Print a study's progress: runs by status, each run's stage and training step, and
+    the errors of failed runs."""
     from vaelens.study.runner import study_status
 
-    st = study_status(study_dir)
+    st = study_status(study_dir, storage=storage)
     c = st["counts"]
     console.print(
         f"study {st['name']}: {c['completed']}/{st['total']} completed, {c['failed']} failed, "
         f"{c['running']} running, {c['pending']} pending"
     )
+    for row in st["runs"]:
+        console.print(f"  {_run_line(row)}")
     for row in st["failed"]:
         console.print(f"  [red]failed[/red] {row['run_id']}: {row['error']}")
+
+
+def _run_line(row: dict) -> str:
+    """``run_id  status  stage  step/total`` of one run of ``study status``."""
+    step = ""
+    if row.get("step") is not None and row.get("total_steps"):
+        step = f"step {row['step']}/{row['total_steps']}"
+    stage = row.get("stage") or "-"
+    return f"{row['run_id']:<40} {row['status']:<9} {stage:<8} {step}".rstrip()
 
 
 @study_app.command("export")

@@ -6,11 +6,13 @@ by :class:`AnalysisSettings`), :func:`analyze_run` (a trained run directory ->
 typed result), :func:`run_controls` (the referee's controls, ``controls=True``; docs/controls.md),
 :func:`random_baseline` (the randomly initialised twin analysed beside every
 model), :func:`interchange_matrix` (interchange interventions per latent and factor;
-docs/interchange.md) and :func:`write_figures`.
+docs/interchange.md), :func:`unit_circuits` (the channel sets of each encoder layer that
+carry a factor, with path patching; docs/circuits.md) and :func:`write_figures`.
 
 Imports from: data, train, lens, metrics, stats, errors, io.
 """
 
+from vaelens.analysis.circuits import unit_circuits
 from vaelens.analysis.controls import (
     decoder_retrain_control,
     draw_latents,
@@ -32,6 +34,7 @@ from vaelens.analysis.result import (
     AnalysisMeta,
     AnalysisResult,
     CausalGraph,
+    Circuits,
     Clusters,
     Controls,
     DecoderRetrainControl,
@@ -59,6 +62,7 @@ __all__ = [
     "AnalysisResult",
     "AnalysisSettings",
     "CausalGraph",
+    "Circuits",
     "Clusters",
     "Controls",
     "DecoderRetrainControl",
@@ -89,6 +93,7 @@ __all__ = [
     "recon_normalised_ces",
     "run_controls",
     "settings_from",
+    "unit_circuits",
     "write_analysis",
     "write_figures",
 ]

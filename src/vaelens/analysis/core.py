@@ -78,6 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelens.analysis.circuits import unit_circuits
 from vaelens.analysis.interchange import interchange_matrix
 from vaelens.analysis.levels import (
     Inputs,
@@ -94,7 +95,9 @@ from vaelens.analysis.levels import (
 from vaelens.analysis.result import (
     AnalysisMeta,
     AnalysisResult,
+    Circuits,
     FactorGraph,
+    Interchange,
     LatentPosterior,
     Mediation,
     ModelAnalysis,
@@ -463,12 +466,7 @@ def analyze_network(
         by_channel_attribution=patching_level(lens, inp, plan.encoder, max_batch=mb),
         method=MEDIATION_METHOD,
     )
-    inter = None
-    if dataset is not None and s.interchange and not plan.vq:
-        inter = interchange_matrix(
-            lens, dataset, n_pairs=s.interchange_size(), seed=s.seed,
-            threshold=s.interchange_threshold, n_boot=s.n_boot, max_batch=mb,
-        )  # fmt: skip
+    inter, circuits = _interchange_level(lens, dataset, s, plan)
     block = ModelAnalysis(
         latent=latent,
         latent_posterior=latent_post,
@@ -480,8 +478,30 @@ def analyze_network(
         recon_error=_recon_error(model, lens, x, z),
         recon_mse=_recon_mse(lens, x),
         interchange=inter,
+        circuits=circuits,
     )
     return block, trav, rows
+
+
+def _interchange_level(
+    lens: Lens, dataset: object | None, s: AnalysisSettings, plan: LayerPlan
+) -> tuple[Interchange | None, Circuits | None]:
+    """The interchange matrix and (``s.circuits``) the unit circuits, on the same pairs."""
+    if dataset is None or not s.interchange or plan.vq:
+        return None, None
+    mb, n = plan.max_batch, s.interchange_size()
+    inter = interchange_matrix(
+        lens, dataset, n_pairs=n, seed=s.seed, threshold=s.interchange_threshold,
+        n_boot=s.n_boot, max_batch=mb,
+    )  # fmt: skip
+    circuits = None
+    if s.circuits:
+        layers = list(s.circuit_layers) if s.circuit_layers else None
+        circuits = unit_circuits(
+            lens, dataset, interchange=inter, layers=layers, n_pairs=n, seed=s.seed,
+            n_boot=s.n_boot, max_batch=mb,
+        )  # fmt: skip
+    return inter, circuits
 
 
 def _twin_notes(model: nn.Module, twin: nn.Module) -> list[str]:

@@ -388,6 +388,7 @@ class ModelAnalysis(_Block):
     recon_error: Num
     recon_mse: Num
     interchange: Interchange | None = None
+    circuits: Circuits | None = None
 
     def scalars(self) -> dict[str, float]:
         """The causal metrics as named scalars (``ces.mean``, ``modularity.<layer>``, ...)."""
@@ -398,8 +399,9 @@ class ModelAnalysis(_Block):
             out.update(self.posterior.scalars())
         for name, layer in self.layers.items():
             out.update(layer.scalars(name))
-        if self.interchange is not None:
-            out.update(self.interchange.scalars())
+        for block in (self.interchange, self.circuits):
+            if block is not None:
+                out.update(block.scalars())
         return out
 
 

@@ -54,7 +54,12 @@ class AnalysisSettings(BaseModel):
     (default None = ``n_samples``, ``>= 2``) pairs per factor, each latent dim of ``x`` taken from ``x'`` and
     scored against the real ``x'``; an edge where the share's CI lower bound exceeds
     ``interchange_threshold`` (default 0.1: a tenth of the factor's output change); see
-    :mod:`vaelens.analysis.interchange`.
+    :mod:`vaelens.analysis.interchange`. With it, ``circuits`` (default off) finds each
+    factor's smallest channel set in every encoder layer (``circuit_layers``) with path
+    patching through the latent (:mod:`vaelens.analysis.circuits`), and ``alignment``
+    (default off) learns a rotation per factor whose ``alignment_k``-dimensional subspace
+    carries the factor, beside the best axis-aligned set (:mod:`vaelens.analysis.alignment`).
+    Both use the interchange's pairs (``interchange_pairs``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -110,6 +115,17 @@ class AnalysisSettings(BaseModel):
     interchange_threshold: float = Field(
         0.1, ge=0, allow_inf_nan=False, description="interchange edge: share CI lower bound"
     )
+    circuits: bool = Field(
+        False, description="unit-level circuits per factor and encoder layer (docs/circuits.md)"
+    )
+    circuit_layers: tuple[str, ...] | None = Field(
+        None, description="encoder hook points of the circuits (None: every encoder hook)"
+    )
+    alignment: bool = Field(
+        False, description="distributed alignment search per factor (docs/interchange.md)"
+    )
+    alignment_k: int = Field(1, ge=1, description="dimension of each learned subspace")
+    alignment_steps: int = Field(200, ge=1, description="Adam steps of each learned rotation")
     control_aggregate: str = Field(
         "shuffle",
         pattern="^(shuffle|gaussian)$",

@@ -8,12 +8,18 @@ not redone, so a run interrupted anywhere resumes where it stopped:
 - ``disentanglement.json`` holds the disentanglement metrics;
 - ``result.json`` (written last) holds the scalar summary the driver records: the analysis'
   :meth:`~vaelens.analysis.AnalysisResult.scalars` and the disentanglement scores.
+
+``stage.json`` says which stage the run is in (``train``, ``analyze``, ``metrics``,
+``done``) and since when; ``vaelens study status`` reads it beside training's
+``status.json`` (step of total). Each stage also prints one line (``RUN_ID: stage``).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,10 @@ from vaelens.io import atomic_write_json
 from vaelens.study.config import RunSpec, StudyAnalysis
 from vaelens.train import Run
 
-__all__ = ["analysis_of", "execute_run", "scores_of"]
+__all__ = ["STAGES", "analysis_of", "execute_run", "read_stage", "scores_of"]
+
+#: the stages of a study run, in order
+STAGES = ("train", "analyze", "metrics", "done")
 
 #: dataset options that are TrainConfig fields rather than load_dataset keywords
 _SOURCE_KEYS = {"source": "dataset_source", "root": "dataset_root"}
@@ -43,6 +52,22 @@ def _train_config(run: RunSpec, run_dir: Path) -> dict[str, Any]:
         dataset_params=params,
     )
     return data
+
+
+def _stage(run_dir: Path, run_id: str, stage: str) -> None:
+    """Record and print that run ``run_id`` enters ``stage``."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(run_dir / "stage.json", {"stage": stage, "since": now})
+    print(f"{run_id}: {stage}", file=sys.stdout, flush=True)
+
+
+def read_stage(run_dir: str | Path) -> dict[str, Any] | None:
+    """``stage.json`` of a study run (``{"stage", "since"}``), or None when absent or unreadable."""
+    try:
+        data = json.loads((Path(run_dir) / "stage.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("stage") in STAGES else None
 
 
 def _train(run: RunSpec, run_dir: Path) -> Run:
@@ -102,9 +127,12 @@ def execute_run(spec: dict[str, Any], storage: str) -> dict[str, Any]:
     if result_path.is_file():
         return json.loads(result_path.read_text())
     t0 = time.perf_counter()
+    _stage(run_dir, run.run_id, "train")
     trained = _train(run, run_dir)
     t1 = time.perf_counter()
+    _stage(run_dir, run.run_id, "analyze")
     metrics: dict[str, Any] = analysis_of(trained, run.analysis, run.seed).scalars()
+    _stage(run_dir, run.run_id, "metrics")
     metrics.update(scores_of(trained, run.analysis, run.seed))
     result = {
         "metrics": metrics,
@@ -112,4 +140,5 @@ def execute_run(spec: dict[str, Any], storage: str) -> dict[str, Any]:
         "analysis_seconds": time.perf_counter() - t1,
     }
     atomic_write_json(result_path, result)
+    _stage(run_dir, run.run_id, "done")
     return json.loads(result_path.read_text())

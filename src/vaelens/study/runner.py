@@ -310,17 +310,41 @@ def _run_ray(
             ray.shutdown()
 
 
-def study_status(study_dir: str | Path) -> dict[str, Any]:
-    """Progress of the study in ``study_dir``: counts by status and the failed runs' errors."""
+def _run_progress(run_dir: Path) -> dict[str, Any]:
+    """Stage and training step of one run directory (None where it has not got there)."""
+    from vaelens.study.job import read_stage
+    from vaelens.train.logging import read_status
+
+    stage = read_stage(run_dir) or {}
+    train = read_status(run_dir) or {}
+    return {
+        "stage": stage.get("stage"),
+        "since": stage.get("since"),
+        "step": train.get("step"),
+        "total_steps": train.get("total_steps"),
+    }
+
+
+def study_status(study_dir: str | Path, *, storage: str | Path | None = None) -> dict[str, Any]:
+    """Progress of the study in ``study_dir``: counts by status, the failed runs' errors, and
+    ``runs``: per run its status, stage (:data:`vaelens.study.job.STAGES`) and training
+    step of total, read from its run directory (under ``storage`` when the runs were
+    written there, else under ``study_dir``)."""
     path = Path(study_dir) / DB_NAME
     if not path.is_file():
         raise ConfigError(f"{study_dir}: no study here (missing {DB_NAME})")
+    root = Path(storage) if storage is not None else Path(study_dir)
     with ResultStore(path) as store:
         runs = store.runs()
         failed = runs[runs.status == "failed"][["run_id", "error"]].to_dict("records")
+        per_run = [
+            {"run_id": r.run_id, "status": r.status, **_run_progress(root / "runs" / r.run_id)}
+            for r in runs.itertuples()
+        ]
         return {
             "name": store.get_meta("name"),
             "counts": store.counts(),
             "failed": failed,
             "total": len(runs),
+            "runs": per_run,
         }
