@@ -53,7 +53,9 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, factors: np.ndarray, names: list[str]) -> dict:
+def evaluate(
+    model: torch.nn.Module, x: torch.Tensor, factors: np.ndarray, names: list[str]
+) -> dict:
     """The scores of the module docstring on held-out images ``x`` with factor indices."""
     from vaelens.models.vae import reconstruction_loss
 

@@ -84,9 +84,7 @@ class HalvesModel(nn.Module):
 @pytest.fixture(scope="module")
 def result() -> AnalysisResult:
     torch.manual_seed(0)
-    return analyze(
-        HalvesModel(), HalvesDataset(), n_samples=24, seed=1, n_boot=200, circuits=True
-    )
+    return analyze(HalvesModel(), HalvesDataset(), n_samples=24, seed=1, n_boot=200, circuits=True)
 
 
 def _leaves(tree: object) -> list:

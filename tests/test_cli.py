@@ -96,6 +96,7 @@ def test_train_analyze_metrics_on_a_tiny_run(tmp_path: Path) -> None:
     assert len(analysis.trained.latent.ces) == 10 and analysis.baseline is None
     assert analysis.meta.settings.n_boot == 20
     assert analysis.meta.settings.latent_values == (-2.0, 0.0, 2.0)
+    assert "interchange shares" in res.output and "minimal" in res.output
     assert (run / "figures" / "traversals.png").is_file()
     res = runner.invoke(app, ["metrics", str(run), "--metrics", "mig,sap"])
     assert res.exit_code == 0, res.output

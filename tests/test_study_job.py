@@ -48,6 +48,8 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     assert "Interchange interventions" in html  # the real pipeline's interchange block
     inter = (tmp_path / "report" / "tables" / "table_interchange.csv").read_text()
     assert "interchange.min_set_size.shape" in inter
+    matrix = (tmp_path / "report" / "tables" / "table_interchange_matrix.md").read_text()
+    assert "minimal set" in matrix and "z0" in matrix
 
 
 def test_real_study_killed_mid_training_resumes_to_the_same_database(tmp_path: Path) -> None:

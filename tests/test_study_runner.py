@@ -202,3 +202,15 @@ def test_one_driver_per_study_directory(tmp_path: Path) -> None:
         run_study(study_config_from_dict(fast), study, job=JOB, workers=1)
     counts = run_study(study_config_from_dict(spec), study, job=JOB, workers=1, max_runs=0)
     assert counts["running"] == 0 and counts["pending"] == 3  # the killed run was reset
+
+
+def test_builtin_presets_validate_and_standard_is_dlibs_budget() -> None:
+    from vaelens.study.config import plan_runs
+    from vaelens.study.presets import PRESETS, preset
+
+    for name in PRESETS:
+        assert plan_runs(preset(name)), name
+    runs = plan_runs(preset("standard"))
+    assert len(runs) == 60
+    assert {r.train["steps"] for r in runs} == {300_000} and {r.train["lr"] for r in runs} == {1e-4}
+    assert {r.hparams["backbone"] for r in runs} == {"dlib"}

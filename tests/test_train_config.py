@@ -113,3 +113,10 @@ def test_config_round_trips_through_json() -> None:
     assert again == cfg
     with pytest.raises(ConfigError, match="n_train"):
         config_from_dict({"n_train": 10, "batch_size": 64})
+
+
+def test_dlib_preset_is_disentanglement_libs_budget() -> None:
+    cfg = preset_config("dlib", model="factor_vae")
+    assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.schedule) == (300_000, 64, 1e-4, "constant")
+    assert cfg.model_params["backbone"] == "dlib"
+    assert preset_config("dlib", epochs=2).steps is None  # epochs replace the preset's steps

@@ -262,7 +262,9 @@ BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", min=1)]
 LrOpt = Annotated[float | None, typer.Option("--lr", min=0.0)]
 WarmupOpt = Annotated[
     int | None,
-    typer.Option("--warmup-steps", min=0, help="Linear learning-rate warm-up over this many steps."),
+    typer.Option(
+        "--warmup-steps", min=0, help="Linear learning-rate warm-up over this many steps."
+    ),
 ]
 PlateauOpt = Annotated[
     int | None,
@@ -436,7 +438,35 @@ def analyze_cmd(
     overrides.update(_key_values(settings, "--set"))
     s = settings_from(source="vaelens analyze", **overrides)
     path = analyze_run(Run.open(run_dir, trust_code=trust), s, out=out)
+    _print_interchange(path)
     console.print(f"wrote {path} and {path.parent / 'figures'}")
+
+
+def _print_interchange(path: Path) -> None:
+    """The trained model's interchange matrix (shares with CIs; * = edge) and minimal sets."""
+    from vaelens.analysis import load_analysis
+    from vaelens.report.interchange import share_cell
+
+    inter = load_analysis(path).trained.interchange
+    if inter is None:
+        return
+    edges = {(int(i), int(f)) for i, f in inter.edges}
+    table = Table(title="interchange shares (95% CI; * = edge of the causal graph)")
+    table.add_column("latent")
+    for name in inter.factor_names:
+        table.add_column(name)
+    for i in range(inter.share.shape[0]):
+        cells = [
+            share_cell(inter.share[i, f], *inter.share_ci[i, f], (i, f) in edges)
+            for f in range(len(inter.factor_names))
+        ]
+        table.add_row(f"z{i}", *cells)
+    sets = [
+        "{" + ", ".join(f"z{j}" for j in chosen) + "}" if chosen else "n/a"
+        for chosen in inter.min_sets
+    ]
+    table.add_row("minimal set", *sets)
+    console.print(table)
 
 
 @app.command("metrics")

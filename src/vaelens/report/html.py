@@ -14,6 +14,7 @@ import pandas as pd
 from vaelens.errors import ConfigError
 from vaelens.io import atomic_open
 from vaelens.report import figures as figs
+from vaelens.report import interchange as itabs
 from vaelens.report import tables as tabs
 from vaelens.report.data import StudyData, arch_label, fmt, load_study, p_eq
 from vaelens.report.limits import limitations
@@ -319,6 +320,22 @@ def _add_section(
         rep.per_dataset(study, fn, alt, caption)
 
 
+def _add_interchange(rep: _Report, study: StudyData) -> None:
+    """Section 9b: interchange summary across seeds, the matrices, circuits and alignment."""
+    tables = [
+        tabs.interchange_table(study),
+        itabs.interchange_matrices(study),
+        itabs.circuit_table(study),
+        itabs.alignment_table(study),
+    ]
+    tables = [t for t in tables if not t.display.empty]
+    if not tables:
+        return
+    rep.add("<h2>9b. Interchange interventions (docs/interchange.md)</h2>")
+    for table in tables:
+        rep.table(table)
+
+
 def _add_dimensions(rep: _Report, study: StudyData) -> None:
     _add_section(
         rep,
@@ -513,9 +530,7 @@ def build_report(
     _add_mediation(rep, study, mediation)
     _add_baseline_and_tests(rep, study, tests)
     _add_controls(rep, study)
-    inter = tabs.interchange_table(study)
-    if not inter.display.empty:
-        _add_section(rep, study, "9b. Interchange interventions (docs/interchange.md)", inter)
+    _add_interchange(rep, study)
     if any(col.startswith("dlib.") for col in study.completed.columns):
         _add_section(rep, study, "10. Pretrained zoo", tabs.zoo_comparison(study, n_boot=n_boot))
     _add_traversals(rep, study)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def _train_config(run: RunSpec, run_dir: Path) -> dict[str, Any]:
 
 def _stage(run_dir: Path, run_id: str, stage: str) -> None:
     """Record and print that run ``run_id`` enters ``stage``."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     atomic_write_json(run_dir / "stage.json", {"stage": stage, "since": now})
     print(f"{run_id}: {stage}", file=sys.stdout, flush=True)
 

@@ -5,6 +5,11 @@
   50 epochs, beta 4, gamma 40). It needs the official dataset files and GPUs (``--executor ray``).
 - ``paper-v1``: the 3 architectures of the first version of Roy (2025) (VAE, beta-VAE,
   FactorVAE) on the synthetic causal dataset and procedural dSprites, 3 seeds, same settings.
+- ``standard``: disentanglement_lib's budget for GPU users: 5 architectures (its network,
+  ``backbone="dlib"``) x the 4 factorial datasets x 3 seeds = 60 runs of 300,000 steps at batch
+  64, Adam lr 1e-4 (Locatello et al. 2019), with mid-range hyper-parameters of its sweep
+  (beta 4; FactorVAE gamma 30; beta-TC-VAE beta 6; DIP-VAE-II lambda_od 10) and the full
+  analysis. Expected time: see README ("Training budgets").
 - ``quick``: 3 architectures (half-width roy2025 backbone) x synthetic and procedural dSprites x
   2 seeds, 600 steps each: finishes on 2 CPU cores in minutes and still trains models well
   past their untrained baseline.
@@ -65,6 +70,30 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "resources": {"num_cpus": 4, "num_gpus": 1},
     },
+    "standard": {
+        "name": "standard",
+        "architectures": ["vae", "beta_vae", "factor_vae", "beta_tc_vae", "dip_vae_ii"],
+        "datasets": ["dsprites", "shapes3d", "mpi3d", "smallnorb"],
+        "seeds": [0, 1, 2],
+        "train": {"steps": 300_000, "batch_size": 64, "lr": 1e-4, "checkpoint_every": 10_000},
+        "model_params": {
+            "vae": {"backbone": "dlib"},
+            "beta_vae": {"backbone": "dlib", "beta": 4.0},
+            "factor_vae": {"backbone": "dlib", "gamma": 30.0},
+            "beta_tc_vae": {"backbone": "dlib", "beta": 6.0},
+            "dip_vae_ii": {"backbone": "dlib", "lambda_od": 10.0},
+        },
+        "dataset_options": {"dsprites": {"source": "file"}, "shapes3d": {"source": "file"}},
+        "analysis": {
+            "n_samples": 512,
+            "metrics_preset": "faithful",
+            "controls": True,
+            "control_steps": 5000,
+            "circuits": True,
+            "alignment": True,
+        },
+        "resources": {"num_cpus": 4, "num_gpus": 1},
+    },
     "quick": {
         "name": "quick",
         "architectures": ["vae", "beta_vae", "factor_vae"],
@@ -103,7 +132,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str) -> StudyConfig:
-    """The built-in study ``name`` (``paper``, ``paper-v1`` or ``quick``)."""
+    """The built-in study ``name`` (one of :data:`PRESETS`: ``paper``, ``paper-v1``,
+    ``standard``, ``quick``, ``demo``)."""
     if name not in PRESETS:
         raise ConfigError(
             f"preset: unknown study preset {name!r}; expected one of {sorted(PRESETS)}"

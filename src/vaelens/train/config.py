@@ -53,6 +53,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "schedule": "cosine",
         "variant_params": ROY2025_PRESET,
     },
+    # disentanglement_lib's budget (Locatello et al. 2019): its 4-conv + 256-unit network,
+    # Adam lr 1e-4 (beta1 0.9, beta2 0.999, eps 1e-8), batch 64, 300,000 steps, constant lr.
+    "dlib": {
+        "lr": 1e-4,
+        "batch_size": 64,
+        "steps": 300_000,
+        "schedule": "constant",
+        "checkpoint_every": 10_000,
+        "variant_params": {name: {"backbone": "dlib"} for name in ROY2025_PRESET},
+    },
 }
 
 #: old preset names, still accepted: ``"seeds"`` was the name of ``"roy2025"``
@@ -161,6 +171,8 @@ def _apply_preset(data: dict[str, Any], where: str) -> dict[str, Any]:
     merged = {**preset, **data}
     if "steps" in data and "epochs" not in data:
         merged.pop("epochs", None)
+    if "epochs" in data and "steps" not in data:
+        merged.pop("steps", None)
     model = merged.get("model", TrainConfig.model_fields["model"].default)
     params = dict(variant_params.get(model, {}))
     params.update(data.get("model_params") or {})

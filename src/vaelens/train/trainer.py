@@ -47,7 +47,6 @@ from vaelens.train.checkpoint import (
 )
 from vaelens.train.config import TrainConfig
 from vaelens.train.data import EpochOrder, TrainingSet, build_training_set
-from vaelens.train.stopping import PlateauRule
 from vaelens.train.logging import (
     MetricsLog,
     ProgressBar,
@@ -64,6 +63,7 @@ from vaelens.train.run import (
     check_model_trust,
     merge_trust,
 )
+from vaelens.train.stopping import PlateauRule
 
 __all__ = [
     "RunResult",
