@@ -36,7 +36,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from vaelens.analysis.result import Alignment
 from vaelens.data import check_dataset
@@ -158,9 +157,11 @@ def alignment_search(
     for every formula. Returns an :class:`Alignment` block.
     """
     _check(n_pairs, n_train, steps, lr, batch_size, seed, n_boot, max_sets)
+    names = getattr(dataset, "factor_names", None)
+    if names is not None and not len(names):
+        label = getattr(dataset, "name", type(dataset).__name__)
+        raise ArgumentError(f"dataset: {label} has no factors to intervene on")
     ds = check_dataset(dataset)
-    if not len(ds.factor_names):
-        raise ArgumentError(f"dataset: {ds.name} has no factors to intervene on")
     chosen = _factor_list(ds, factors)
     mb = resolve_max_batch(max_batch, lens)
     rng = np.random.default_rng(seed)
