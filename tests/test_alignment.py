@@ -201,3 +201,17 @@ def test_bad_arguments_are_one_line_errors() -> None:
         fit_alignment(lens, x, xp, k=5)
     with pytest.raises(ArgumentError, match=r"^basis: expected a tensor \(2, k\)"):
         rotated_interchange(lens, x, xp, torch.eye(3))
+
+
+class OneLevel(TwoChannels):
+    factor_sizes = (1, 4)
+    factor_values: ClassVar[list[np.ndarray]] = [np.array([0.5]), np.linspace(0.2, 0.8, 4)]
+
+
+def test_single_level_factor_is_nan_and_alone_an_error() -> None:
+    lens = Lens(RotChannels())
+    a = alignment_search(lens, OneLevel(), **{**KW, "steps": 10})
+    assert np.isnan(a.share[0]) and np.isnan(a.basis[0]).all() and a.axis_units[0] == []
+    assert np.isfinite(a.share[1])
+    with pytest.raises(ArgumentError, match=r"^factors: every chosen factor .* single level"):
+        alignment_search(lens, OneLevel(), factors="a")

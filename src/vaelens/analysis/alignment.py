@@ -165,7 +165,10 @@ def alignment_search(
     chosen = _factor_list(ds, factors)
     mb = resolve_max_batch(max_batch, lens)
     rng = np.random.default_rng(seed)
-    probe = factor_pairs(ds, chosen[0], 2, seed=np.random.default_rng(seed))[0]
+    live = [f for f in chosen if int(ds.factor_sizes[f]) > 1]
+    if not live:
+        raise ArgumentError(f"factors: every chosen factor of {ds.name} has a single level")
+    probe = factor_pairs(ds, live[0], 2, seed=np.random.default_rng(seed))[0]
     name, d = alignment_width(lens, layer, probe)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d:
         raise ArgumentError(f"k: expected an int in [1, {d}] (the width of {name}), got {k!r}")
