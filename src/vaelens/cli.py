@@ -564,26 +564,19 @@ def study(
     check_study_trust(cfg, trust, source=where)
     study_dir = out or Path("studies") / cfg.name
 
-    def event(kind: str, run_id: str, info: dict) -> None:
-        if kind == "start":
-            console.print(f"[cyan]start[/cyan] {run_id}")
-        elif info.get("ok"):
-            console.print(f"[green]done[/green]  {run_id}")
-        else:
-            console.print(f"[red]failed[/red] {run_id}: {info.get('error')}")
-
-    counts = run_study(
-        cfg,
-        study_dir,
-        executor=executor,
-        workers=workers,
-        ray_address=ray_address,
-        storage=storage,
-        retry_failed=retry_failed,
-        max_runs=max_runs,
-        on_event=event,
-        trust_code=trust,
-    )
+    with StudyProgress(cfg.name) as event:
+        counts = run_study(
+            cfg,
+            study_dir,
+            executor=executor,
+            workers=workers,
+            ray_address=ray_address,
+            storage=storage,
+            retry_failed=retry_failed,
+            max_runs=max_runs,
+            on_event=event,
+            trust_code=trust,
+        )
     console.print(f"study {cfg.name} in {study_dir}: {counts}")
 
 
@@ -638,6 +631,63 @@ def study_export(
 
 
 # --------------------------------------------------------------------------------------- report
+
+
+class StudyProgress:
+    """The study driver's events as lines (``start``/``done``/``failed`` RUN_ID), and in a
+    terminal a bar over the pending runs with the time elapsed and an ETA."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> StudyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def _print(self, text: str) -> None:
+        (self.bar.console if self.bar is not None else console).print(text)
+
+    def __call__(self, kind: str, run_id: str, info: dict) -> None:
+        if kind == "plan":
+            self._start_bar(int(info.get("pending", 0)))
+        elif kind == "start":
+            self._print(f"[cyan]start[/cyan] {run_id}")
+        elif kind == "done":
+            if info.get("ok"):
+                self._print(f"[green]done[/green]  {run_id}")
+            else:
+                self._print(f"[red]failed[/red] {run_id}: {info.get('error')}")
+            if self.bar is not None:
+                self.bar.advance(self.task)
+
+    def _start_bar(self, pending: int) -> None:
+        if not console.is_terminal or pending == 0:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn(f"[bold]study {self.name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.bar.add_task("runs", total=pending)
+        self.bar.start()
 
 
 @app.command("report")
@@ -790,16 +840,8 @@ def demo(
     cfg = preset("quick")
     study_dir = out / "study"
 
-    def event(kind: str, run_id: str, info: dict) -> None:
-        if kind == "done":
-            state = (
-                "[green]done[/green]"
-                if info.get("ok")
-                else f"[red]failed[/red] {info.get('error')}"
-            )
-            console.print(f"{state} {run_id}")
-
-    counts = run_study(cfg, study_dir, workers=workers, on_event=event)
+    with StudyProgress(cfg.name) as event:
+        counts = run_study(cfg, study_dir, workers=workers, on_event=event)
     console.print(f"quick study: {counts}")
     report = build_report(study_dir)
     console.print(f"report: {report}")

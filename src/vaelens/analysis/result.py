@@ -46,6 +46,7 @@ from vaelens.io import atomic_write_json
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Alignment",
     "AnalysisMeta",
     "AnalysisResult",
     "CausalGraph",
@@ -743,3 +744,54 @@ class Circuits(_Block):
 
 
 __all__ += ["Circuits"]
+
+
+# --------------------------------------------------------------------------- alignment search
+
+
+class Alignment(_Block):
+    """Distributed alignment search per factor (analysis.alignment): a learned rotated subspace.
+
+    For factor ``f``, an orthogonal ``R`` of the variable space (the latent, or the channel
+    axis of hook point ``layer``) is learned on ``n_train`` pairs ``(x, x')`` differing in
+    ``f`` so that interchanging its first ``k`` coordinates, ``a~ = a + R_k R_k^T (a' - a)``,
+    carries the change ``D(x) -> D(x')``. ``share[f]`` / ``share_ci[f]``: its interchange share
+    ``mean_n <D~ - D, D' - D> / ||D' - D||^2`` on ``n_pairs`` held-out pairs and the bootstrap
+    interval; ``accuracy[f] = sum (e0 - e) / sum (e0 - e1)`` against the real ``x'``;
+    ``train_share[f]``: the share on the training pairs. ``axis_share``, ``axis_share_ci``,
+    ``axis_accuracy``: the same held-out scores of the best set of ``k`` units (``axis_units[f]``,
+    chosen on the training pairs); a high ``share`` beside a low ``axis_share`` = encoded, but
+    not axis-aligned. ``basis`` ``(F, d, k)``: ``R_k`` per factor. NaN (and empty units) for a
+    factor that does not move the output or has one level.
+    """
+
+    factor_names: list[str]
+    layer: str
+    k: int
+    width: int
+    share: FloatArray
+    share_ci: FloatArray
+    accuracy: FloatArray
+    train_share: FloatArray
+    final_loss: FloatArray
+    axis_share: FloatArray
+    axis_share_ci: FloatArray
+    axis_accuracy: FloatArray
+    axis_units: list[list[int]]
+    basis: FloatArray
+    n_pairs: int
+    n_train: int
+    steps: int
+    lr: float
+    seed: int
+    method: str
+
+    def scalars(self) -> dict[str, float]:
+        out = {}
+        for f, name in enumerate(self.factor_names):
+            out[f"alignment.share.{name}"] = float(self.share[f])
+            out[f"alignment.axis_share.{name}"] = float(self.axis_share[f])
+            out[f"alignment.accuracy.{name}"] = float(self.accuracy[f])
+        return out
+
+

@@ -8,6 +8,8 @@
 plus interchange interventions scored against the real counterfactual images
 (:func:`interchange`, :mod:`vaelens.lens.interchange`) and discrete code swaps for VQ-VAEs
 (:func:`code_swap_effects`).
+Distributed alignment search (interchange on a learned rotated subspace):
+:func:`fit_alignment`, :mod:`vaelens.lens.alignment`.
 
 Imports from: data, stats, errors.
 
@@ -15,6 +17,13 @@ Adapters for models written for other libraries: :mod:`vaelens.lens.adapters`.
 """
 
 from vaelens.lens.adapters import ADAPTERS, Adapter, read_image, read_posterior, register_adapter
+from vaelens.lens.alignment import (
+    AlignmentFit,
+    best_axis_units,
+    fit_alignment,
+    rotated_interchange,
+    subspace_interchange,
+)
 from vaelens.lens.hooks import (
     ActivationCache,
     AdaptedModel,
@@ -69,6 +78,7 @@ __all__ = [
     "ActivationCache",
     "AdaptedModel",
     "Adapter",
+    "AlignmentFit",
     "Capture",
     "EncoderInterchange",
     "FallbackWarning",
@@ -79,6 +89,7 @@ __all__ = [
     "MediationResult",
     "activation_patching",
     "attribution_patching",
+    "best_axis_units",
     "code_swap_effects",
     "code_swap_outputs",
     "codebook_size",
@@ -89,6 +100,7 @@ __all__ = [
     "encoder_interchange",
     "factor_direction",
     "factor_pairs",
+    "fit_alignment",
     "input_intervention",
     "interchange",
     "interchange_share",
@@ -105,6 +117,8 @@ __all__ = [
     "read_image",
     "read_posterior",
     "register_adapter",
+    "rotated_interchange",
     "set_latent",
+    "subspace_interchange",
     "traversal_grid",
 ]

@@ -138,6 +138,10 @@ def run_study(
     directories go (a path every worker can reach; default ``study_dir``). ``max_runs``
     stops after that many runs have been started (for tests and partial sweeps).
 
+    ``on_event(kind, run_id, info)`` hears ``"plan"`` once (``info``: ``pending``, ``total``;
+    ``run_id`` empty), then ``"start"`` and ``"done"`` (``info["ok"]``, ``info["error"]``)
+    per run.
+
     ``trust_code``: the ``"module:attr"`` architectures whose code the workers may import
     and run (``True``: any, for study files you wrote). An architecture with a ``:`` that
     it does not name raises a one-line :class:`ConfigError` before the study directory is
@@ -206,6 +210,7 @@ def _drive(
             pending = pending[:max_runs]
         store_dir = str(Path(storage) if storage is not None else study_dir)
         notify = on_event or (lambda *_: None)
+        notify("plan", "", {"pending": len(pending), "total": len(specs)})
         if executor == "ray":
             _run_ray(store, specs, pending, job, store_dir, cfg.resources, ray_address, notify)
         else:
