@@ -84,7 +84,10 @@ class HalvesModel(nn.Module):
 @pytest.fixture(scope="module")
 def result() -> AnalysisResult:
     torch.manual_seed(0)
-    return analyze(HalvesModel(), HalvesDataset(), n_samples=24, seed=1, n_boot=200, circuits=True)
+    return analyze(
+        HalvesModel(), HalvesDataset(), n_samples=24, seed=1, n_boot=200, circuits=True,
+        alignment=True, alignment_steps=60,
+    )  # fmt: skip
 
 
 def _leaves(tree: object) -> list:
@@ -345,11 +348,24 @@ def test_unit_circuits_in_the_analysis(result: AnalysisResult) -> None:
     circ = result.trained.circuits
     assert circ is not None and result.baseline is not None
     assert result.baseline.circuits is not None  # the twin is measured the same way
-    j = circ.layers.index("enc.1")
+    assert circ.layers == ["enc"]  # the analysed encoder layer (mu and logvar are heads)
+    j = 0
     f_left, f_right = circ.factor_names.index("left"), circ.factor_names.index("right")
     # left moves u0 and u1, but z reads left from u0 alone; right reaches z only through u1
     assert circ.sets[f_left][j] == [0] and circ.sets[f_right][j] == [1]
     assert circ.latent_sets[f_left] == [0] and circ.latent_sets[f_right] == [1]
     assert circ.path_share[f_right, j] == pytest.approx(1.0, abs=1e-6)
     scalars = result.trained.scalars()
-    assert scalars["circuits.set_size.right.enc.1"] == 1.0
+    assert scalars["circuits.set_size.right.enc"] == 1.0
+
+
+def test_alignment_in_the_analysis(result: AnalysisResult) -> None:
+    al = result.trained.alignment
+    assert al is not None and al.k == 1
+    for name, unit in (("left", 0), ("right", 1)):
+        f = al.factor_names.index(name)
+        assert al.axis_units[f] == [unit]
+        assert al.axis_share[f] == pytest.approx(1.0, abs=1e-6)
+        assert al.share[f] > 0.95  # the learned rotation finds the same axis
+    assert np.isnan(al.share[al.factor_names.index("nuisance")])
+    assert result.trained.scalars()["alignment.axis_share.left"] == pytest.approx(1.0)

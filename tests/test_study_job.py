@@ -18,7 +18,14 @@ TINY = {
     "seeds": [0],
     "train": {"steps": 6, "batch_size": 8, "n_train": 64, "checkpoint_every": 3},
     "model_params": {"vae": {"width": 0.125}, "beta_vae": {"width": 0.125}},
-    "analysis": {"n_samples": 8, "metrics": ["mig", "sap"], "baseline": True},
+    "analysis": {
+        "n_samples": 8,
+        "metrics": ["mig", "sap"],
+        "baseline": True,
+        "circuits": True,
+        "alignment": True,
+        "alignment_steps": 10,
+    },
 }
 
 
@@ -50,6 +57,8 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     assert "interchange.min_set_size.shape" in inter
     matrix = (tmp_path / "report" / "tables" / "table_interchange_matrix.md").read_text()
     assert "minimal set" in matrix and "z0" in matrix
+    for key in ("table_circuits", "table_alignment"):
+        assert (tmp_path / "report" / "tables" / f"{key}.csv").is_file(), key
 
 
 def test_real_study_killed_mid_training_resumes_to_the_same_database(tmp_path: Path) -> None:

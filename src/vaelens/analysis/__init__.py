@@ -7,11 +7,14 @@ typed result), :func:`run_controls` (the referee's controls, ``controls=True``; 
 :func:`random_baseline` (the randomly initialised twin analysed beside every
 model), :func:`interchange_matrix` (interchange interventions per latent and factor;
 docs/interchange.md), :func:`unit_circuits` (the channel sets of each encoder layer that
-carry a factor, with path patching; docs/circuits.md) and :func:`write_figures`.
+carry a factor, with path patching; docs/circuits.md), :func:`alignment_search` (a learned
+rotation per factor against the best axis-aligned latents; docs/interchange.md) and
+:func:`write_figures`.
 
 Imports from: data, train, lens, metrics, stats, errors, io.
 """
 
+from vaelens.analysis.alignment import alignment_search
 from vaelens.analysis.circuits import unit_circuits
 from vaelens.analysis.controls import (
     decoder_retrain_control,
@@ -31,6 +34,7 @@ from vaelens.analysis.figures import write_figures
 from vaelens.analysis.interchange import interchange_matrix
 from vaelens.analysis.result import (
     SCHEMA_VERSION,
+    Alignment,
     AnalysisMeta,
     AnalysisResult,
     CausalGraph,
@@ -58,6 +62,7 @@ from vaelens.analysis.settings import AnalysisSettings, settings_from
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Alignment",
     "AnalysisMeta",
     "AnalysisResult",
     "AnalysisSettings",
@@ -79,6 +84,7 @@ __all__ = [
     "PosteriorSourceControl",
     "ReconNormalisedCES",
     "VQEffects",
+    "alignment_search",
     "analyze",
     "analyze_network",
     "analyze_run",

@@ -78,6 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelens.analysis.alignment import alignment_search
 from vaelens.analysis.circuits import unit_circuits
 from vaelens.analysis.interchange import interchange_matrix
 from vaelens.analysis.levels import (
@@ -93,6 +94,7 @@ from vaelens.analysis.levels import (
     vq_effects,
 )
 from vaelens.analysis.result import (
+    Alignment,
     AnalysisMeta,
     AnalysisResult,
     Circuits,
@@ -466,7 +468,7 @@ def analyze_network(
         by_channel_attribution=patching_level(lens, inp, plan.encoder, max_batch=mb),
         method=MEDIATION_METHOD,
     )
-    inter, circuits = _interchange_level(lens, dataset, s, plan)
+    inter, circuits, alignment = _interchange_level(lens, dataset, s, plan)
     block = ModelAnalysis(
         latent=latent,
         latent_posterior=latent_post,
@@ -479,16 +481,27 @@ def analyze_network(
         recon_mse=_recon_mse(lens, x),
         interchange=inter,
         circuits=circuits,
+        alignment=alignment,
     )
     return block, trav, rows
 
 
+def _circuit_layers(lens: Lens, plan: LayerPlan) -> list[str]:
+    """The default layers of the circuits: the analysed encoder feature maps (channels as
+    units), else the analysed encoder layers of at most 256 units; never the latent heads."""
+    heads = {plan.latent_layer, *(n for n in plan.encoder if n.split(".")[-1] == "logvar")}
+    enc = [n for n in plan.encoder if n not in heads]
+    maps = [n for n in enc if len(lens.hook_point(n).shape) >= 2]
+    return maps or [n for n in enc if lens.hook_point(n).units <= 256]
+
+
 def _interchange_level(
     lens: Lens, dataset: object | None, s: AnalysisSettings, plan: LayerPlan
-) -> tuple[Interchange | None, Circuits | None]:
-    """The interchange matrix and (``s.circuits``) the unit circuits, on the same pairs."""
+) -> tuple[Interchange | None, Circuits | None, Alignment | None]:
+    """The interchange matrix, and with ``s.circuits`` the unit circuits (on the same pairs),
+    with ``s.alignment`` the latent alignment search."""
     if dataset is None or not s.interchange or plan.vq:
-        return None, None
+        return None, None, None
     mb, n = plan.max_batch, s.interchange_size()
     inter = interchange_matrix(
         lens, dataset, n_pairs=n, seed=s.seed, threshold=s.interchange_threshold,
@@ -496,12 +509,18 @@ def _interchange_level(
     )  # fmt: skip
     circuits = None
     if s.circuits:
-        layers = list(s.circuit_layers) if s.circuit_layers else None
+        layers = list(s.circuit_layers) if s.circuit_layers else _circuit_layers(lens, plan)
         circuits = unit_circuits(
             lens, dataset, interchange=inter, layers=layers, n_pairs=n, seed=s.seed,
-            n_boot=s.n_boot, max_batch=mb,
+            n_boot=s.n_boot, max_batch=mb, max_set=s.circuit_max_set,
         )  # fmt: skip
-    return inter, circuits
+    alignment = None
+    if s.alignment:
+        alignment = alignment_search(
+            lens, dataset, k=s.alignment_k, n_pairs=n, n_train=max(2 * n, 64),
+            steps=s.alignment_steps, seed=s.seed, n_boot=s.n_boot, max_batch=mb,
+        )  # fmt: skip
+    return inter, circuits, alignment
 
 
 def _twin_notes(model: nn.Module, twin: nn.Module) -> list[str]:

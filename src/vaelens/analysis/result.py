@@ -390,6 +390,7 @@ class ModelAnalysis(_Block):
     recon_mse: Num
     interchange: Interchange | None = None
     circuits: Circuits | None = None
+    alignment: Alignment | None = None
 
     def scalars(self) -> dict[str, float]:
         """The causal metrics as named scalars (``ces.mean``, ``modularity.<layer>``, ...)."""
@@ -400,7 +401,7 @@ class ModelAnalysis(_Block):
             out.update(self.posterior.scalars())
         for name, layer in self.layers.items():
             out.update(layer.scalars(name))
-        for block in (self.interchange, self.circuits):
+        for block in (self.interchange, self.circuits, self.alignment):
             if block is not None:
                 out.update(block.scalars())
         return out
@@ -793,5 +794,3 @@ class Alignment(_Block):
             out[f"alignment.axis_share.{name}"] = float(self.axis_share[f])
             out[f"alignment.accuracy.{name}"] = float(self.accuracy[f])
         return out
-
-

@@ -55,7 +55,8 @@ class AnalysisSettings(BaseModel):
     scored against the real ``x'``; an edge where the share's CI lower bound exceeds
     ``interchange_threshold`` (default 0.1: a tenth of the factor's output change); see
     :mod:`vaelens.analysis.interchange`. With it, ``circuits`` (default off) finds each
-    factor's smallest channel set in every encoder layer (``circuit_layers``) with path
+    factor's smallest channel set in every encoder layer (``circuit_layers``, default: the analysed encoder feature maps; at most
+    ``circuit_max_set`` channels, default 16) with path
     patching through the latent (:mod:`vaelens.analysis.circuits`), and ``alignment``
     (default off) learns a rotation per factor whose ``alignment_k``-dimensional subspace
     carries the factor, beside the best axis-aligned set (:mod:`vaelens.analysis.alignment`).
@@ -120,6 +121,9 @@ class AnalysisSettings(BaseModel):
     )
     circuit_layers: tuple[str, ...] | None = Field(
         None, description="encoder hook points of the circuits (None: every encoder hook)"
+    )
+    circuit_max_set: int = Field(
+        16, ge=1, description="largest channel set the circuit search grows (then: not covered)"
     )
     alignment: bool = Field(
         False, description="distributed alignment search per factor (docs/interchange.md)"

@@ -138,7 +138,7 @@ def alignment_table(study: StudyData) -> Table:
     """Per factor: the best axis-aligned share of k latents against a learned rotation's."""
     disp, data = [], []
     for ds, arch, rid, a in _first_runs(study):
-        al = getattr(a.trained, "alignment", None)
+        al = a.trained.alignment
         if al is None:
             continue
         for rec, row in _alignment_rows(al):
@@ -163,10 +163,10 @@ def _alignment_rows(al: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     out = []
     for f, name in enumerate(al.factor_names):
         axis, axis_ci = al.axis_share[f], al.axis_share_ci[f]
-        learned, learned_ci = al.learned_share[f], al.learned_share_ci[f]
+        learned, learned_ci = al.share[f], al.share_ci[f]
         if not (np.isfinite(axis) or np.isfinite(learned)):
             continue
-        dims = al.axis_dims[f] if f < len(al.axis_dims) else []
+        dims = al.axis_units[f]
         rec = {
             "factor": name,
             "k": al.k,
