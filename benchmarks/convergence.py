@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             row.update(evaluate(model, x_eval, eval_factors, names))
             curve.append(row)
             print(_format(row), flush=True)
+            _save(args, curve)
         if step == args.steps:
             break
         t0 = time.perf_counter()
@@ -182,12 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot(args.curves, args.plot)
         return 0
-    curve = run(args)
-    if args.json:
-        label = args.label or f"{args.model} {args.dataset} w{args.width} lr{args.lr} b{args.batch}"
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"label": label, "args": vars(args), "curve": curve}))
+    run(args)
     return 0
+
+
+def _save(args: argparse.Namespace, curve: list[dict]) -> None:
+    """Write the curve so far to ``--json`` (after every evaluation: a killed run keeps it)."""
+    if not args.json:
+        return
+    label = args.label or f"{args.model} {args.dataset} w{args.width} lr{args.lr} b{args.batch}"
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"label": label, "args": vars(args), "curve": curve}))
 
 
 if __name__ == "__main__":

@@ -369,3 +369,12 @@ def test_alignment_in_the_analysis(result: AnalysisResult) -> None:
         assert al.share[f] > 0.95  # the learned rotation finds the same axis
     assert np.isnan(al.share[al.factor_names.index("nuisance")])
     assert result.trained.scalars()["alignment.axis_share.left"] == pytest.approx(1.0)
+
+
+def test_progress_callback_hears_each_stage() -> None:
+    heard: list[tuple[str, int, int]] = []
+    analyze(
+        HalvesModel(), HalvesDataset(), n_samples=8, n_boot=20, interchange=False,
+        progress=lambda *a: heard.append(a),
+    )  # fmt: skip
+    assert heard == [("trained model", 0, 2), ("random twin", 1, 2), ("done", 2, 2)]

@@ -437,7 +437,8 @@ def analyze_cmd(
     overrides = {k: v for k, v in given.items() if v is not None}
     overrides.update(_key_values(settings, "--set"))
     s = settings_from(source="vaelens analyze", **overrides)
-    path = analyze_run(Run.open(run_dir, trust_code=trust), s, out=out)
+    with StageProgress("analyze") as progress:
+        path = analyze_run(Run.open(run_dir, trust_code=trust), s, out=out, progress=progress)
     _print_interchange(path)
     console.print(f"wrote {path} and {path.parent / 'figures'}")
 
@@ -633,6 +634,46 @@ def study_export(
 # --------------------------------------------------------------------------------------- report
 
 
+class StageProgress:
+    """``progress(stage, done, total)`` callbacks as a bar with an ETA in a terminal, else
+    one line per stage."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> StageProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not console.is_terminal:
+            console.print(f"{self.what}: {stage}")
+            return
+        if self.bar is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn(f"[bold]{self.what}" + " {task.fields[stage]}"),
+                BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                TimeRemainingColumn(), console=console,
+            )  # fmt: skip
+            self.task = self.bar.add_task(self.what, total=total, stage=stage)
+            self.bar.start()
+        self.bar.update(self.task, completed=done, stage=stage)
+
+
 class StudyProgress:
     """The study driver's events as lines (``start``/``done``/``failed`` RUN_ID), and in a
     terminal a bar over the pending runs with the time elapsed and an ETA."""
@@ -818,9 +859,15 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out/demo"),
     workers: Annotated[int, typer.Option("--workers", min=1, help="Local worker processes.")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed of the dataset grids.")] = 0,
+    study_preset: Annotated[
+        str, typer.Option("--preset", help="Built-in study to run: demo (default) or quick.")
+    ] = "demo",
 ) -> None:
-    """The main job: sample grids of the built-in data, the quick study, and its report.
+    """The main job: sample grids of the built-in data, the demo study, and its report.
 
+    The demo study: VAE and beta-VAE on procedural dSprites, 2 seeds, trained long
+    enough to learn position, analysed with interchange interventions, unit circuits,
+    alignment search and the referee's controls (about 12 minutes on 2 CPU cores).
     Resumable: run it again after an interruption and finished runs are kept.
     """
     from vaelens.data import list_datasets, load_dataset
@@ -837,12 +884,12 @@ def demo(
             path = out / "datasets" / f"{spec.name}.png"
             save_png(image_grid(ds.images(ds.sample_factors(64, rng)), nrow=8), path)
             console.print(f"wrote {path}")
-    cfg = preset("quick")
+    cfg = preset(study_preset)
     study_dir = out / "study"
 
     with StudyProgress(cfg.name) as event:
         counts = run_study(cfg, study_dir, workers=workers, on_event=event)
-    console.print(f"quick study: {counts}")
+    console.print(f"{cfg.name} study: {counts}")
     report = build_report(study_dir)
     console.print(f"report: {report}")
 

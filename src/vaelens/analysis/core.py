@@ -680,6 +680,7 @@ def analyze(
     decode: Callable[[nn.Module, torch.Tensor], object] | None = None,
     output: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
     adapter: str | Adapter | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     **overrides: object,
 ) -> AnalysisResult:
     """Run the four interventions and the causal metrics on ``model`` and on its random twin.
@@ -701,11 +702,22 @@ def analyze(
     start with ``"random twin: "``; layers whose stacked runs fell back to full passes are
     listed in the notes.
 
+    ``progress(stage, done, total)`` is called as each stage starts (``"trained model"``,
+    ``"random twin"``, ``"controls"``) and with ``("done", total, total)`` at the end.
+
     Returns an :class:`AnalysisResult` (see the module docstring for the causal-graph and
     VQ conventions; ``to_json()`` is the analysis.json).
     """
     t0 = time.perf_counter()
     s = settings_from(settings, source="analyze", **overrides)
+    stages = ["trained model", *(["random twin"] if s.baseline else []),
+              *(["controls"] if s.controls else [])]  # fmt: skip
+
+    def stage(name: str) -> None:
+        if progress is not None:
+            done = stages.index(name) if name in stages else len(stages)
+            progress(name, done, len(stages))
+
     ds = check_dataset(dataset)
     adapt = {"encode": encode, "decode": decode, "output": output, "adapter": adapter}
     _check_inputs(model, ds, **adapt)
@@ -713,10 +725,12 @@ def analyze(
     lens = Lens(model, example=inp.x[:2], **adapt)  # type: ignore[arg-type]
     plan = _plan(model, lens, inp.x, s)
     graph = _factor_graph(ds, inp.factor_names)
+    stage("trained model")
     trained, trav, rows = analyze_network(lens.adapted, lens, inp, plan, s, graph, ds)  # type: ignore[arg-type]
     notes += _fallback_notes(lens, "")
     baseline = None
     if s.baseline:
+        stage("random twin")
         twin = random_baseline(model, baseline_seed(s.seed))
         notes += _twin_notes(model, twin)
         with _as_twin(model):
@@ -729,10 +743,12 @@ def analyze(
     if s.controls:
         from vaelens.analysis.controls import run_controls
 
+        stage("controls")
         controls = run_controls(
             model, lens, ds, inp, s, trained, vq=plan.vq, max_batch=plan.max_batch
         )
         notes += controls.notes
     meta = _meta(model, ds, inp, plan, s, n_units, notes, time.perf_counter() - t0)
     result = AnalysisResult(meta=meta, trained=trained, baseline=baseline, controls=controls)
+    stage("done")
     return result.with_traversals(trav, rows)

@@ -10,6 +10,11 @@
   64, Adam lr 1e-4 (Locatello et al. 2019), with mid-range hyper-parameters of its sweep
   (beta 4; FactorVAE gamma 30; beta-TC-VAE beta 6; DIP-VAE-II lambda_od 10) and the full
   analysis. Expected time: see README ("Training budgets").
+- ``demo``: what ``make demo`` runs: VAE and beta-VAE on procedural dSprites, 2 seeds,
+  on disentanglement_lib's network at half width with the settings
+  ``benchmarks/convergence.py`` found most useful per CPU minute (docs/training.md), long
+  enough to learn position, with the interchange, unit circuits, alignment search and the
+  referee's controls: about 12 minutes on 2 CPU cores.
 - ``quick``: 3 architectures (half-width roy2025 backbone) x synthetic and procedural dSprites x
   2 seeds, 600 steps each: finishes on 2 CPU cores in minutes and still trains models well
   past their untrained baseline.
@@ -35,6 +40,15 @@ _ROY2025_TRAIN: dict[str, Any] = {
 _ROY2025_PARAMS: dict[str, dict[str, Any]] = {
     "beta_vae": {"beta": 4.0},
     "factor_vae": {"gamma": 40.0, "disc_lr": 5e-5},
+}
+
+#: the demo's training: tuned for useful models per CPU minute (docs/training.md)
+_DEMO_TRAIN: dict[str, Any] = {
+    "steps": 4000,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "n_train": 20000,
+    "checkpoint_every": 1000,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -93,6 +107,34 @@ PRESETS: dict[str, dict[str, Any]] = {
             "alignment": True,
         },
         "resources": {"num_cpus": 4, "num_gpus": 1},
+    },
+    "demo": {
+        "name": "demo",
+        "architectures": ["vae", "beta_vae"],
+        "datasets": ["dsprites"],
+        "seeds": [0, 1],
+        "train": dict(_DEMO_TRAIN),
+        "model_params": {
+            "vae": {"backbone": "dlib", "width": 0.5},
+            "beta_vae": {"backbone": "dlib", "width": 0.5, "beta": 4.0},
+        },
+        "dataset_options": {"dsprites": {"source": "procedural"}},
+        "analysis": {
+            "n_samples": 64,
+            "metrics_preset": "fast",
+            "controls": True,
+            "control_steps": 500,
+            "circuits": True,
+            "alignment": True,
+            "alignment_k": 2,
+            "alignment_steps": 100,
+            "metrics_num_train": 3000,
+            "metrics_num_test": 1500,
+            "metrics_overrides": {
+                "factor_vae": {"num_train": 400, "num_eval": 200, "num_variance_estimate": 1000},
+                "beta_vae": {"num_train": 400, "num_eval": 200},
+            },
+        },
     },
     "quick": {
         "name": "quick",
