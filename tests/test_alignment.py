@@ -215,3 +215,14 @@ def test_single_level_factor_is_nan_and_alone_an_error() -> None:
     assert np.isfinite(a.share[1])
     with pytest.raises(ArgumentError, match=r"^factors: every chosen factor .* single level"):
         alignment_search(lens, OneLevel(), factors="a")
+
+
+def test_search_starts_from_the_best_axes() -> None:
+    # one tiny step: a random start would land anywhere; the warm start stays at the best
+    # axis (share 0.5 on the 45-degree model), so learning can only add to it
+    a = _search(rotation_model(), HalvesDataset(), factors=["left"], steps=1, lr=1e-6)
+    assert a.share[0] == pytest.approx(a.axis_share[0], abs=1e-4)
+    assert a.axis_units[0] in ([0], [1]) and abs(a.basis[0, a.axis_units[0][0], 0]) > 0.999
+    with pytest.raises(ArgumentError, match="init_units"):
+        x, xp, _, _ = factor_pairs(HalvesDataset(), "left", 8, seed=0)
+        fit_alignment(Lens(rotation_model()), x, xp, init_units=[0, 0])

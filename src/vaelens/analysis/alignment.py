@@ -178,9 +178,10 @@ def alignment_search(
             continue
         xt, xpt = factor_pairs(ds, f, n_train, seed=rng)[:2]
         x, xp = factor_pairs(ds, f, n_pairs, seed=rng)[:2]
+        units = best_axis_units(lens, xt, xpt, k=k, layer=name, max_sets=max_sets, max_batch=mb)
         fit = fit_alignment(
             lens, xt, xpt, k=k, layer=name, steps=steps, lr=lr, batch_size=batch_size,
-            seed=seed + f, max_batch=mb,
+            seed=seed + f, max_batch=mb, init_units=units or None,
         )  # fmt: skip
         if not fit.moved:
             continue
@@ -195,7 +196,6 @@ def alignment_search(
         tail = fit.losses[-min(10, steps) :]
         m["final_loss"][j] = float(np.nanmean(tail)) if np.isfinite(tail).any() else np.nan
         m["basis"][j] = fit.basis.double().numpy()
-        units = best_axis_units(lens, xt, xpt, k=k, layer=name, max_sets=max_sets, max_batch=mb)
         if units:
             ax = interchange(lens, x, xp, [(name, units)], target_images=xp, max_batch=mb)
             ash, aacc = _scores(ax, n_boot, seed)

@@ -48,6 +48,7 @@ suffix run :meth:`Lens.run_variants` from ``l``), never one forward per pair.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -204,6 +205,15 @@ def _check_fit_args(steps: object, lr: object, batch_size: object, seed: object)
         raise ArgumentError(f"seed: expected an int, got {seed!r}")
 
 
+def _axes_first(units: Sequence[int], d: int, k: int) -> torch.Tensor:
+    """The permutation matrix ``(d, d)`` whose first ``k`` columns are the axes ``units``."""
+    chosen = [int(u) for u in units]
+    if len(chosen) != k or len(set(chosen)) != k or not all(0 <= u < d for u in chosen):
+        raise ArgumentError(f"init_units: expected {k} distinct units in [0, {d}), got {units!r}")
+    order = chosen + [u for u in range(d) if u not in chosen]
+    return torch.eye(d, dtype=torch.float64)[:, order]
+
+
 def fit_alignment(
     lens: Lens,
     x: torch.Tensor,
@@ -216,6 +226,7 @@ def fit_alignment(
     batch_size: int = 64,
     seed: int = 0,
     max_batch: int | None = None,
+    init_units: Sequence[int] | None = None,
 ) -> AlignmentFit:
     """Learn ``R`` so that interchanging its first ``k`` coordinates carries ``x -> x'``.
 
@@ -224,7 +235,10 @@ def fit_alignment(
     S^T)`` for ``steps`` steps of ``min(batch_size, max_batch)`` pairs each, minimising
     ``sum_n ||D~_n - D'_n||^2 / sum_n ||D'_n - D_n||^2`` (module docstring). ``seed`` seeds
     ``Q0`` and the block order (``torch.Generator``): the same arguments give the same
-    rotation on the CPU.
+    rotation on the CPU. ``init_units`` (``k`` distinct units, e.g. the best axis-aligned
+    set): start from the permutation ``Q0`` whose first ``k`` columns are those axes, so the
+    search starts at the axis-aligned interchange and can only improve on it on the
+    training pairs (default: a random orthogonal ``Q0``).
     """
     x, x_prime = _check_pairs(x, x_prime)
     _check_fit_args(steps, lr, batch_size, seed)
@@ -232,7 +246,7 @@ def fit_alignment(
     name, d = alignment_width(lens, layer, x)
     k = _check_k(k, d, name)
     gen = torch.Generator().manual_seed(seed)
-    q0 = random_orthogonal(d, gen)
+    q0 = random_orthogonal(d, gen) if init_units is None else _axes_first(init_units, d, k)
     losses = np.full(steps, np.nan)
     with lens.sweep_layout(probe=x[:2]):
         blocks = _blocks(lens, x, x_prime, name, min(batch_size, max_batch))

@@ -24,11 +24,12 @@ __all__ = ["alignment_table", "circuit_table", "interchange_matrices", "share_ce
 
 
 def share_cell(est: float, lo: float, hi: float, edge: bool = False) -> str:
-    """``0.93 [0.90, 0.95]`` (``*`` marks an edge of the interchange graph); n/a for NaN."""
+    """``0.93 [0.90, 0.95]`` (two decimals: a share is a fraction of the factor's effect;
+    ``*`` marks an edge of the interchange graph); n/a for NaN."""
     if not np.isfinite(est):
         return "n/a"
-    ci = f" [{fmt(lo, 2)}, {fmt(hi, 2)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
-    return f"{fmt(est, 2)}{ci}{' *' if edge else ''}"
+    ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+    return f"{est:.2f}{ci}{' *' if edge else ''}".replace("-0.00", "0.00")
 
 
 def _first_runs(study: StudyData) -> list[tuple[str, str, str, AnalysisResult]]:
@@ -48,6 +49,8 @@ def _matrix_rows(ds: str, arch: str, rid: str, a: AnalysisResult) -> tuple[list,
     if inter is None:
         return [], []
     edges = {(int(i), int(f)) for i, f in inter.edges}
+    post = a.trained.posterior
+    collapsed = [] if post is None else [int(i) for i in np.flatnonzero(post.collapsed)]
     disp, data = [], []
     for i in range(inter.share.shape[0]):
         rec: dict[str, Any] = {"dataset": ds, "architecture": arch_label(arch), "latent": f"z{i}"}
@@ -58,7 +61,9 @@ def _matrix_rows(ds: str, arch: str, rid: str, a: AnalysisResult) -> tuple[list,
                          "factor": name, "share": est, "share_lo": lo, "share_hi": hi,
                          "accuracy": inter.accuracy[i, f], "isolation": inter.isolation[i, f],
                          "edge": (i, f) in edges})  # fmt: skip
-        if any(v != "n/a" for k, v in rec.items() if k in inter.factor_names):
+        if i not in collapsed and any(
+            v != "n/a" for k, v in rec.items() if k in inter.factor_names
+        ):
             disp.append(rec)
     sets = {"dataset": ds, "architecture": arch_label(arch), "latent": "minimal set"}
     for f, name in enumerate(inter.factor_names):
@@ -70,6 +75,11 @@ def _matrix_rows(ds: str, arch: str, rid: str, a: AnalysisResult) -> tuple[list,
             else "n/a"
         )
     disp.append(sets)
+    if collapsed:
+        names = ", ".join(f"z{i}" for i in collapsed)
+        row = {"dataset": ds, "architecture": arch_label(arch), "latent": "collapsed"}
+        row.update({name: "" for name in inter.factor_names}, **{inter.factor_names[0]: names})
+        disp.append(row)
     return disp, data
 
 
@@ -87,7 +97,8 @@ def interchange_matrices(study: StudyData) -> Table:
         "differ in one factor only), decoded, and compared with the change the whole of z(x') "
         "makes: share = mean <D~ - D, D' - D> / ||D' - D||^2 with a 95% bootstrap CI over "
         "pairs. * marks an edge of the interchange causal graph (CI lower bound above the "
-        "threshold, 0.1 by default). Rows of latents that move no factor are left out. "
+        "threshold, 0.1 by default). Collapsed latents (mean KL to the prior under 0.01 nats) are "
+        "listed, not shown; their shares are about 0. "
         "'Minimal set': the smallest set of latents whose joint patch carries 90% of the "
         "effect, with the share of that joint patch.",
         pd.DataFrame(disp),
