@@ -147,12 +147,13 @@ def plot(paths: list[str], out: str) -> None:
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
     for path in paths:
         data = json.loads(Path(path).read_text())
-        t = [r["time_s"] / 60 for r in data["curve"]]
+        steps = [r["step"] for r in data["curve"]]
         for ax, k in zip(axes, keys, strict=True):
-            ax.plot(t, [r[k] for r in data["curve"]], marker=".", label=data["label"])
+            ax.plot(steps, [r[k] for r in data["curve"]], marker=".", label=data["label"])
     for ax, k in zip(axes, keys, strict=True):
-        ax.set_xlabel("training wall time (min, 2 cores)")
+        ax.set_xlabel("optimiser steps (batch 64)")
         ax.set_title(k)
+    axes[0].set_yscale("log")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

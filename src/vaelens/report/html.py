@@ -331,7 +331,7 @@ def _add_interchange(rep: _Report, study: StudyData) -> None:
     tables = [t for t in tables if not t.display.empty]
     if not tables:
         return
-    rep.add("<h2>9b. Interchange interventions (docs/interchange.md)</h2>")
+    rep.add("<h2>10. Interchange interventions (docs/interchange.md)</h2>")
     for table in tables:
         rep.table(table)
 
@@ -462,7 +462,7 @@ def _add_run_traversal(rep: _Report, study: StudyData, ds: str, arch: str) -> bo
 
 
 def _add_traversals(rep: _Report, study: StudyData) -> None:
-    rep.add("<h2>9. Latent traversals</h2>")
+    rep.add("<h2>12. Latent traversals</h2>")
     found = False
     for ds in study.datasets:
         for arch in study.architectures:
@@ -472,7 +472,7 @@ def _add_traversals(rep: _Report, study: StudyData) -> None:
 
 
 def _add_roy2025(rep: _Report, study: StudyData, corr: tabs.Table) -> None:
-    rep.add("<h2>10. Comparison with Roy (2025)</h2>")
+    rep.add("<h2>13. Comparison with Roy (2025)</h2>")
     theirs = tabs.roy2025_comparison(study)
     rep.table(theirs)
     rep.add(_claims(_roy2025_text(study, corr, theirs)))
@@ -532,7 +532,7 @@ def build_report(
     _add_controls(rep, study)
     _add_interchange(rep, study)
     if any(col.startswith("dlib.") for col in study.completed.columns):
-        _add_section(rep, study, "10. Pretrained zoo", tabs.zoo_comparison(study, n_boot=n_boot))
+        _add_section(rep, study, "11. Pretrained zoo", tabs.zoo_comparison(study, n_boot=n_boot))
     _add_traversals(rep, study)
     _add_roy2025(rep, study, corr)
     return _write_document(rep, study, out)
