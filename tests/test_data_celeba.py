@@ -219,3 +219,44 @@ def test_missing_and_corrupt_images_name_the_file(celeba_root):
         match=r"img_align_celeba/000003\.jpg: image listed in list_attr_celeba\.txt is missing",
     ):
         load_celeba(root=celeba_root)
+
+
+def test_interchange_on_matched_pairs_is_marked_approximate(celeba_root):
+    import torch
+
+    from vaelens.analysis import interchange_matrix
+    from vaelens.lens import Lens
+    from vaelens.models import build_model
+
+    class FewAttributes:
+        """The tiny CelebA restricted to attributes with both values among its 8 images."""
+
+        def __init__(self, ds, keep):
+            self.ds, self.keep = ds, keep
+            self.name, self.image_shape = "celeba-few", ds.image_shape
+            self.factor_names = tuple(ds.factor_names[k] for k in keep)
+            self.factor_sizes = (2,) * len(keep)
+            self.factor_values = [np.array([-1.0, 1.0])] * len(keep)
+
+        def _full(self, factors):
+            rows = np.zeros((len(factors), 40), np.int64)
+            rows[:, self.keep] = factors
+            return rows
+
+        def images(self, factors):
+            return self.ds.images(self._full(np.asarray(factors)))
+
+        def sample_factors(self, n, rng):
+            return self.ds.sample_factors(n, rng)[:, self.keep]
+
+        def intervention_pairs(self, factor, n, rng):
+            base, changed = self.ds.intervention_pairs(self.keep[factor], n, rng)
+            return base[:, self.keep], changed[:, self.keep]
+
+    ds = FewAttributes(load_celeba(root=celeba_root), [M, S, Y])
+    torch.manual_seed(0)
+    model = build_model("vae", width=0.125, in_channels=3, latent_dim=3)
+    inter = interchange_matrix(Lens(model), ds, n_pairs=6, n_boot=20)
+    assert inter.pairs == "matched" and len(inter.other_differences) == 3
+    assert all(g is not None and 0 <= g <= 2 for g in inter.other_differences)
+    assert inter.share.shape == (3, 3)

@@ -452,7 +452,8 @@ def _print_interchange(path: Path) -> None:
     if inter is None:
         return
     edges = {(int(i), int(f)) for i, f in inter.edges}
-    table = Table(title="interchange shares (95% CI; * = edge of the causal graph)")
+    approx = ", matched pairs: approximate" if inter.pairs == "matched" else ""
+    table = Table(title=f"interchange shares (95% CI; * = edge of the causal graph{approx})")
     table.add_column("latent")
     for name in inter.factor_names:
         table.add_column(name)

@@ -26,6 +26,12 @@ random twin see the same pairs) and patches each latent dim ``i`` of ``z(x)`` fr
   confirming joint patch of the chosen set. Empty set and NaN for a factor that moves
   nothing. Greedy is exact for a factor carried by disjoint latents (shares add up) and an
   upper bound of the smallest set otherwise.
+- ``pairs``: ``"exact"`` on a factorial grid (``x'`` is the real image of ``x`` with one
+  factor changed), ``"matched"`` where the dataset draws its own pairs
+  (``dataset.intervention_pairs``, e.g. CelebA: real images that differ in the attribute and
+  agree on as many others as can be found); every score is then approximate, confounded by
+  what the match does not hold fixed: ``other_differences[f]``, the mean number of other
+  factors that differ within a pair (0 for exact pairs).
 """
 
 from __future__ import annotations
@@ -109,16 +115,34 @@ _Pair = tuple[torch.Tensor, torch.Tensor]
 
 def _draw_pairs(lens: Lens, ds, n_pairs: int, seed: int) -> tuple[list[_Pair | None], int]:
     """One ``(x, x')`` batch per factor (``None`` for a single-level one) and the latent size."""
+    pairs, latent, _ = _draw_pairs_and_gaps(lens, ds, n_pairs, seed)
+    return pairs, latent
+
+
+def _draw_pairs_and_gaps(
+    lens: Lens, ds, n_pairs: int, seed: int
+) -> tuple[list[_Pair | None], int, list[float | None]]:
+    """:func:`_draw_pairs` and, per factor, the mean number of *other* factors that differ
+    within a pair (0 on a factorial grid; a matched-pair dataset such as CelebA: its
+    confounding)."""
     rng = np.random.default_rng(seed)
     pairs: list[_Pair | None] = []
+    gaps: list[float | None] = []
     for f, size in enumerate(ds.factor_sizes):
-        pairs.append(None if int(size) < 2 else factor_pairs(ds, f, n_pairs, seed=rng)[:2])
+        if int(size) < 2:
+            pairs.append(None)
+            gaps.append(None)
+            continue
+        x, xp, base, changed = factor_pairs(ds, f, n_pairs, seed=rng)
+        pairs.append((x, xp))
+        differ = np.asarray(base) != np.asarray(changed)
+        gaps.append(float(np.delete(differ, f, axis=1).sum(axis=1).mean()))
     first = next((p for p in pairs if p is not None), None)
     if first is None:
         raise ArgumentError(f"dataset: every factor of {ds.name} has a single level")
     with torch.no_grad():
         latent = int(lens.encode_mean(first[0][:2]).shape[1])
-    return pairs, latent
+    return pairs, latent, gaps
 
 
 def _patch_singles(
@@ -233,8 +257,9 @@ def interchange_matrix(
     if not names:
         raise ArgumentError(f"dataset: {ds.name} has no factors to intervene on")
     mb = resolve_max_batch(max_batch, lens)
-    pairs, latent = _draw_pairs(lens, ds, n_pairs, seed)
+    pairs, latent, gaps = _draw_pairs_and_gaps(lens, ds, n_pairs, seed)
     m = _measure(lens, pairs, latent, len(names), coverage, n_boot, seed, mb)
+    matched = callable(getattr(ds, "intervention_pairs", None))
     lower = np.where(np.isfinite(m["share_ci"][..., 0]), m["share_ci"][..., 0], -np.inf)
     return Interchange(
         factor_names=names,
@@ -244,4 +269,6 @@ def interchange_matrix(
         coverage=float(coverage),
         n_pairs=n_pairs,
         method=INTERCHANGE_METHOD,
+        pairs="matched" if matched else "exact",
+        other_differences=gaps,
     )

@@ -544,7 +544,10 @@ class Interchange(_Block):
     with ``share_ci[i, f, 0] > threshold``. ``min_sets[f]``: the greedy smallest latent set
     with joint share ``>= coverage * full_share[f]``, confirmed by a joint patch
     (``min_set_share``, ``min_set_share_ci``, ``min_set_accuracy``); empty (NaN) for a
-    factor that moves nothing. NaN wherever a factor does not move the output.
+    factor that moves nothing. NaN wherever a factor does not move the output. ``pairs``:
+    ``"exact"`` (a factorial grid's real counterfactuals) or ``"matched"`` (the dataset's own
+    approximate pairs, e.g. CelebA); ``other_differences[f]``: the mean number of other
+    factors differing within a pair (0 when exact; the confounding of matched pairs).
     """
 
     factor_names: list[str]
@@ -562,6 +565,8 @@ class Interchange(_Block):
     min_set_accuracy: FloatArray
     n_pairs: int
     method: str
+    pairs: Literal["exact", "matched"] = "exact"
+    other_differences: list[float | None] = []
 
     @property
     def min_set_size(self) -> np.ndarray:
