@@ -868,7 +868,7 @@ def demo(
 
     The demo study: VAE and beta-VAE on procedural dSprites, 2 seeds, trained long
     enough to learn position, analysed with interchange interventions, unit circuits,
-    alignment search and the referee's controls (about 12 minutes on 2 CPU cores).
+    alignment search and the referee's controls (about 10 minutes on 2 CPU cores).
     Resumable: run it again after an interruption and finished runs are kept.
     """
     from vaelens.data import list_datasets, load_dataset

@@ -14,7 +14,7 @@
   on disentanglement_lib's network at half width with the settings
   ``benchmarks/convergence.py`` found most useful per CPU minute (docs/training.md), long
   enough to learn position, with the interchange, unit circuits, alignment search and the
-  referee's controls: about 12 minutes on 2 CPU cores.
+  referee's controls: about 10 minutes on 2 CPU cores (README).
 - ``quick``: 3 architectures (half-width roy2025 backbone) x synthetic and procedural dSprites x
   2 seeds, 600 steps each: finishes on 2 CPU cores in minutes and still trains models well
   past their untrained baseline.
