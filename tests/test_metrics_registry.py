@@ -84,3 +84,12 @@ def test_compute_metrics_errors(ds):
         compute_metrics("mig", z, f[:9])
     with pytest.raises(ConfigError, match=r"overrides\['mig'\]"):
         compute_metrics("mig", z, f, overrides={"mig": {"bogus": 1}})
+
+
+def test_progress_hears_each_metric(ds) -> None:
+    heard: list[tuple[str, int, int]] = []
+    compute_metrics(
+        ["mig", "sap"], repr_fn=oracle, dataset=ds, preset="fast", num_train=60, num_test=30,
+        progress=lambda *a: heard.append(a),
+    )  # fmt: skip
+    assert heard == [("codes", 0, 3), ("mig", 1, 3), ("sap", 2, 3), ("done", 3, 3)]

@@ -494,13 +494,15 @@ def metrics_cmd(
 
     run = Run.open(run_dir, trust_code=_trust(trust_code))
     wanted = "all" if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
-    result = compute_metrics(
-        wanted,
-        repr_fn=representation_fn(run.model()),
-        dataset=run.dataset(),
-        preset=preset,
-        random_state=seed,
-    )
+    with StageProgress("metrics") as progress:
+        result = compute_metrics(
+            wanted,
+            repr_fn=representation_fn(run.model()),
+            dataset=run.dataset(),
+            preset=preset,
+            random_state=seed,
+            progress=progress,
+        )
     path = out or run.artifact("disentanglement.json")
     atomic_write_json(path, result)
     table = Table(title=f"{run_dir} ({preset})")

@@ -263,6 +263,7 @@ def compute_metrics(
     overrides: dict[str, dict[str, Any]] | None = None,
     num_train: int | None = None,
     num_test: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Compute the named metrics; returns ``{name: {score: value}}``.
 
@@ -273,7 +274,8 @@ def compute_metrics(
     metric name to keyword arguments that replace its preset's; ``num_train``/``num_test``
     replace the preset's sample sizes (:data:`SAMPLE_SIZES`) of the array metrics when
     sampling from a dataset. Each metric draws from its own random stream derived from
-    ``random_state`` and its name.
+    ``random_state`` and its name. ``progress(stage, done, total)`` hears ``"codes"``
+    (sampling the representation), each metric's name as it starts, and ``"done"``.
 
     Example::
 
@@ -285,12 +287,16 @@ def compute_metrics(
     have_model = _check_inputs(names, codes, factors, repr_fn, dataset, codes_test, factors_test)
     base = _base_seed(random_state)
     arrays = (codes, factors, codes_test, factors_test)
+    tell = progress or (lambda *_: None)
+    total = len(names) + 1
     if have_model and any(METRICS[n].kind == "arrays" for n in names):
+        tell("codes", 0, total)
         sizes = _sample_sizes(preset, num_train, num_test)
         arrays = _sample_arrays(names, repr_fn, dataset, sizes, base)
 
     results: dict[str, dict[str, float]] = {}
-    for name in names:
+    for i, name in enumerate(names):
+        tell(name, i + 1, total)
         spec = METRICS[name]
         kwargs = {**spec.presets[preset], **overrides.get(name, {})}
         if spec.random:
@@ -301,4 +307,5 @@ def compute_metrics(
             if name in overrides:
                 raise ConfigError(f"overrides[{name!r}]: {exc}") from exc
             raise
+    tell("done", total, total)
     return results
