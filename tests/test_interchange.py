@@ -30,6 +30,8 @@ from vaelens.lens import (
     interchange,
     interchange_share,
     isolation,
+    mean_share,
+    share_and_accuracy,
 )
 
 N = 24
@@ -100,6 +102,13 @@ def test_latent_shares_and_accuracy_of_halves(pairs) -> None:
     assert share[0, 1] == pytest.approx(1.0) and share[0, 2] == pytest.approx(1.0)
     acc = counterfactual_accuracy(left.patched, left.base, left.source, left.target, n_boot=200)
     np.testing.assert_allclose(acc[:, 0], [1.0, 0.0, 0.0], atol=1e-6)
+    both = share_and_accuracy(left, n_boot=200)
+    np.testing.assert_array_equal(both[0], share)
+    np.testing.assert_array_equal(both[1], acc)
+    np.testing.assert_allclose(mean_share(left.share), share[:, 0], rtol=1e-12)
+    no_target = interchange(lens, *pairs["left"], variables)
+    with pytest.raises(ArgumentError, match=r"^res: the interchange was run without target_images"):
+        share_and_accuracy(no_target)
     np.testing.assert_allclose(_shares(lens, pairs["right"], variables), [0, 1, 0], atol=1e-6)
     nuisance = _shares(lens, pairs["nuisance"], variables)
     assert np.isnan(nuisance).all()  # the nuisance factor does not change the image

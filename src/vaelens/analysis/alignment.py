@@ -44,12 +44,11 @@ from vaelens.errors import ArgumentError, DatasetError
 from vaelens.lens import (
     Lens,
     best_axis_units,
-    counterfactual_accuracy,
     factor_pairs,
     fit_alignment,
     interchange,
-    interchange_share,
     rotated_interchange,
+    share_and_accuracy,
 )
 from vaelens.lens.alignment import alignment_width
 from vaelens.lens.patching import resolve_max_batch
@@ -123,11 +122,8 @@ def _blank(n_f: int, d: int, k: int) -> dict[str, object]:
 
 def _scores(res, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(share (3,), accuracy (3,))`` of a one-variable :class:`InterchangeResult`."""
-    sh = interchange_share(res.patched, res.base, res.source, n_boot=n_boot, seed=seed)[0]
-    acc = counterfactual_accuracy(
-        res.patched, res.base, res.source, res.target, n_boot=n_boot, seed=seed
-    )[0]
-    return sh, acc
+    sh, acc = share_and_accuracy(res, n_boot=n_boot, seed=seed)
+    return sh[0], acc[0]
 
 
 def alignment_search(

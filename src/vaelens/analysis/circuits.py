@@ -49,11 +49,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from vaelens.analysis.interchange import _draw_pairs, _greedy, _mean_share
+from vaelens.analysis.interchange import _draw_pairs, _greedy
 from vaelens.analysis.result import Circuits, Interchange
 from vaelens.data import check_dataset
 from vaelens.errors import ArgumentError, DatasetError
-from vaelens.lens import EncoderInterchange, Lens, interchange_share, pair_shares
+from vaelens.lens import EncoderInterchange, Lens, interchange_share, mean_share, pair_shares
 from vaelens.lens import interchange as lens_interchange
 from vaelens.lens.patching import resolve_max_batch
 
@@ -123,14 +123,14 @@ def _latent_sets(
             continue
         x, xp = pair
         res = lens_interchange(lens, x, xp, [*range(latent), list(range(latent))], max_batch=mb)
-        shares = _mean_share(res.share)
+        shares = mean_share(res.share)
         out.append(_greedy(lens, x, xp, shares[:latent], float(shares[latent]), coverage, mb))
     return out
 
 
 def _shares(enc: EncoderInterchange, layer: str, sets: list[list[int]]) -> np.ndarray:
     """``(K,)``: the mean latent share of each unit set (one stacked suffix run)."""
-    return _mean_share(pair_shares(enc.latents(layer, sets), enc.base, enc.source))
+    return mean_share(pair_shares(enc.latents(layer, sets), enc.base, enc.source))
 
 
 def _search(

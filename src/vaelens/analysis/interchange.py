@@ -46,12 +46,12 @@ from vaelens.data import check_dataset
 from vaelens.errors import ArgumentError
 from vaelens.lens import (
     Lens,
-    counterfactual_accuracy,
     factor_direction,
     factor_pairs,
     interchange,
-    interchange_share,
     isolation,
+    mean_share,
+    share_and_accuracy,
 )
 from vaelens.lens.patching import resolve_max_batch
 
@@ -76,14 +76,6 @@ def _check(n_pairs: object, threshold: object, coverage: object) -> None:
         raise ArgumentError(f"coverage: expected a number in (0, 1], got {coverage!r}")
 
 
-def _mean_share(share: torch.Tensor) -> np.ndarray:
-    """``(K,)``: mean over the defined pairs of each row (NaN when none is defined)."""
-    s = share.numpy()
-    ok = np.isfinite(s)
-    count = ok.sum(1)
-    return np.where(count > 0, np.where(ok, s, 0).sum(1) / np.maximum(count, 1), np.nan)
-
-
 def _greedy(
     lens: Lens,
     x: torch.Tensor,
@@ -103,7 +95,7 @@ def _greedy(
     while best < goal and len(chosen) < latent:
         rest = [i for i in range(latent) if i not in chosen]
         res = interchange(lens, x, xp, [[*chosen, i] for i in rest], max_batch=max_batch)
-        shares = _mean_share(res.share)
+        shares = mean_share(res.share)
         k = int(np.nanargmax(shares))
         chosen.append(rest[k])
         best = float(shares[k])
@@ -181,10 +173,7 @@ def _fill_singles(
     m: dict, f: int, res, others: list[torch.Tensor], latent: int, n_boot: int, seed: int
 ) -> None:
     """Factor ``f``'s single-latent share, CI, accuracy, isolation and full share into ``m``."""
-    sh = interchange_share(res.patched, res.base, res.source, n_boot=n_boot, seed=seed)
-    acc = counterfactual_accuracy(
-        res.patched, res.base, res.source, res.target, n_boot=n_boot, seed=seed
-    )
+    sh, acc = share_and_accuracy(res, n_boot=n_boot, seed=seed)
     m["share"][:, f], m["share_ci"][:, f] = sh[:latent, 0], sh[:latent, 1:]
     m["accuracy"][:, f] = acc[:latent, 0]
     m["full_share"][f] = sh[latent, 0]
@@ -200,10 +189,7 @@ def _fill_min_set(
     """The confirming joint patch of factor ``f``'s chosen set into ``m``."""
     x, xp = pair
     joint = interchange(lens, x, xp, [chosen], target_images=xp, max_batch=mb)
-    jsh = interchange_share(joint.patched, joint.base, joint.source, n_boot=n_boot, seed=seed)
-    jacc = counterfactual_accuracy(
-        joint.patched, joint.base, joint.source, joint.target, n_boot=n_boot, seed=seed
-    )
+    jsh, jacc = share_and_accuracy(joint, n_boot=n_boot, seed=seed)
     m["min_sets"][f] = chosen
     m["min_set_share"][f], m["min_set_share_ci"][f] = jsh[0, 0], jsh[0, 1:]
     m["min_set_accuracy"][f] = jacc[0, 0]

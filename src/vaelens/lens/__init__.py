@@ -42,8 +42,10 @@ from vaelens.lens.interchange import (
     interchange,
     interchange_share,
     isolation,
+    mean_share,
     pair_isolation,
     pair_shares,
+    share_and_accuracy,
 )
 from vaelens.lens.interventions import (
     DEFAULT_VALUES,
@@ -110,6 +112,7 @@ __all__ = [
     "latent_shift_effects",
     "latent_traversal",
     "layer_patching",
+    "mean_share",
     "mediation",
     "pair_isolation",
     "pair_shares",
@@ -119,6 +122,7 @@ __all__ = [
     "register_adapter",
     "rotated_interchange",
     "set_latent",
+    "share_and_accuracy",
     "subspace_interchange",
     "traversal_grid",
 ]

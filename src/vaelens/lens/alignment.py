@@ -57,7 +57,7 @@ import torch
 
 from vaelens.errors import ArgumentError
 from vaelens.lens.hooks import Capture, Lens
-from vaelens.lens.interchange import EPS, InterchangeResult, interchange, pair_shares
+from vaelens.lens.interchange import EPS, InterchangeResult, interchange, mean_share, pair_shares
 from vaelens.lens.patching import resolve_max_batch
 
 __all__ = [
@@ -324,13 +324,6 @@ def rotated_interchange(
     )
 
 
-def _mean_rows(share: torch.Tensor) -> np.ndarray:
-    s = share.numpy()
-    ok = np.isfinite(s)
-    count = ok.sum(1)
-    return np.where(count > 0, np.where(ok, s, 0).sum(1) / np.maximum(count, 1), np.nan)
-
-
 def best_axis_units(
     lens: Lens,
     x: torch.Tensor,
@@ -356,7 +349,7 @@ def best_axis_units(
 
     def best(sets: list[tuple[int, ...]]) -> tuple[tuple[int, ...], float]:
         res = interchange(lens, x, x_prime, [(name, s) for s in sets], max_batch=max_batch)
-        shares = _mean_rows(res.share)
+        shares = mean_share(res.share)
         if not np.isfinite(shares).any():
             return (), math.nan
         i = int(np.nanargmax(shares))

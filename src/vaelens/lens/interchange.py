@@ -82,9 +82,11 @@ __all__ = [
     "interchange",
     "interchange_share",
     "isolation",
+    "mean_share",
     "pair_isolation",
     "pair_shares",
     "resolve_variables",
+    "share_and_accuracy",
 ]
 
 #: relative tolerance of "D(x') = D(x)": ``||D' - D||^2 <= EPS (||D||^2 + ||D'||^2)``
@@ -203,6 +205,29 @@ def interchange_share(
     ``D'_n != D_n`` (:func:`pair_shares`); NaN when there is none.
     """
     return _mean_ci(pair_shares(patched, base, source), n_boot, seed)
+
+
+def mean_share(share: torch.Tensor) -> np.ndarray:
+    """``(K,)``: the mean over the defined (finite) pairs of each row of a ``(K, N)`` share
+    matrix, without a CI (NaN where no pair is defined): the score a greedy search ranks by."""
+    s = share.numpy()
+    ok = np.isfinite(s)
+    count = ok.sum(1)
+    return np.where(count > 0, np.where(ok, s, 0).sum(1) / np.maximum(count, 1), np.nan)
+
+
+def share_and_accuracy(
+    res: InterchangeResult, *, n_boot: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(share (K, 3), accuracy (K, 3))`` of an :class:`InterchangeResult` whose ``target``
+    holds the real images: :func:`interchange_share` and :func:`counterfactual_accuracy`."""
+    if res.target is None:
+        raise ArgumentError("res: the interchange was run without target_images; no accuracy")
+    sh = interchange_share(res.patched, res.base, res.source, n_boot=n_boot, seed=seed)
+    acc = counterfactual_accuracy(
+        res.patched, res.base, res.source, res.target, n_boot=n_boot, seed=seed
+    )
+    return sh, acc
 
 
 def _errors(
