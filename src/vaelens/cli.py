@@ -446,7 +446,7 @@ def analyze_cmd(
 def _print_interchange(path: Path) -> None:
     """The trained model's interchange matrix (shares with CIs; * = edge) and minimal sets."""
     from vaelens.analysis import load_analysis
-    from vaelens.report.interchange import share_cell
+    from vaelens.report.interchange import latent_set, share_cell
 
     inter = load_analysis(path).trained.interchange
     if inter is None:
@@ -463,10 +463,7 @@ def _print_interchange(path: Path) -> None:
             for f in range(len(inter.factor_names))
         ]
         table.add_row(f"z{i}", *cells)
-    sets = [
-        "{" + ", ".join(f"z{j}" for j in chosen) + "}" if chosen else "n/a"
-        for chosen in inter.min_sets
-    ]
+    sets = [latent_set(chosen) if chosen else "n/a" for chosen in inter.min_sets]
     table.add_row("minimal set", *sets)
     console.print(table)
 
@@ -637,68 +634,54 @@ def study_export(
 # --------------------------------------------------------------------------------------- report
 
 
-class StageProgress:
+class _Bar:
+    """A rich bar with an ETA, started on demand in a terminal (see :func:`eta_progress`)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def _start(self, template: str, total: int, **fields: Any) -> None:
+        from vaelens.train.logging import eta_progress
+
+        self.bar = eta_progress(template, eta_label=True, console=console)
+        self.task = self.bar.add_task(self.label, total=total, **fields)
+        self.bar.start()
+
+
+class StageProgress(_Bar):
     """``progress(stage, done, total)`` callbacks as a bar with an ETA in a terminal, else
     one line per stage."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> StageProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not console.is_terminal:
-            console.print(f"{self.what}: {stage}")
+            console.print(f"{self.label}: {stage}")
             return
         if self.bar is None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn(f"[bold]{self.what}" + " {task.fields[stage]}"),
-                BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(), console=console,
-            )  # fmt: skip
-            self.task = self.bar.add_task(self.what, total=total, stage=stage)
-            self.bar.start()
+            self._start(f"[bold]{self.label}" + " {task.fields[stage]}", total, stage=stage)
         self.bar.update(self.task, completed=done, stage=stage)
 
 
-class StudyProgress:
+class StudyProgress(_Bar):
     """The study driver's events as lines (``start``/``done``/``failed`` RUN_ID), and in a
     terminal a bar over the pending runs with the time elapsed and an ETA."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> StudyProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
     def _print(self, text: str) -> None:
         (self.bar.console if self.bar is not None else console).print(text)
 
     def __call__(self, kind: str, run_id: str, info: dict) -> None:
         if kind == "plan":
-            self._start_bar(int(info.get("pending", 0)))
+            pending = int(info.get("pending", 0))
+            if console.is_terminal and pending:
+                self._start(f"[bold]study {self.label}", pending)
         elif kind == "start":
             self._print(f"[cyan]start[/cyan] {run_id}")
         elif kind == "done":
@@ -708,30 +691,6 @@ class StudyProgress:
                 self._print(f"[red]failed[/red] {run_id}: {info.get('error')}")
             if self.bar is not None:
                 self.bar.advance(self.task)
-
-    def _start_bar(self, pending: int) -> None:
-        if not console.is_terminal or pending == 0:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn(f"[bold]study {self.name}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self.task = self.bar.add_task("runs", total=pending)
-        self.bar.start()
 
 
 @app.command("report")

@@ -25,6 +25,7 @@ __all__ = [
     "ScalarLogger",
     "TensorBoardLogger",
     "WandbLogger",
+    "eta_progress",
     "read_metrics",
     "read_status",
     "write_status",
@@ -164,6 +165,26 @@ class WandbLogger:
         self.run.finish()
 
 
+def eta_progress(
+    label: str, *, after: tuple[str, ...] = (), eta_label: bool = False, console: Any = None
+) -> Any:
+    """A rich ``Progress``: ``label`` (a column template), the bar, done/total, time elapsed,
+    (``"ETA"``,) time remaining, then the text columns ``after``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns += [TextColumn("ETA")] if eta_label else []
+    columns += [TimeRemainingColumn(), *(TextColumn(text) for text in after)]
+    return Progress(*columns, console=console, transient=False)
+
+
 class ProgressBar:
     """A rich progress bar showing step, speed and the latest loss terms (no-op if disabled)."""
 
@@ -173,24 +194,7 @@ class ProgressBar:
         self.enabled = enabled
         if not enabled:
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[terms]}"),
-            transient=False,
-        )
+        self.progress = eta_progress("[bold]{task.description}", after=("{task.fields[terms]}",))
         self.task = self.progress.add_task(description, total=total, completed=start, terms="")
         self.progress.start()
 
