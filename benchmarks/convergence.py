@@ -36,6 +36,7 @@ import torch
 from scipy.stats import spearmanr
 
 from vaelens.data import load_dataset
+from vaelens.metrics.causal import collapsed_latents
 from vaelens.metrics.disentanglement.dci import dci
 from vaelens.metrics.disentanglement.mig import mig
 from vaelens.models import build_model
@@ -64,18 +65,19 @@ def evaluate(
     for chunk in torch.split(x, 256):
         post = model.encode(chunk)
         means.append(post.mean)
-        logvars.append(post.logvar if post.logvar is not None else torch.zeros_like(post.mean))
+        logvars.append(post.logvar)
         decoded = model.decode(post.mean)
         recs.append(reconstruction_loss(decoded, chunk, model.likelihood) * chunk.shape[0])
     model.train()
-    mu, lv = torch.cat(means), torch.cat(logvars)
-    kl_dim = (0.5 * (mu.pow(2) + lv.exp() - 1.0 - lv)).mean(0)
+    mu = torch.cat(means)
+    lv = None if logvars[0] is None else torch.cat(logvars)
+    collapsed, kl_dim, _ = collapsed_latents(mu, lv)  # the analysis' rule: KL < 0.01 nats
     codes = mu.numpy().astype(np.float64)
     n_fit = 2 * len(codes) // 3
     out = {
         "rec": float(torch.stack(recs).sum() / len(x)),
         "kl": float(kl_dim.sum()),
-        "active": int((kl_dim > 0.01).sum()),
+        "active": int((~collapsed).sum()),
         "mig": mig(codes, factors)["mig"],
     }
     d = dci(codes[:n_fit], factors[:n_fit], codes[n_fit:], factors[n_fit:], estimator="gbt-hist")

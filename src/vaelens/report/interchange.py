@@ -20,7 +20,7 @@ from vaelens.analysis import AnalysisResult
 from vaelens.report.data import StudyData, arch_label, fmt
 from vaelens.report.tables import Table
 
-__all__ = ["alignment_table", "circuit_table", "interchange_matrices", "share_cell"]
+__all__ = ["alignment_table", "circuit_table", "interchange_matrices", "latent_set", "share_cell"]
 
 
 def share_cell(est: float, lo: float, hi: float, edge: bool = False) -> str:
@@ -30,6 +30,11 @@ def share_cell(est: float, lo: float, hi: float, edge: bool = False) -> str:
         return "n/a"
     ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
     return f"{est:.2f}{ci}{' *' if edge else ''}".replace("-0.00", "0.00")
+
+
+def latent_set(units: list[int]) -> str:
+    """``{z0, z7, z9}``: a set of latent dims as the tables and the CLI print it."""
+    return "{" + ", ".join(f"z{j}" for j in units) + "}"
 
 
 def _first_runs(study: StudyData) -> list[tuple[str, str, str, AnalysisResult]]:
@@ -69,11 +74,7 @@ def _matrix_rows(ds: str, arch: str, rid: str, a: AnalysisResult) -> tuple[list,
     for f, name in enumerate(inter.factor_names):
         chosen = inter.min_sets[f]
         share = inter.min_set_share[f]
-        sets[name] = (
-            "{" + ", ".join(f"z{j}" for j in chosen) + "}" + f" ({fmt(share, 2)})"
-            if chosen
-            else "n/a"
-        )
+        sets[name] = f"{latent_set(chosen)} ({fmt(share, 2)})" if chosen else "n/a"
     disp.append(sets)
     if inter.pairs == "matched":
         gaps = [g for g in inter.other_differences if g is not None]
@@ -192,7 +193,7 @@ def _alignment_rows(al: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         rec = {
             "factor": name,
             "k": al.k,
-            "best axes": "{" + ", ".join(f"z{j}" for j in dims) + "}",
+            "best axes": latent_set(dims),
             "axis-aligned share": share_cell(axis, *axis_ci),
             "learned share": share_cell(learned, *learned_ci),
         }
