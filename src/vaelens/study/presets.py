@@ -42,6 +42,16 @@ _ROY2025_PARAMS: dict[str, dict[str, Any]] = {
     "factor_vae": {"gamma": 40.0, "disc_lr": 5e-5},
 }
 
+#: the metric sample sizes of the CPU presets (demo, quick): fast preset, smaller samples
+_SMALL_METRICS: dict[str, Any] = {
+    "metrics_num_train": 3000,
+    "metrics_num_test": 1500,
+    "metrics_overrides": {
+        "factor_vae": {"num_train": 400, "num_eval": 200, "num_variance_estimate": 1000},
+        "beta_vae": {"num_train": 400, "num_eval": 200},
+    },
+}
+
 #: the demo's training: tuned for useful models per CPU minute (docs/training.md)
 _DEMO_TRAIN: dict[str, Any] = {
     "steps": 4000,
@@ -128,12 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "alignment": True,
             "alignment_k": 2,
             "alignment_steps": 100,
-            "metrics_num_train": 3000,
-            "metrics_num_test": 1500,
-            "metrics_overrides": {
-                "factor_vae": {"num_train": 400, "num_eval": 200, "num_variance_estimate": 1000},
-                "beta_vae": {"num_train": 400, "num_eval": 200},
-            },
+            **_SMALL_METRICS,
         },
     },
     "quick": {
@@ -162,12 +167,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             # the referee's controls, with a short decoder retraining (the models train 600)
             "controls": True,
             "control_steps": 200,
-            "metrics_num_train": 3000,
-            "metrics_num_test": 1500,
-            "metrics_overrides": {
-                "factor_vae": {"num_train": 400, "num_eval": 200, "num_variance_estimate": 1000},
-                "beta_vae": {"num_train": 400, "num_eval": 200},
-            },
+            **_SMALL_METRICS,
         },
     },
 }

@@ -45,7 +45,7 @@ class PlateauRule:
         value = means.get(self.term, means.get("loss"))
         if value is None or not math.isfinite(value):
             return False
-        if value < self.best - self.rtol * abs(self.best) or not math.isfinite(self.best):
+        if not math.isfinite(self.best) or value < self.best - self.rtol * abs(self.best):
             self.best, self.best_step = float(value), int(step)
         elif step - self.best_step >= self.patience:
             self.fired_at = int(step)
