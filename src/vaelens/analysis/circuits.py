@@ -55,6 +55,7 @@ from vaelens.data import check_dataset
 from vaelens.errors import ArgumentError, DatasetError
 from vaelens.lens import EncoderInterchange, Lens, interchange_share, mean_share, pair_shares
 from vaelens.lens import interchange as lens_interchange
+from vaelens.lens.interchange import check_encoder_layers
 from vaelens.lens.patching import resolve_max_batch
 
 __all__ = ["CIRCUITS_METHOD", "unit_circuits"]
@@ -92,22 +93,7 @@ def _layers(lens: Lens, layers: object, probe: torch.Tensor) -> list[str]:
     lens._ensure_traced(probe)
     if layers is None:
         return list(lens.encoder_hook_names)
-    if isinstance(layers, str):
-        layers = [layers]
-    if not isinstance(layers, Sequence) or not layers:
-        raise ArgumentError(f"layers: expected a non-empty list of hook names, got {layers!r}")
-    points = lens._ensure_traced()
-    for k, name in enumerate(layers):
-        if not isinstance(name, str) or name not in points:
-            raise ArgumentError(
-                f"layers[{k}]: {name!r} is not a hook point of {type(lens.model).__name__}"
-            )
-        if points[name].phase != "encode":
-            raise ArgumentError(
-                f"layers[{k}]: {name!r} is not on the encoder side (it fires in "
-                f"{points[name].phase})"
-            )
-    return list(dict.fromkeys(layers))
+    return check_encoder_layers(lens, layers)
 
 
 def _latent_sets(

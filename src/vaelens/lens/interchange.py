@@ -76,6 +76,7 @@ from vaelens.stats import bootstrap_ci
 __all__ = [
     "EncoderInterchange",
     "InterchangeResult",
+    "check_encoder_layers",
     "counterfactual_accuracy",
     "encoder_interchange",
     "factor_direction",
@@ -522,7 +523,7 @@ def interchange(
 # --------------------------------------------------------------------------- encoder side
 
 
-def _encoder_layers(lens: Lens, layers: object) -> list[str]:
+def check_encoder_layers(lens: Lens, layers: object) -> list[str]:
     """``layers`` checked: a list of encoder hook names (one-line error naming the entry)."""
     if isinstance(layers, str):
         layers = [layers]
@@ -577,7 +578,7 @@ class EncoderInterchange:
         self.lens = lens
         self.max_batch = resolve_max_batch(max_batch, lens)
         lens._ensure_traced(x[:2])
-        self.layers = _encoder_layers(lens, layers)
+        self.layers = check_encoder_layers(lens, layers)
         n = int(x.shape[0])
         block = max(1, min(n, self.max_batch))
         self._blocks: list[tuple[Capture, dict[str, torch.Tensor]]] = []
