@@ -42,6 +42,15 @@ _ROY2025_PARAMS: dict[str, dict[str, Any]] = {
     "factor_vae": {"gamma": 40.0, "disc_lr": 5e-5},
 }
 
+#: the analysis of the GPU presets (paper, paper-v1, standard): disentanglement_lib's metric
+#: settings and the referee's controls with a 5,000-step decoder retraining
+_FULL_ANALYSIS: dict[str, Any] = {
+    "n_samples": 512,
+    "metrics_preset": "faithful",
+    "controls": True,
+    "control_steps": 5000,
+}
+
 #: the metric sample sizes of the CPU presets (demo, quick): fast preset, smaller samples
 _SMALL_METRICS: dict[str, Any] = {
     "metrics_num_train": 3000,
@@ -70,12 +79,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": dict(_ROY2025_TRAIN),
         "model_params": _ROY2025_PARAMS,
         "dataset_options": {"dsprites": {"source": "file"}, "shapes3d": {"source": "file"}},
-        "analysis": {
-            "n_samples": 512,
-            "metrics_preset": "faithful",
-            "controls": True,
-            "control_steps": 5000,
-        },
+        "analysis": dict(_FULL_ANALYSIS),
         "resources": {"num_cpus": 4, "num_gpus": 1},
     },
     "paper-v1": {
@@ -86,12 +90,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": dict(_ROY2025_TRAIN),
         "model_params": _ROY2025_PARAMS,
         "dataset_options": {"dsprites": {"source": "auto"}},
-        "analysis": {
-            "n_samples": 512,
-            "metrics_preset": "faithful",
-            "controls": True,
-            "control_steps": 5000,
-        },
+        "analysis": dict(_FULL_ANALYSIS),
         "resources": {"num_cpus": 4, "num_gpus": 1},
     },
     "standard": {
@@ -108,14 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "dip_vae_ii": {"backbone": "dlib", "lambda_od": 10.0},
         },
         "dataset_options": {"dsprites": {"source": "file"}, "shapes3d": {"source": "file"}},
-        "analysis": {
-            "n_samples": 512,
-            "metrics_preset": "faithful",
-            "controls": True,
-            "control_steps": 5000,
-            "circuits": True,
-            "alignment": True,
-        },
+        "analysis": {**_FULL_ANALYSIS, "circuits": True, "alignment": True},
         "resources": {"num_cpus": 4, "num_gpus": 1},
     },
     "demo": {
