@@ -57,7 +57,14 @@ import torch
 
 from vaelens.errors import ArgumentError
 from vaelens.lens.hooks import Capture, Lens
-from vaelens.lens.interchange import EPS, InterchangeResult, interchange, mean_share, pair_shares
+from vaelens.lens.interchange import (
+    EPS,
+    InterchangeResult,
+    _target_for,
+    interchange,
+    mean_share,
+    pair_shares,
+)
 from vaelens.lens.patching import resolve_max_batch
 
 __all__ = [
@@ -310,9 +317,7 @@ def rotated_interchange(
     base = torch.cat([b.base for b in blocks]).cpu()
     source = torch.cat([b.source for b in blocks]).cpu()
     patched = patched.unsqueeze(0)
-    target = None
-    if target_images is not None:
-        target = target_images.detach().cpu().reshape(base.shape)
+    target = None if target_images is None else _target_for(target_images, base)
     return InterchangeResult(
         variables=[(name, tuple(range(int(basis.shape[1]))))],
         patched=patched,
