@@ -1,7 +1,8 @@
-"""The command line: data commands, one-line errors, and a train -> analyze -> metrics run."""
+"""The command line: data commands, one-line errors, progress, a train -> analyze -> metrics run."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -9,10 +10,14 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from rich.console import Console
 from typer.testing import CliRunner
 
+from report_fixtures import make_fake_study
+from vaelens import cli
 from vaelens.analysis import load_analysis
 from vaelens.cli import app
+from vaelens.report.html import REPORT_STAGES
 
 runner = CliRunner()
 
@@ -41,6 +46,50 @@ def test_data_render_writes_a_png_grid(tmp_path: Path, name: str) -> None:
     assert res.exit_code == 0, res.output
     img = Image.open(out)
     assert img.format == "PNG" and img.size[0] > 4 * 64
+
+
+def test_stage_progress_off_a_terminal_prints_one_line_a_stage(monkeypatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=out, force_terminal=False))
+    with cli.StageProgress("build-cache") as progress:
+        for done in (0, 1000, 2000):  # one stage told per chunk
+            progress("render", done, 2100)
+        progress("done", 2100, 2100)
+    assert progress.bar is None
+    assert out.getvalue().splitlines() == ["build-cache: render", "build-cache: done"]
+
+
+def test_stage_progress_in_a_terminal_is_a_bar(monkeypatch) -> None:
+    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), force_terminal=True))
+    with cli.StageProgress("report") as progress:
+        progress("study", 0, 7)
+        progress("html", 6, 7)
+        task = progress.bar.tasks[0]
+        assert (task.completed, task.total, task.fields["stage"]) == (6, 7, "html")
+
+
+def test_data_render_off_a_terminal_prints_its_stages(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cli, "console", Console(width=400))  # long paths on one line
+    out = tmp_path / "s.png"
+    res = runner.invoke(app, ["data", "render", "synthetic", "-o", str(out), "--n", "4"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == [
+        "render: synthetic",
+        "render: done",
+        f"wrote {out} (4 samples of synthetic, source procedural)",
+    ]
+
+
+def test_report_off_a_terminal_prints_one_line_a_stage(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cli, "console", Console(width=400))
+    study = make_fake_study(
+        tmp_path, datasets=("dsprites",), seeds=(0,), failed=(), no_dci=(), traversals=False
+    )
+    res = runner.invoke(app, ["report", str(study), "--n-boot", "20"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines == [*(f"report: {s}" for s in REPORT_STAGES), "report: done", lines[-1]]
+    assert lines[-1] == f"wrote {study / 'report' / 'report.html'}"
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:

@@ -405,12 +405,23 @@ def test_partial_cache_rows_are_packed_renders(tmp_path):
     want = ds.render_dsprites(index_to_factors(np.arange(n), ds.FACTOR_SIZES))
     np.testing.assert_array_equal(np.unpackbits(packed, axis=1).reshape(want.shape), want)
     mtime = path.stat().st_mtime_ns
-    assert ds.build_dsprites_cache(tmp_path, chunk=1000, n_limit=n) == path  # reused
-    assert path.stat().st_mtime_ns == mtime
+    heard: list[tuple[str, int, int]] = []
+    again = ds.build_dsprites_cache(
+        tmp_path, chunk=1000, n_limit=n, progress=lambda *a: heard.append(a)
+    )
+    assert again == path and path.stat().st_mtime_ns == mtime  # reused
+    assert heard == [("done", n, n)]
     with pytest.raises(DatasetError, match=r"n_limit: expected an int in \[1, 737280\]"):
         ds.build_dsprites_cache(tmp_path, n_limit=0)
     with pytest.raises(DatasetError, match=r"chunk: expected a positive int"):
         ds.build_dsprites_cache(tmp_path, chunk=0)
+
+
+def test_cache_build_tells_progress_per_chunk(tmp_path):
+    heard: list[tuple[str, int, int]] = []
+    ds.build_dsprites_cache(tmp_path, chunk=1000, n_limit=2100, progress=lambda *a: heard.append(a))
+    assert heard == [("render", 0, 2100), ("render", 1000, 2100), ("render", 2000, 2100),
+                     ("done", 2100, 2100)]  # fmt: skip
 
 
 def test_full_size_cache_header_and_size():

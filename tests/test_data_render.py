@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaelens.data.render import image_grid, save_png, to_uint8
+from vaelens.data import load_dataset
+from vaelens.data.render import image_grid, save_png, to_uint8, write_sample_grids
 from vaelens.errors import DatasetError
 
 
@@ -87,3 +88,38 @@ def test_save_png_failure_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
     with Image.open(path) as im:
         np.testing.assert_array_equal(np.asarray(im), old)
     assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+
+
+def test_sample_grids_tell_progress_per_dataset_from_one_rng(tmp_path):
+    heard: list[tuple[str, int, int]] = []
+    targets = [("synthetic", tmp_path / "a.png"), ("dsprites", tmp_path / "sub" / "b.png")]
+    grids = write_sample_grids(
+        targets, n=6, nrow=3, seed=5, source="procedural", progress=lambda *a: heard.append(a)
+    )
+    assert heard == [("synthetic", 0, 2), ("dsprites", 1, 2), ("done", 2, 2)]
+    assert [(g.name, g.path, g.source) for g in grids] == [
+        ("synthetic", tmp_path / "a.png", "procedural"),
+        ("dsprites", tmp_path / "sub" / "b.png", "procedural"),
+    ]
+    rng = np.random.default_rng(5)  # the datasets are sampled in turn from one generator
+    for name, path in targets:
+        ds = load_dataset(name, source="procedural")
+        want = image_grid(ds.images(ds.sample_factors(6, rng)), nrow=3)
+        with Image.open(path) as im:
+            np.testing.assert_array_equal(np.asarray(im), want)
+
+
+def test_sample_grids_check_every_target_before_the_first_stage(tmp_path):
+    heard: list[tuple[str, int, int]] = []
+    (tmp_path / "dir.png").mkdir()
+    bad = [
+        ([("synthetic", tmp_path / "ok.png"), ("nosuch", tmp_path / "x.png")], "nosuch"),
+        ([("synthetic", tmp_path / "ok.png"), ("celeba", tmp_path / "x.png")], "source"),
+        ([("synthetic", tmp_path / "ok.png"), ("dsprites", tmp_path / "dir.png")], "dir.png"),
+    ]
+    for targets, what in bad:
+        with pytest.raises((DatasetError, OSError), match=what):
+            write_sample_grids(
+                targets, n=2, source="procedural", progress=lambda *a: heard.append(a)
+            )
+    assert heard == [] and not (tmp_path / "ok.png").exists()

@@ -16,6 +16,7 @@ from report_fixtures import FACTORS, make_fake_study
 from vaelens.errors import ConfigError
 from vaelens.report import build_report
 from vaelens.report.data import fmt_ci, load_study
+from vaelens.report.html import REPORT_STAGES
 from vaelens.report.tables import architecture_tests, to_markdown
 from vaelens.stats import within_group_correlation
 from vaelens.study.store import ResultStore
@@ -174,6 +175,21 @@ def test_one_seed_gives_no_ci_and_does_not_crash(tmp_path: Path) -> None:
     assert valued and not any("±" in r for r in rows) and all("(n=1)" in r for r in valued)
     assert "too few runs per architecture to test" in text
     assert "No run has figures/traversals.png" in text
+
+
+def test_progress_hears_each_stage_then_done(tmp_path: Path) -> None:
+    study = make_fake_study(
+        tmp_path, datasets=("dsprites",), seeds=(0,), failed=(), no_dci=(), traversals=False
+    )
+    heard: list[tuple[str, int, int]] = []
+    path = build_report(study, n_boot=N_BOOT, progress=lambda *a: heard.append(a))
+    n = len(REPORT_STAGES)
+    assert heard == [*((s, i, n) for i, s in enumerate(REPORT_STAGES)), ("done", n, n)]
+    assert REPORT_STAGES[0] == "study" and REPORT_STAGES[-1] == "html" and path.is_file()
+    heard.clear()
+    with pytest.raises(ConfigError, match=r"study\.sqlite"):  # no study: no stage is told
+        build_report(tmp_path / "runs", progress=lambda *a: heard.append(a))
+    assert heard == []
 
 
 def test_missing_analysis_and_metrics_show_na(tmp_path: Path) -> None:

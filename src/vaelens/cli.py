@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -117,16 +116,23 @@ def data_render(
     source: SourceOpt = "auto",
     root: RootOpt = None,
 ) -> None:
-    """Write a PNG grid of random samples of a dataset."""
-    from vaelens.data import load_dataset
-    from vaelens.data.render import image_grid, save_png
+    """Write a PNG grid of random samples of a dataset.
 
-    ds = load_dataset(name, source=source, root=root)
-    rng = np.random.default_rng(seed)
-    images = ds.images(ds.sample_factors(n, rng))
-    path = out or Path(f"{name}.png")
-    save_png(image_grid(images, nrow=nrow), path)
-    console.print(f"wrote {path} ({n} samples of {name}, source {getattr(ds, 'source', source)})")
+    In a terminal a bar shows its progress and an ETA; elsewhere one line a stage.
+    """
+    from vaelens.data.render import write_sample_grids
+
+    with StageProgress("render") as progress:
+        (grid,) = write_sample_grids(
+            [(name, out or Path(f"{name}.png"))],
+            n=n,
+            nrow=nrow,
+            seed=seed,
+            source=source,
+            root=root,
+            progress=progress,
+        )
+    console.print(f"wrote {grid.path} ({n} samples of {name}, source {grid.source})")
 
 
 @data_app.command("download")
@@ -178,12 +184,17 @@ def data_build_cache(
     root: RootOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if present.")] = False,
 ) -> None:
-    """Render a procedural dataset once into a packed on-disk cache (dsprites: 377 MB)."""
+    """Render a procedural dataset once into a packed on-disk cache (dsprites: 377 MB).
+
+    In a terminal a bar shows the images rendered and an ETA; elsewhere one line a stage.
+    """
     if name != "dsprites":
         raise typer.BadParameter(f"{name}: only dsprites has a rendered cache")
     from vaelens.data.dsprites import build_dsprites_cache
 
-    console.print(f"wrote {build_dsprites_cache(root, force=force)}")
+    with StageProgress("build-cache") as progress:
+        path = build_dsprites_cache(root, force=force, progress=progress)
+    console.print(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -659,11 +670,17 @@ class _Bar:
 
 class StageProgress(_Bar):
     """``progress(stage, done, total)`` callbacks as a bar with an ETA in a terminal, else
-    one line per stage."""
+    one line per stage (repeated calls of one stage, e.g. per chunk, print nothing more)."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.stage: str | None = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not console.is_terminal:
-            console.print(f"{self.label}: {stage}")
+            if stage != self.stage:
+                console.print(f"{self.label}: {stage}")
+            self.stage = stage
             return
         if self.bar is None:
             self._start(f"[bold]{self.label}" + " {task.fields[stage]}", total, stage=stage)
@@ -710,10 +727,16 @@ def report_cmd(
         ),
     ] = None,
 ) -> None:
-    """Write the study's self-contained HTML report with its tables as CSV and Markdown."""
+    """Write the study's self-contained HTML report with its tables as CSV and Markdown.
+
+    In a terminal a bar shows its stages and an ETA; elsewhere one line a stage.
+    """
     from vaelens.report import build_report
 
-    path = build_report(study_dir, out, n_boot=n_boot, mediation_factor=mediation_factor)
+    with StageProgress("report") as progress:
+        path = build_report(
+            study_dir, out, n_boot=n_boot, mediation_factor=mediation_factor, progress=progress
+        )
     console.print(f"wrote {path}")
 
 
@@ -832,27 +855,27 @@ def demo(
     alignment search and the referee's controls (about 10 minutes on 2 CPU cores).
     Resumable: run it again after an interruption and finished runs are kept.
     """
-    from vaelens.data import list_datasets, load_dataset
-    from vaelens.data.render import image_grid, save_png
+    from vaelens.data import list_datasets
+    from vaelens.data.render import write_sample_grids
     from vaelens.report import build_report
     from vaelens.study.presets import preset
     from vaelens.study.runner import run_study
 
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for spec in list_datasets():
-        if "procedural" in spec.sources:
-            ds = load_dataset(spec.name, source="procedural")
-            path = out / "datasets" / f"{spec.name}.png"
-            save_png(image_grid(ds.images(ds.sample_factors(64, rng)), nrow=8), path)
-            console.print(f"wrote {path}")
+    names = [spec.name for spec in list_datasets() if "procedural" in spec.sources]
+    targets = [(name, out / "datasets" / f"{name}.png") for name in names]
+    with StageProgress("render") as progress:
+        grids = write_sample_grids(targets, seed=seed, source="procedural", progress=progress)
+    for grid in grids:
+        console.print(f"wrote {grid.path}")
     cfg = preset(study_preset)
     study_dir = out / "study"
 
     with StudyProgress(cfg.name) as event:
         counts = run_study(cfg, study_dir, workers=workers, on_event=event)
     console.print(f"{cfg.name} study: {counts}")
-    report = build_report(study_dir)
+    with StageProgress("report") as progress:
+        report = build_report(study_dir, progress=progress)
     console.print(f"report: {report}")
 
 

@@ -41,7 +41,7 @@ import functools
 import os
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -498,6 +498,7 @@ def build_dsprites_cache(
     chunk: int = 16384,
     n_limit: int | None = None,
     force: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Render dSprites once and store it as ``np.packbits`` rows in a ``.npy`` file.
 
@@ -510,7 +511,9 @@ def build_dsprites_cache(
     ``n_limit`` renders only the first ``n_limit`` flat indices into
     ``...packbits_first{n_limit}.npy`` (a partial cache, for tests; not used by the
     ``"cache"`` source). An existing complete file is reused unless ``force``.
-    Returns the path of the file.
+    ``progress(stage, done, total)`` is called with ``("render", images written, n)`` as
+    each chunk starts and with ``("done", n, n)`` at the end (only the latter when the file
+    is reused). Returns the path of the file.
     """
     if not isinstance(chunk, int | np.integer) or chunk < 1:
         raise DatasetError(f"chunk: expected a positive int, got {chunk!r}")
@@ -521,19 +524,23 @@ def build_dsprites_cache(
             raise DatasetError(f"n_limit: expected an int in [1, {N_IMAGES}], got {n_limit!r}")
         n = int(n_limit)
         path = path.with_name(f"{path.stem}_first{n}.npy")
+    tell = progress or (lambda *_: None)
     if path.is_file() and not force:
         try:
             existing = np.load(path, mmap_mode="r", allow_pickle=False)
             if existing.shape == (n, PACKED_ROW_BYTES) and existing.dtype == np.uint8:
+                tell("done", n, n)
                 return path
         except (OSError, ValueError):
             pass  # unreadable: rebuild it
     with atomic_open(path, "wb") as fh:
         _write_cache_header(fh, n)
         for start in range(0, n, int(chunk)):
+            tell("render", start, n)
             stop = min(start + int(chunk), n)
             imgs = render_dsprites(index_to_factors(np.arange(start, stop), FACTOR_SIZES))
             fh.write(np.packbits(imgs.reshape(stop - start, -1), axis=1).tobytes())
+    tell("done", n, n)
     return path
 
 

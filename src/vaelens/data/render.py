@@ -1,13 +1,18 @@
 """Image grids and PNG files for batches of dataset images or reconstructions.
 
 ``image_grid`` tiles a batch ``(N, C, H, W)`` into one RGB picture (as ``torchvision``'s
-``make_grid``, without torchvision); ``save_png`` writes an array as a PNG file atomically.
+``make_grid``, without torchvision); ``save_png`` writes an array as a PNG file atomically;
+``write_sample_grids`` writes a grid of random samples of each of some datasets (``vaelens
+data render``, the demo), telling a ``progress(stage, done, total)`` callback as it goes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -15,7 +20,7 @@ from PIL import Image
 from vaelens.errors import DatasetError
 from vaelens.io import atomic_open
 
-__all__ = ["image_grid", "save_png", "to_uint8"]
+__all__ = ["SampleGrid", "image_grid", "save_png", "to_uint8", "write_sample_grids"]
 
 
 def to_uint8(array: np.ndarray, *, argument: str = "array") -> np.ndarray:
@@ -103,3 +108,55 @@ def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> Path:
     with atomic_open(dest, "wb") as fh:
         Image.fromarray(data).save(fh, format="PNG")
     return dest
+
+
+class SampleGrid(NamedTuple):
+    """One grid written by :func:`write_sample_grids`: the dataset, the PNG, the source used."""
+
+    name: str
+    path: Path
+    source: str
+
+
+def write_sample_grids(
+    targets: Sequence[tuple[str, str | os.PathLike[str]]],
+    *,
+    n: int = 64,
+    nrow: int = 8,
+    seed: int = 0,
+    source: str = "auto",
+    root: str | os.PathLike[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[SampleGrid]:
+    """Write a PNG grid of ``n`` random samples (``nrow`` a row) of each dataset of ``targets``.
+
+    ``targets`` is a sequence of ``(dataset name, PNG path)``; each dataset is loaded with
+    ``source`` and ``root`` (:func:`vaelens.data.load_dataset`) and sampled in turn from one
+    ``np.random.default_rng(seed)``. The names, sources and paths are checked before
+    anything is loaded. ``progress(stage, done, total)`` is called as each dataset starts
+    (its name, the number of grids written, ``len(targets)``) and with ``("done", total,
+    total)`` at the end. Returns one :class:`SampleGrid` a target, in order.
+    """
+    from vaelens.data.registry import get_spec, load_dataset
+
+    checked: list[tuple[str, Path]] = []
+    for name, path in targets:
+        allowed = ("auto", *get_spec(name).sources)
+        if source not in allowed:
+            raise DatasetError(f"source: {name} supports {allowed}, got {source!r}")
+        dest = Path(path)
+        if dest.is_dir():  # fail now rather than after loading and rendering
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(dest))
+        checked.append((name, dest))
+
+    tell = progress or (lambda *_: None)
+    rng = np.random.default_rng(seed)
+    total = len(checked)
+    out = []
+    for i, (name, dest) in enumerate(checked):
+        tell(name, i, total)
+        ds = load_dataset(name, source=source, root=root)
+        save_png(image_grid(ds.images(ds.sample_factors(n, rng)), nrow=nrow), dest)
+        out.append(SampleGrid(name, dest, str(getattr(ds, "source", source))))
+    tell("done", total, total)
+    return out

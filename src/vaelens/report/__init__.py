@@ -6,6 +6,6 @@
 Imports from: data (the registry's factor sizes), analysis, study, stats, errors, io.
 """
 
-from vaelens.report.html import build_report
+from vaelens.report.html import REPORT_STAGES, build_report
 
-__all__ = ["build_report"]
+__all__ = ["REPORT_STAGES", "build_report"]

@@ -22,6 +22,7 @@ __all__ = [
     "fmt_p",
     "load_study",
     "p_eq",
+    "study_database",
 ]
 
 DB_NAME = "study.sqlite"  # same as vaelens.study.runner.DB_NAME
@@ -224,6 +225,14 @@ def _read_analyses(
     return analyses
 
 
+def study_database(study_dir: str | Path) -> Path:
+    """``study_dir``'s ``study.sqlite``; :class:`ConfigError` when it holds no study."""
+    db = Path(study_dir) / DB_NAME
+    if not db.is_file():
+        raise ConfigError(f"study_dir: {study_dir} holds no study (missing {DB_NAME})")
+    return db
+
+
 def load_study(study_dir: str | Path) -> StudyData:
     """Read ``study_dir``: its ``study.sqlite`` and each completed run's ``analysis.json``.
 
@@ -234,9 +243,7 @@ def load_study(study_dir: str | Path) -> StudyData:
     from vaelens.study.store import ResultStore
 
     study_dir = Path(study_dir)
-    db = study_dir / DB_NAME
-    if not db.is_file():
-        raise ConfigError(f"study_dir: {study_dir} holds no study (missing {DB_NAME})")
+    db = study_database(study_dir)
     with ResultStore(db) as store:
         runs = store.runs()
         results = store.results()

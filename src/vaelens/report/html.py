@@ -16,10 +16,21 @@ from vaelens.io import atomic_open
 from vaelens.report import figures as figs
 from vaelens.report import interchange as itabs
 from vaelens.report import tables as tabs
-from vaelens.report.data import StudyData, arch_label, fmt, load_study, p_eq
+from vaelens.report.data import StudyData, arch_label, fmt, load_study, p_eq, study_database
 from vaelens.report.limits import limitations
 
-__all__ = ["build_report"]
+__all__ = ["REPORT_STAGES", "build_report"]
+
+#: The stages :func:`build_report` tells its ``progress`` callback, in order (then "done").
+REPORT_STAGES = (
+    "study",  # reading study.sqlite and each run's analysis.json
+    "statistics",  # mediation, architecture tests, CES-DCI correlation (bootstrap)
+    "architectures",  # sections 1-2 with the CES-DCI figure
+    "latents",  # sections 3-4: per-dimension effects, causal graphs, polysemanticity
+    "circuits",  # sections 5-6: modularity and mediation figures
+    "comparisons",  # sections 7-13: baseline, tests, controls, interchange, zoo, traversals
+    "html",  # the self-contained HTML file
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -224,6 +235,7 @@ def _check_args(study_dir: Path, n_boot: int) -> None:
         raise ConfigError(f"study_dir: {study_dir} is not a directory")
     if n_boot < 0:
         raise ConfigError(f"n_boot: expected a non-negative integer, got {n_boot}")
+    study_database(study_dir)  # no study: fail before the first stage is told
 
 
 def _add_header(rep: _Report, study: StudyData, study_dir: Path) -> None:
@@ -500,6 +512,7 @@ def build_report(
     n_boot: int = 2000,
     mediation_factor: str | None = None,
     random_state: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Write the report of the study in ``study_dir`` and return the path of ``report.html``.
 
@@ -509,11 +522,23 @@ def build_report(
     ``n_boot`` bootstrap resamples for correlation CIs; ``mediation_factor`` the factor of
     Table 5 (default: each dataset's first factor). Raises :class:`ConfigError` when
     ``study_dir`` holds no study.
+
+    ``progress(stage, done, total)`` is called as each stage of :data:`REPORT_STAGES`
+    starts (reading the study, the statistics, groups of sections with their figures,
+    writing the HTML) and with ``("done", total, total)`` at the end.
     """
     study_dir = Path(study_dir)
     _check_args(study_dir, n_boot)
+    tell = progress or (lambda *_: None)
+
+    def stage(name: str) -> None:
+        done = REPORT_STAGES.index(name) if name in REPORT_STAGES else len(REPORT_STAGES)
+        tell(name, done, len(REPORT_STAGES))
+
     out = Path(out_dir) if out_dir is not None else study_dir / "report"
+    stage("study")
     study = load_study(study_dir)  # before anything is created: no study, no report/
+    stage("statistics")
     out.mkdir(parents=True, exist_ok=True)
     rep = _Report(out)
     _add_header(rep, study, study_dir)
@@ -522,12 +547,16 @@ def build_report(
     tests = tabs.architecture_tests(study)
     corr = tabs.ces_dci_correlation(study, n_boot=n_boot, random_state=random_state)
     _add_limits(rep, study, tests, corr)
+    stage("architectures")
     _add_architectures(rep, study, tests)
     _add_correlation(rep, study, corr)
+    stage("latents")
     _add_dimensions(rep, study)
     _add_polysemanticity(rep, study)
+    stage("circuits")
     _add_modularity(rep, study)
     _add_mediation(rep, study, mediation)
+    stage("comparisons")
     _add_baseline_and_tests(rep, study, tests)
     _add_controls(rep, study)
     _add_interchange(rep, study)
@@ -535,4 +564,7 @@ def build_report(
         _add_section(rep, study, "11. Pretrained zoo", tabs.zoo_comparison(study, n_boot=n_boot))
     _add_traversals(rep, study)
     _add_roy2025(rep, study, corr)
-    return _write_document(rep, study, out)
+    stage("html")
+    path = _write_document(rep, study, out)
+    stage("done")
+    return path
