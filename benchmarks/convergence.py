@@ -10,7 +10,13 @@ steps, scores it on a fixed held-out sample of the dataset (the clock stops whil
 - ``mig`` and ``dci_d`` / ``dci_c`` / ``dci_i``: MIG (20 bins) and DCI with the fast
   ``gbt-hist`` estimator, on ``--n-eval`` codes (a third of them held out for DCI's test);
 - ``pos``: the best absolute Spearman correlation of one latent with posX and with posY
-  (dSprites only; shows when position is learned).
+  (dSprites only; shows when position is learned);
+- ``shape_acc``: whether the reconstructions draw the right shape (dSprites only): each of
+  the first 600 held-out images is also rendered as the other shapes with every other
+  factor kept but scale (the best of the 6 scales is taken for each shape: at one scale the
+  three shapes differ in area, so a blob of the right area would otherwise pass), and the
+  reconstruction counts as right when it is closer (the model's own per-image
+  reconstruction loss) to its own shape than to the others. Chance is 1/3.
 
     python benchmarks/convergence.py --model beta_vae --dataset dsprites --width 0.5 --steps 6000
     python benchmarks/convergence.py --model factor_vae --dataset synthetic --steps 3000 \\
@@ -82,6 +88,8 @@ def evaluate(
     }
     d = dci(codes[:n_fit], factors[:n_fit], codes[n_fit:], factors[n_fit:], estimator="gbt-hist")
     out.update(dci_d=d["disentanglement"], dci_c=d["completeness"], dci_i=d["informativeness_test"])
+    if names == ["shape", "scale", "orientation", "posX", "posY"]:  # dSprites
+        out["shape_acc"] = shape_accuracy(model, x, factors)
     for f, name in enumerate(names):
         if name in ("posX", "posY"):
             rho = [abs(spearmanr(codes[:, j], factors[:, f])[0]) for j in range(codes.shape[1])]
@@ -89,6 +97,48 @@ def evaluate(
             out[f"{name}_rho"] = float(max(rho))
             out[f"{name}_latent"] = int(np.argmax(rho))
     return out
+
+
+_SHAPE_N = 600
+
+
+@torch.no_grad()
+def shape_accuracy(model: torch.nn.Module, x: torch.Tensor, factors: np.ndarray) -> float:
+    """Share of reconstructions closer to their own shape's rendering than to any other's."""
+    n = min(_SHAPE_N, len(x))
+    model.eval()
+    decoded = torch.cat([model.decode(model.encode(c).mean) for c in torch.split(x[:n], 200)])
+    model.train()
+    return shape_accuracy_of(decoded, factors[:n], model.likelihood)
+
+
+def shape_accuracy_of(decoded: torch.Tensor, factors: np.ndarray, likelihood: str) -> float:
+    """:func:`shape_accuracy` for given decoder outputs of dSprites images with ``factors``."""
+    from vaelens.data.dsprites import render_dsprites
+
+    n, f = len(decoded), 0  # dSprites: (shape, scale, orientation, posX, posY)
+    losses = []
+    for s in range(3):  # best over the 6 scales: the shapes differ in area at one scale
+        per_scale = []
+        for k in range(6):
+            alt = factors[:n].copy()
+            alt[:, f], alt[:, 1] = s, k
+            target = torch.from_numpy(render_dsprites(alt).astype(np.float32))
+            per_scale.append(_image_loss(decoded, target.reshape(decoded.shape), likelihood))
+        losses.append(torch.stack(per_scale, 1).amin(1))
+    pick = torch.stack(losses, 1).argmin(1).numpy()
+    return float(np.mean(pick == factors[:n, f]))
+
+
+def _image_loss(decoded: torch.Tensor, target: torch.Tensor, likelihood: str) -> torch.Tensor:
+    """Per-image reconstruction loss of ``decoded`` against ``target``."""
+    if likelihood == "bernoulli":
+        per = torch.nn.functional.binary_cross_entropy_with_logits(
+            decoded, target, reduction="none"
+        )
+    else:
+        per = (decoded - target).pow(2)
+    return per.flatten(1).sum(1)
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -125,12 +175,25 @@ def run(args: argparse.Namespace) -> list[dict]:
         x = trainset.batch(order.indices(step), channels_last=True)
         runner(x, step)
         train_s += time.perf_counter() - t0
+    if args.save:
+        torch.save(model.state_dict(), args.save)
     return curve
 
 
 def _format(row: dict) -> str:
     parts = [f"step {row['step']:6d}", f"t {row['time_s']:7.1f}s"]
-    for k in ("rec", "kl", "active", "mig", "dci_d", "dci_c", "dci_i", "posX_rho", "posY_rho"):
+    for k in (
+        "rec",
+        "kl",
+        "active",
+        "mig",
+        "dci_d",
+        "dci_c",
+        "dci_i",
+        "posX_rho",
+        "posY_rho",
+        "shape_acc",
+    ):
         if k in row:
             v = row[k]
             parts.append(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}")
@@ -179,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
     p.add_argument("--json", help="write the curve here")
+    p.add_argument("--save", help="save the trained model's state_dict here")
     p.add_argument("--label", help="label of the curve in plots")
     p.add_argument("--plot", help="draw the curves of the JSON files given as arguments")
     p.add_argument("curves", nargs="*")

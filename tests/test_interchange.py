@@ -254,6 +254,8 @@ def test_matrix_of_halves() -> None:
     assert np.isnan(sc["interchange.min_set_size.nuisance"])
     assert sc["interchange.share_max.right"] == pytest.approx(1.0)
     assert np.isnan(sc["interchange.share_max.nuisance"])
+    assert sc["interchange.mean_min_set_size"] == 1.0  # the nuisance factor has no set
+    assert sc["interchange.mean_share_max"] == pytest.approx(1.0)
 
 
 def test_matrix_of_rotation_needs_both_latents() -> None:

@@ -224,3 +224,35 @@ def test_beta_tc_vae_loss_combines_the_terms():
         build_model("beta_tc_vae", estimator="mss", **TINY)
     mss = build_model("beta_tc_vae", estimator="mss", dataset_size=1000, **TINY)
     assert set(mss.training_losses(_images())) >= {"loss", "rec", "kl", "mi", "tc", "dwkl"}
+
+
+@pytest.mark.parametrize("variant", ["vae", "beta_vae", "factor_vae", "beta_tc_vae", "dip_vae_ii"])
+def test_kl_warmup_weights_every_kl_term(variant):
+    """loss(step) = rest + w(step) * kl_part with w = min(1, step / W): the two losses of a
+    model with and without the warm-up agree at w = 1 and differ by (1 - w) kl_part."""
+    torch.manual_seed(0)
+    plain = build_model(variant, **TINY)
+    warm = build_model(variant, kl_warmup=100, **TINY)
+    warm.load_state_dict(plain.state_dict())
+    x = _images()
+
+    def loss(model, step):
+        return model.training_losses(x, step=step, generator=_gen(5))["loss"]
+
+    full, zero = loss(plain, 0), loss(warm, 0)  # w = 0: the KL part is gone
+    kl_part = full - zero
+    assert abs(float(kl_part)) > 1e-4  # the beta-TC estimate can be < 0 on a tiny batch
+    torch.testing.assert_close(loss(warm, 25), zero + 0.25 * kl_part)
+    torch.testing.assert_close(loss(warm, 100), full)
+    torch.testing.assert_close(loss(warm, 10_000), full)
+    assert warm.kl_weight(50) == 0.5 and plain.kl_weight(0) == 1.0
+    assert build_model(variant, **warm.hparams()).kl_warmup == 100
+
+
+def test_kl_warmup_bad_values():
+    with pytest.raises(ConfigError, match="kl_warmup: expected an integer >= 0, got -1"):
+        build_model("vae", kl_warmup=-1, **TINY)
+    with pytest.raises(ConfigError, match="kl_warmup: expected an integer >= 0"):
+        build_model("beta_vae", kl_warmup=2.5, **TINY)
+    with pytest.raises(ConfigError, match="kl_warmup: the capacity form"):
+        build_model("beta_vae", mode="capacity", kl_warmup=10, **TINY)

@@ -385,3 +385,30 @@ def test_report_says_what_the_study_cannot_conclude(tmp_path: Path) -> None:
     html = build_report(path, n_boot=N_BOOT).read_text()
     assert "What this study cannot conclude" in html
     assert html.index("What this study cannot conclude") < html.index("1. Architecture comparison")
+
+
+def test_interchange_metrics_are_tested_only_when_the_runs_have_them(tmp_path: Path) -> None:
+    from vaelens.report.tables import architecture_comparison
+
+    study = load_study(
+        make_fake_study(
+            tmp_path, architectures=("vae", "beta_vae"), datasets=("synthetic",),
+            seeds=(0, 1, 2), failed=(), no_dci=(), traversals=False,
+        )
+    )  # fmt: skip
+    label = "latents per factor (interchange)"
+    assert label not in set(architecture_tests(study).data.metric)
+    assert not any("interchange" in c for c in architecture_tests(study).claims)
+    assert "interchange.mean_min_set_size" not in set(architecture_comparison(study).data.column)
+    c = study.completed  # plant: the beta-VAE needs clearly fewer latents per factor
+    planted = {"vae": [4.0, 4.4, 4.8], "beta_vae": [2.0, 2.2, 2.4]}
+    for arch, vals in planted.items():
+        rows = c.index[c.architecture == arch]
+        c.loc[rows, "interchange.mean_min_set_size"] = vals
+    tests = architecture_tests(study)
+    row = tests.data[tests.data.metric == label].iloc[0]
+    assert row.p_holm < 0.05 and row.n_a == row.n_b == 3
+    assert any(f"VAE's {label} (4.4) is higher than β-VAE's (2.2)" in x for x in tests.claims)
+    t1 = architecture_comparison(study).data
+    cell = t1[(t1.column == "interchange.mean_min_set_size") & (t1.architecture == "beta_vae")]
+    assert cell.iloc[0]["mean"] == pytest.approx(2.2) and cell.iloc[0].n == 3

@@ -584,7 +584,19 @@ class Interchange(_Block):
                 float(np.nanmax(col)) if np.isfinite(col).any() else math.nan
             )
             out[f"interchange.min_set_accuracy.{name}"] = float(self.min_set_accuracy[f])
+        # factor means (own keys: a factor may be called "mean")
+        out["interchange.mean_min_set_size"] = _nanmean(sizes)
+        out["interchange.mean_share_max"] = _nanmean(
+            [out[f"interchange.share_max.{name}"] for name in self.factor_names]
+        )
         return out
+
+
+def _nanmean(values: Any) -> float:
+    """Mean of the finite entries, NaN when there are none."""
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else math.nan
 
 
 class AnalysisResult(BaseModel):

@@ -69,6 +69,7 @@ __all__ = [
     "check_images",
     "check_latents",
     "check_nonnegative",
+    "check_nonnegative_int",
     "check_positive",
     "check_positive_int",
     "get_backbone",
@@ -148,6 +149,16 @@ def check_positive_int(name: str, value: Any) -> int:
     ):
         raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
     return int(value)
+
+
+def check_nonnegative_int(name: str, value: Any) -> int:
+    """Return ``value`` as an ``int`` if it is an integer >= 0, else raise ConfigError."""
+    if value == 0 and not isinstance(value, bool) and isinstance(value, numbers.Real):
+        return 0
+    try:
+        return check_positive_int(name, value)
+    except ConfigError:
+        raise ConfigError(f"{name}: expected an integer >= 0, got {value!r}") from None
 
 
 def check_positive(name: str, value: Any) -> float:

@@ -167,8 +167,11 @@ class BetaTCVAE(GaussianVAE):
         gamma: float = 1.0,
         estimator: str = "mws",
         dataset_size: int | None = None,
+        kl_warmup: int = 0,
     ) -> None:
-        super().__init__(in_channels, latent_dim, width, backbone, likelihood, image_size)
+        super().__init__(
+            in_channels, latent_dim, width, backbone, likelihood, image_size, kl_warmup=kl_warmup
+        )
         self.alpha = check_nonnegative("alpha", alpha)
         self.beta = check_nonnegative("beta", beta)
         self.gamma = check_nonnegative("gamma", gamma)
@@ -191,7 +194,8 @@ class BetaTCVAE(GaussianVAE):
             )
         t = self.elbo_terms(x, generator)
         d = tc_decomposition(t["z"], t["mu"], t["logvar"], self.estimator, self.dataset_size)
-        loss = t["rec"] + self.alpha * d["mi"] + self.beta * d["tc"] + self.gamma * d["dwkl"]
+        kl = self.alpha * d["mi"] + self.beta * d["tc"] + self.gamma * d["dwkl"]
+        loss = t["rec"] + self.kl_weight(step) * kl
         return {
             "loss": loss,
             "rec": t["rec"].detach(),

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from vaelens.errors import ConfigError
 from vaelens.models.backbones import (
     IMAGE_SIZE,
     check_choice,
@@ -63,13 +64,20 @@ class BetaVAE(GaussianVAE):
         gamma: float = 1000.0,
         c_max: float = 25.0,
         c_steps: int = 100_000,
+        kl_warmup: int = 0,
     ) -> None:
-        super().__init__(in_channels, latent_dim, width, backbone, likelihood, image_size)
+        super().__init__(
+            in_channels, latent_dim, width, backbone, likelihood, image_size, kl_warmup=kl_warmup
+        )
         self.beta = check_nonnegative("beta", beta)
         self.mode = check_choice("mode", mode, BETA_VAE_MODES)
         self.gamma = check_nonnegative("gamma", gamma)
         self.c_max = check_nonnegative("c_max", c_max)
         self.c_steps = check_positive_int("c_steps", c_steps)
+        if self.mode == "capacity" and self.kl_warmup:
+            raise ConfigError(
+                f"kl_warmup: the capacity form schedules the KL itself; expected 0, got {kl_warmup}"
+            )
 
     def training_losses(
         self, x: torch.Tensor, *, step: int = 0, generator: torch.Generator | None = None
@@ -78,7 +86,7 @@ class BetaVAE(GaussianVAE):
         t = self.elbo_terms(x, generator)
         out = {"rec": t["rec"].detach(), "kl": t["kl"].detach()}
         if self.mode == "higgins":
-            out["loss"] = t["rec"] + self.beta * t["kl"]
+            out["loss"] = t["rec"] + self.kl_weight(step) * self.beta * t["kl"]
         else:
             c = capacity_at(step, self.c_max, self.c_steps)
             out["loss"] = t["rec"] + self.gamma * (t["kl"] - c).abs()

@@ -71,8 +71,11 @@ class DIPVAE(GaussianVAE):
         image_size: int = IMAGE_SIZE,
         lambda_od: float = 10.0,
         lambda_d: float | None = None,
+        kl_warmup: int = 0,
     ) -> None:
-        super().__init__(in_channels, latent_dim, width, backbone, likelihood, image_size)
+        super().__init__(
+            in_channels, latent_dim, width, backbone, likelihood, image_size, kl_warmup=kl_warmup
+        )
         self.lambda_od = check_nonnegative("lambda_od", lambda_od)
         if lambda_d is None:
             lambda_d = self.lambda_od * (10.0 if self.dip_type == "i" else 1.0)
@@ -86,7 +89,7 @@ class DIPVAE(GaussianVAE):
         cov = dip_covariance(t["mu"], t["logvar"], self.dip_type)
         reg = dip_regularizer(cov, self.lambda_od, self.lambda_d)
         return {
-            "loss": t["rec"] + t["kl"] + reg,
+            "loss": t["rec"] + self.kl_weight(step) * t["kl"] + reg,
             "rec": t["rec"].detach(),
             "kl": t["kl"].detach(),
             "dip": reg.detach(),

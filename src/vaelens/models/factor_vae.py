@@ -99,8 +99,11 @@ class FactorVAE(GaussianVAE):
         disc_layers: int = 6,
         disc_lr: float = 1e-4,
         disc_betas: Sequence[float] = (0.5, 0.9),
+        kl_warmup: int = 0,
     ) -> None:
-        super().__init__(in_channels, latent_dim, width, backbone, likelihood, image_size)
+        super().__init__(
+            in_channels, latent_dim, width, backbone, likelihood, image_size, kl_warmup=kl_warmup
+        )
         self.gamma = check_nonnegative("gamma", gamma)
         self.disc_hidden = check_positive_int("disc_hidden", disc_hidden)
         self.disc_layers = check_positive_int("disc_layers", disc_layers)
@@ -137,7 +140,7 @@ class FactorVAE(GaussianVAE):
         z = t["z"]
         logits = self.discriminator(z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
-        loss = t["rec"] + t["kl"] + self.gamma * tc
+        loss = t["rec"] + self.kl_weight(step) * t["kl"] + self.gamma * tc
 
         half = z.shape[0] // 2
         z_real = z[:half].detach()

@@ -28,6 +28,7 @@ from vaelens.models.backbones import (
     check_choice,
     check_images,
     check_latents,
+    check_nonnegative_int,
     check_positive,
     check_positive_int,
     resolve_backbone,
@@ -93,6 +94,9 @@ class GaussianVAE(VAEBase):
         backbone: ``"roy2025"`` (3 conv layers) or ``"dlib"`` (disentanglement_lib's network).
         likelihood: ``"bernoulli"`` (decode returns logits) or ``"gaussian"`` (means).
         image_size: must be 64.
+        kl_warmup: KL warm-up steps W (0 = none): every KL term of the loss is weighted by
+            ``w(step) = min(1, step / W)`` (:meth:`kl_weight`), so that early training is
+            nearly an autoencoder and does not sit on the mean image (docs/training.md).
     """
 
     variant = "gaussian_vae"
@@ -105,8 +109,11 @@ class GaussianVAE(VAEBase):
         backbone: str = "roy2025",
         likelihood: str = "bernoulli",
         image_size: int = IMAGE_SIZE,
+        *,
+        kl_warmup: int = 0,
     ) -> None:
         super().__init__()
+        self.kl_warmup = check_nonnegative_int("kl_warmup", kl_warmup)
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.width = check_positive("width", width)
@@ -131,6 +138,12 @@ class GaussianVAE(VAEBase):
         return self.decoder(z)
 
     # -- loss pieces -------------------------------------------------------------------
+    def kl_weight(self, step: int) -> float:
+        """The KL warm-up weight ``min(1, max(step, 0) / kl_warmup)`` (1 without warm-up)."""
+        if self.kl_warmup == 0:
+            return 1.0
+        return min(1.0, max(step, 0) / self.kl_warmup)
+
     def elbo_terms(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
@@ -158,9 +171,13 @@ class GaussianVAE(VAEBase):
     def training_losses(
         self, x: torch.Tensor, *, step: int = 0, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
-        """``{"loss": rec + KL, "rec", "kl"}`` (the extra entries detached)."""
+        """``{"loss": rec + w KL, "rec", "kl"}`` (``w`` = :meth:`kl_weight`; extras detached)."""
         t = self.elbo_terms(x, generator)
-        return {"loss": t["rec"] + t["kl"], "rec": t["rec"].detach(), "kl": t["kl"].detach()}
+        return {
+            "loss": t["rec"] + self.kl_weight(step) * t["kl"],
+            "rec": t["rec"].detach(),
+            "kl": t["kl"].detach(),
+        }
 
     def hparams(self) -> dict[str, Any]:
         """The constructor arguments; ``build_model(self.variant, **hparams())`` rebuilds it."""
@@ -171,6 +188,7 @@ class GaussianVAE(VAEBase):
             "backbone": self.backbone,
             "likelihood": self.likelihood,
             "image_size": self.image_size,
+            "kl_warmup": self.kl_warmup,
         }
 
 

@@ -106,7 +106,12 @@ NONNEGATIVE_PREFIXES = (
     "polysemanticity_roy2025.",
     "monosemantic_fraction.",
     "cluster_coherence.",
+    "interchange.mean_",
 )
+
+#: metrics of optional analysis blocks: a table row or a test of one is left out (not shown
+#: as n/a) when no run of the study has it
+OPTIONAL_METRICS = ("interchange.mean_min_set_size", "interchange.mean_share_max")
 
 
 def _nonnegative(column: str | None, vals: np.ndarray) -> bool:
@@ -167,6 +172,8 @@ def _metric_table(
     for ds in study.datasets:
         for label, col in rows:
             column = col(ds) if callable(col) else col
+            if column in OPTIONAL_METRICS and column not in study.completed.columns:
+                continue
             summ = _summary(study, ds, column)
             rec = {"dataset": ds, "metric": label}
             for arch in study.architectures:
@@ -197,6 +204,8 @@ def architecture_comparison(study: StudyData) -> Table:
         ("  same, predicting the mean image", "recon.mse_mean_image"),
         ("Reconstruction NLL per image (BCE or SSE)", "recon.trained"),
         ("Collapsed latents (fraction, mean KL < threshold)", "latent.collapsed_fraction"),
+        ("Latents per factor (interchange, 90% of the effect)", "interchange.mean_min_set_size"),
+        ("Best single-latent share per factor (interchange)", "interchange.mean_share_max"),
     ]
     return _metric_table(
         study,
@@ -571,6 +580,8 @@ TEST_METRICS = (
     ("specificity.mean", "mean specificity"),
     ("modularity.mu", "mu-layer modularity"),
     ("monosemantic_fraction.mu", "monosemantic fraction (mu)"),
+    ("interchange.mean_min_set_size", "latents per factor (interchange)"),
+    ("interchange.mean_share_max", "best single-latent share (interchange)"),
 )
 
 
@@ -591,6 +602,8 @@ def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
         sub = sub.iloc[np.argsort(sub.architecture.map(rank).to_numpy(), kind="stable")]
         for metric, label in TEST_METRICS:
             column = _resolve(study, ds, metric)
+            if column in OPTIONAL_METRICS and column not in sub.columns:
+                continue
             if column is None or column not in sub.columns:
                 claims.append(f"{ds}: {label} is not available (n/a), so it was not tested.")
                 continue

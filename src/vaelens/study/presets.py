@@ -63,7 +63,7 @@ _SMALL_METRICS: dict[str, Any] = {
 
 #: the demo's training: tuned for useful models per CPU minute (docs/training.md)
 _DEMO_TRAIN: dict[str, Any] = {
-    "steps": 4000,
+    "steps": 3000,
     "batch_size": 64,
     "lr": 1e-3,
     "n_train": 20000,
@@ -114,7 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "demo",
         "architectures": ["vae", "beta_vae"],
         "datasets": ["dsprites"],
-        "seeds": [0, 1],
+        "seeds": [0, 1, 2],
         "train": dict(_DEMO_TRAIN),
         "model_params": {
             "vae": {"backbone": "dlib", "width": 0.5},
