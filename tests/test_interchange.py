@@ -310,3 +310,20 @@ def test_analyze_carries_the_block_for_model_and_twin() -> None:
     off = analyze(HalvesModel(), HalvesDataset(), interchange=False, baseline=False, **kw)
     assert off.trained.interchange is None
     assert not any(k.startswith("interchange.") for k in off.scalars())
+
+
+def test_report_graph_is_the_interchange_graph_when_the_run_has_one() -> None:
+    from report_fixtures import make_analysis
+    from vaelens.report.figures import graph_weights
+
+    probe_run = make_analysis(np.random.default_rng(0), "beta_vae", "synthetic", 0, latent=3)
+    w, mask, source = graph_weights(probe_run)
+    assert source == "probe" and w.shape == mask.shape
+    m = _matrix(HalvesModel())  # 3 latents x (nuisance, left, right); edges (0, 1) and (1, 2)
+    trained = probe_run.trained.model_copy(update={"interchange": m})
+    run = probe_run.model_copy(update={"trained": trained})
+    w, mask, source = graph_weights(run)
+    assert source == "interchange"
+    assert sorted(zip(*np.nonzero(mask), strict=True)) == [(0, 1), (1, 2)]
+    np.testing.assert_allclose(w[:, 0], 0.0)  # NaN (the nuisance moves nothing) drawn as 0
+    np.testing.assert_allclose(w[0, 1], 1.0, atol=1e-6)

@@ -409,6 +409,41 @@ def test_interchange_metrics_are_tested_only_when_the_runs_have_them(tmp_path: P
     row = tests.data[tests.data.metric == label].iloc[0]
     assert row.p_holm < 0.05 and row.n_a == row.n_b == 3
     assert any(f"VAE's {label} (4.4) is higher than β-VAE's (2.2)" in x for x in tests.claims)
+    from vaelens.stats import adjust_pvalues  # and over all metrics of the dataset together
+
+    expected = adjust_pvalues(tests.data.p.to_numpy(float), "holm")
+    np.testing.assert_allclose(tests.data.p_holm_all.to_numpy(float), expected)
+    assert tests.data.p_holm_all.min() >= tests.data.p_holm.min()
+    tested = int(np.isfinite(tests.data.p).sum())
+    assert any(f"adjusted over all {tested} together" in x for x in tests.claims)
     t1 = architecture_comparison(study).data
     cell = t1[(t1.column == "interchange.mean_min_set_size") & (t1.architecture == "beta_vae")]
     assert cell.iloc[0]["mean"] == pytest.approx(2.2) and cell.iloc[0].n == 3
+
+
+def test_a_metric_every_run_agrees_on_is_reported_as_such(tmp_path: Path) -> None:
+    study = load_study(
+        make_fake_study(
+            tmp_path, architectures=("vae", "beta_vae"), datasets=("synthetic",),
+            seeds=(0, 1, 2), failed=(), no_dci=(), traversals=False,
+        )
+    )  # fmt: skip
+    c = study.completed
+    c["latent.collapsed_fraction"] = np.where(c.architecture == "vae", 0.0, 0.4)
+    claims = [x for x in architecture_tests(study).claims if "collapsed latent fraction" in x]
+    assert claims == [
+        "synthetic, collapsed latent fraction: the runs of each architecture agree exactly "
+        "(VAE 0, β-VAE 0.4; VAE n=3, β-VAE n=3), so there is no spread to test a difference "
+        "against."
+    ]
+    c.loc[c.index[0], "latent.collapsed_fraction"] = 0.1  # one VAE run differs: a real test
+    claims = [x for x in architecture_tests(study).claims if "collapsed latent fraction" in x]
+    assert claims and "agree exactly" not in claims[0]
+
+
+def test_sections_are_numbered_without_gaps(built: tuple[Path, Path]) -> None:
+    _, html_path = built
+    numbers = [
+        int(n) for n in re.findall(r"<h2 id=\"section-\d+\">(\d+)\. ", html_path.read_text())
+    ]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 10

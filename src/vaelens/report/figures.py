@@ -10,6 +10,7 @@ import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,6 +25,7 @@ __all__ = [
     "causal_graph",
     "ces_specificity_per_dim",
     "ces_vs_dci",
+    "graph_weights",
     "mediation_by_channel",
     "modularity_layers",
     "modularity_vs_effect",
@@ -94,47 +96,70 @@ def unit_response_heatmaps(study: StudyData, ds: str, max_layers: int = 4) -> by
     return png_bytes(fig)
 
 
+def graph_weights(analysis: AnalysisResult) -> tuple[np.ndarray, np.ndarray, str]:
+    """The latent x factor graph a run's report draws: ``(weights in [0, 1], edge mask, source)``.
+
+    With an interchange block (docs/interchange.md) the weights are its shares (absolute, so
+    that panels compare) and the edges its own (share CI lower bound above its threshold):
+    ``source = "interchange"``. Without, the probe graph of
+    :class:`~vaelens.analysis.CausalGraph` over its strongest weight, edges at 0.15:
+    ``source = "probe"``.
+    """
+    inter = analysis.trained.interchange
+    if inter is not None:
+        w = np.clip(np.nan_to_num(np.asarray(inter.share, dtype=float)), 0.0, 1.0)
+        mask = np.zeros(w.shape, dtype=bool)
+        for i, f in np.asarray(inter.edges, dtype=int).reshape(-1, 2):
+            mask[i, f] = True
+        return w, mask, "interchange"
+    w = np.nan_to_num(np.atleast_2d(analysis.trained.causal_graph.latent_to_factor))
+    w = w / (w.max() if w.size and w.max() > 0 else 1.0)
+    return w, w > 0.15, "probe"
+
+
 def causal_graph(study: StudyData, ds: str) -> bytes | None:
-    """Bipartite latent -> factor graph per architecture (first seed); edge width ~ weight."""
+    """Bipartite latent -> factor graph per architecture (first seed); edge width ~ weight
+    (:func:`graph_weights`: the interchange graph where the run has one)."""
     archs = _archs_with_runs(study, ds)
     if not archs:
         return None
     factors = study.factor_names(ds)
     fig = Figure(figsize=(3.2 * len(archs), 3.6))
     axes = fig.subplots(1, len(archs), squeeze=False)[0]
+    sources = set()
     for ax, arch in zip(axes, archs, strict=True):
         first = _first_run(study, ds, arch)
         assert first is not None  # _archs_with_runs keeps architectures with an analysis
-        w = np.nan_to_num(np.atleast_2d(first.trained.causal_graph.latent_to_factor))
-        n_l, n_f = w.shape
-        wmax = w.max() if w.size and w.max() > 0 else 1.0
-        yl = np.linspace(1, 0, n_l)
-        yf = np.linspace(1, 0, n_f) if n_f > 1 else np.array([0.5])
-        for i in range(n_l):
-            for f in range(n_f):
-                s = w[i, f] / wmax
-                if s > 0.15:
-                    ax.plot(
-                        [0, 1], [yl[i], yf[f]], color="#444", lw=0.3 + 3 * s, alpha=0.2 + 0.8 * s
-                    )
-        ax.scatter(np.zeros(n_l), yl, s=60, color="#1f77b4", zorder=3)
-        ax.scatter(np.ones(n_f), yf, s=60, color="#d62728", zorder=3)
-        for i in range(n_l):
-            ax.text(-0.06, yl[i], f"z{i}", ha="right", va="center", fontsize=7)
-        for f in range(n_f):
-            ax.text(
-                1.06,
-                yf[f],
-                factors[f] if f < len(factors) else f"f{f}",
-                ha="left",
-                va="center",
-                fontsize=7,
-            )
-        ax.set_xlim(-0.4, 1.6)
-        ax.set_axis_off()
-        ax.set_title(arch_label(arch), fontsize=9)
-    fig.suptitle(f"{ds}: latent-to-factor causal graph (edges ≥ 15% of the strongest)", fontsize=9)
+        w, mask, source = graph_weights(first)
+        sources.add(source)
+        _draw_bipartite(ax, w, mask, factors)
+        ax.set_title(f"{arch_label(arch)} ({source})", fontsize=9)
+    what = {
+        frozenset({"interchange"}): "interchange causal graph (edges: share CI above threshold)",
+        frozenset({"probe"}): "probe causal graph (edges ≥ 15% of the strongest)",
+    }.get(frozenset(sources), "causal graph (interchange where the run has one, else probe)")
+    fig.suptitle(f"{ds}: latent-to-factor {what}", fontsize=9)
     return png_bytes(fig)
+
+
+def _draw_bipartite(ax: Any, w: np.ndarray, mask: np.ndarray, factors: list[str]) -> None:
+    """Latents on the left, factors on the right, one line per edge in ``mask`` (width and
+    opacity grow with its weight ``w`` in [0, 1])."""
+    n_l, n_f = w.shape
+    yl = np.linspace(1, 0, n_l)
+    yf = np.linspace(1, 0, n_f) if n_f > 1 else np.array([0.5])
+    for i, f in zip(*np.nonzero(mask), strict=True):
+        s = w[i, f]
+        ax.plot([0, 1], [yl[i], yf[f]], color="#444", lw=0.3 + 3 * s, alpha=0.2 + 0.8 * s)
+    ax.scatter(np.zeros(n_l), yl, s=60, color="#1f77b4", zorder=3)
+    ax.scatter(np.ones(n_f), yf, s=60, color="#d62728", zorder=3)
+    for i in range(n_l):
+        ax.text(-0.06, yl[i], f"z{i}", ha="right", va="center", fontsize=7)
+    for f in range(n_f):
+        name = factors[f] if f < len(factors) else f"f{f}"
+        ax.text(1.06, yf[f], name, ha="left", va="center", fontsize=7)
+    ax.set_xlim(-0.4, 1.6)
+    ax.set_axis_off()
 
 
 def _per_rank(study: StudyData, ds: str, arch: str) -> tuple[np.ndarray, np.ndarray]:

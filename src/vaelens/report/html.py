@@ -96,9 +96,16 @@ class _Report:
         self.out_dir = out_dir
         self.table_files: list[Path] = []
         self.n_images = 0
+        self.n_sections = 0
 
     def add(self, s: str) -> None:
         self.parts.append(s)
+
+    def section(self, title: str) -> None:
+        """A numbered section heading: sections a study does not have (controls, zoo, ...)
+        leave no gap in the numbers."""
+        self.n_sections += 1
+        self.add(f'<h2 id="section-{self.n_sections}">{self.n_sections}. {title}</h2>')
 
     def table(self, t: tabs.Table) -> None:
         tdir = self.out_dir / "tables"
@@ -199,7 +206,9 @@ def _ces_order_text(study: StudyData) -> list[str]:
         means = means[[a for a in tabs.ROY2025_ARCHS if a in means.index]].dropna()
         if len(means) >= 2:
             order = " > ".join(arch_label(a) for a in means.sort_values(ascending=False).index)
-            out.append(f"{ds}: our mean-CES order is {order} (means; tests in section 8).")
+            out.append(
+                f"{ds}: our mean-CES order is {order} (means; tests in the section 'Tests of architecture differences')."
+            )
     return out
 
 
@@ -288,11 +297,11 @@ def _add_limits(rep: _Report, study: StudyData, tests: tabs.Table, corr: tabs.Ta
 def _add_controls(rep: _Report, study: StudyData) -> None:
     table = tabs.controls_table(study)
     if any(c.startswith("controls.") for c in study.completed.columns):
-        _add_section(rep, study, "9. Controls (docs/controls.md)", table)
+        _add_section(rep, study, "Controls (docs/controls.md)", table)
 
 
 def _add_architectures(rep: _Report, study: StudyData, tests: tabs.Table) -> None:
-    rep.add("<h2>1. Architecture comparison</h2>")
+    rep.section("Architecture comparison")
     rep.table(tabs.architecture_comparison(study))
     rep.add(
         "<p>Claims about differences between architectures (Welch t, Holm-adjusted over "
@@ -302,7 +311,7 @@ def _add_architectures(rep: _Report, study: StudyData, tests: tabs.Table) -> Non
 
 
 def _add_correlation(rep: _Report, study: StudyData, corr: tabs.Table) -> None:
-    rep.add("<h2>2. CES against DCI disentanglement</h2>")
+    rep.section("CES against DCI disentanglement")
     rep.figure(
         figs.ces_vs_dci(study),
         "CES vs DCI",
@@ -326,14 +335,14 @@ def _add_section(
     figures: tuple[tuple[FigureFn, str, str], ...] = (),
 ) -> None:
     """A numbered section: heading, its table, then each ``(fn, alt, caption)`` per dataset."""
-    rep.add(f"<h2>{heading}</h2>")
+    rep.section(heading)
     rep.table(table)
     for fn, alt, caption in figures:
         rep.per_dataset(study, fn, alt, caption)
 
 
 def _add_interchange(rep: _Report, study: StudyData) -> None:
-    """Section 9b: interchange summary across seeds, the matrices, circuits and alignment."""
+    """The interchange section: summary across seeds, the matrices, circuits and alignment."""
     tables = [
         tabs.interchange_table(study),
         itabs.interchange_matrices(study),
@@ -343,7 +352,7 @@ def _add_interchange(rep: _Report, study: StudyData) -> None:
     tables = [t for t in tables if not t.display.empty]
     if not tables:
         return
-    rep.add("<h2>10. Interchange interventions (docs/interchange.md)</h2>")
+    rep.section("Interchange interventions (docs/interchange.md)")
     for table in tables:
         rep.table(table)
 
@@ -352,7 +361,7 @@ def _add_dimensions(rep: _Report, study: StudyData) -> None:
     _add_section(
         rep,
         study,
-        "3. Effect strength and specificity per latent, by rank",
+        "Effect strength and specificity per latent, by rank",
         tabs.per_dimension_effects(study),
         (
             (
@@ -372,7 +381,12 @@ def _add_dimensions(rep: _Report, study: StudyData) -> None:
         figs.causal_graph,
         "causal graph",
         "Edges from latent dimensions to the factors they control, width and opacity "
-        "proportional to the effect (first completed seed of each architecture).",
+        "proportional to the effect (first completed seed of each architecture). Where the "
+        "run has interchange interventions (their section below) the graph is theirs: an edge where "
+        "the share's 95% bootstrap lower bound is above the threshold, width the share, "
+        "measured against the real counterfactual images; otherwise ('probe' in the panel "
+        "title) the linear-probe graph of the causal-graph block, edges at 15% of its "
+        "strongest weight.",
     )
 
 
@@ -380,7 +394,7 @@ def _add_polysemanticity(rep: _Report, study: StudyData) -> None:
     _add_section(
         rep,
         study,
-        "4. Polysemanticity",
+        "Polysemanticity",
         tabs.polysemanticity_table(study),
         (
             (
@@ -404,7 +418,7 @@ def _add_modularity(rep: _Report, study: StudyData) -> None:
     _add_section(
         rep,
         study,
-        "5. Circuit modularity",
+        "Circuit modularity",
         tabs.modularity_by_layer(study),
         (
             (
@@ -426,7 +440,7 @@ def _add_mediation(rep: _Report, study: StudyData, mediation: tabs.Table) -> Non
     _add_section(
         rep,
         study,
-        "6. Causal mediation",
+        "Causal mediation",
         mediation,
         (
             (
@@ -444,13 +458,13 @@ def _add_baseline_and_tests(rep: _Report, study: StudyData, tests: tabs.Table) -
     _add_section(
         rep,
         study,
-        "7. Causal metrics against the random-network baseline",
+        "Causal metrics against the random-network baseline",
         tabs.baseline_comparison(study),
     )
-    _add_section(rep, study, "8. Tests of architecture differences", tests)
+    _add_section(rep, study, "Tests of architecture differences", tests)
     vq = tabs.vq_interventions(study)
     if not vq.display.empty:
-        _add_section(rep, study, "8b. VQ-VAEs: discrete interventions", vq)
+        _add_section(rep, study, "VQ-VAEs: discrete interventions", vq)
 
 
 def _add_run_traversal(rep: _Report, study: StudyData, ds: str, arch: str) -> bool:
@@ -474,7 +488,7 @@ def _add_run_traversal(rep: _Report, study: StudyData, ds: str, arch: str) -> bo
 
 
 def _add_traversals(rep: _Report, study: StudyData) -> None:
-    rep.add("<h2>12. Latent traversals</h2>")
+    rep.section("Latent traversals")
     found = False
     for ds in study.datasets:
         for arch in study.architectures:
@@ -484,7 +498,7 @@ def _add_traversals(rep: _Report, study: StudyData) -> None:
 
 
 def _add_roy2025(rep: _Report, study: StudyData, corr: tabs.Table) -> None:
-    rep.add("<h2>13. Comparison with Roy (2025)</h2>")
+    rep.section("Comparison with Roy (2025)")
     theirs = tabs.roy2025_comparison(study)
     rep.table(theirs)
     rep.add(_claims(_roy2025_text(study, corr, theirs)))
@@ -561,7 +575,7 @@ def build_report(
     _add_controls(rep, study)
     _add_interchange(rep, study)
     if any(col.startswith("dlib.") for col in study.completed.columns):
-        _add_section(rep, study, "11. Pretrained zoo", tabs.zoo_comparison(study, n_boot=n_boot))
+        _add_section(rep, study, "Pretrained zoo", tabs.zoo_comparison(study, n_boot=n_boot))
     _add_traversals(rep, study)
     _add_roy2025(rep, study, corr)
     stage("html")

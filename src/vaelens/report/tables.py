@@ -91,6 +91,10 @@ def _layer_metric(study: StudyData, dataset: str, prefix: str) -> str | None:
 #: intervals (:func:`~vaelens.stats.summary_interval`), which cannot cross zero
 NONNEGATIVE_PREFIXES = (
     "dci.",
+    "mig.mig",
+    "sap.sap",
+    "factor_vae.eval_accuracy",
+    "beta_vae.eval_accuracy",
     "interchange.min_set_size.",
     "ces.",
     "ces_posterior.",
@@ -109,9 +113,17 @@ NONNEGATIVE_PREFIXES = (
     "interchange.mean_",
 )
 
-#: metrics of optional analysis blocks: a table row or a test of one is left out (not shown
-#: as n/a) when no run of the study has it
-OPTIONAL_METRICS = ("interchange.mean_min_set_size", "interchange.mean_share_max")
+#: metrics a study may not have (optional analysis blocks; disentanglement scores of studies
+#: run without them): a table row or a test of one is left out, not shown as n/a, when no run
+#: of the study has it
+OPTIONAL_METRICS = (
+    "mig.mig",
+    "sap.sap",
+    "factor_vae.eval_accuracy",
+    "beta_vae.eval_accuracy",
+    "interchange.mean_min_set_size",
+    "interchange.mean_share_max",
+)
 
 
 def _nonnegative(column: str | None, vals: np.ndarray) -> bool:
@@ -187,9 +199,14 @@ def _metric_table(
 
 
 def architecture_comparison(study: StudyData) -> Table:
-    """Table 1: DCI disentanglement, mean CES, mean specificity and mu-layer modularity."""
+    """Table 1: the disentanglement scores (DCI D, MIG, SAP, FactorVAE, BetaVAE), CES,
+    specificity, mu-layer modularity, reconstruction, collapse and the interchange means."""
     rows = [
         ("Disentanglement (DCI D)", "dci.disentanglement"),
+        ("MIG", "mig.mig"),
+        ("SAP", "sap.sap"),
+        ("FactorVAE score (held-out accuracy)", "factor_vae.eval_accuracy"),
+        ("BetaVAE score (held-out accuracy)", "beta_vae.eval_accuracy"),
         ("Mean CES (Roy (2025) form)", "ces.mean"),
         ("Mean CES (normalised)", "ces.mean_normalised"),
         ("Mean CES, posterior-unit sweep (mean + a s_i)", "ces_posterior.mean"),
@@ -576,10 +593,12 @@ def vq_interventions(study: StudyData) -> Table:
 
 TEST_METRICS = (
     ("dci.disentanglement", "DCI D"),
+    ("mig.mig", "MIG"),
     ("ces.mean", "mean CES"),
     ("specificity.mean", "mean specificity"),
     ("modularity.mu", "mu-layer modularity"),
     ("monosemantic_fraction.mu", "monosemantic fraction (mu)"),
+    ("latent.collapsed_fraction", "collapsed latent fraction"),
     ("interchange.mean_min_set_size", "latents per factor (interchange)"),
     ("interchange.mean_share_max", "best single-latent share (interchange)"),
 )
@@ -614,18 +633,58 @@ def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
                 rec, shown = _test_row(ds, label, pr, omni, n_by)
                 rows.append(rec)
                 disp.append(shown)
-            claims += _test_claims(ds, label, pairs, omni, n_by, alpha)
+            constant = _constant_groups(sub[column].to_numpy(float), sub.architecture.to_numpy())
+            claims += _test_claims(ds, label, pairs, omni, n_by, alpha, constant)
+        claims += _across_metrics(ds, rows, disp, alpha)
     return Table(
         "architecture_tests",
         "Differences between architectures",
         "For each dataset and metric: Welch's (1951) ANOVA across architectures (no "
         "equal-variance assumption; F* on k - 1 and (k² - 1) / (3 Σ (1 - w_i/W)² / (n_i - 1)) "
         "df, w_i = n_i / s_i²) and every pairwise Welch t-test, p-values Holm-adjusted over "
-        "the pairs of that dataset and metric.",
+        "the pairs of that dataset and metric ('Holm p'); 'Holm p, all metrics' adjusts "
+        "the same p-values over every test of the dataset, the metrics together (the "
+        "claims above use 'Holm p').",
         pd.DataFrame(disp),
         pd.DataFrame(rows),
         claims,
     )
+
+
+def _across_metrics(
+    ds: str, rows: list[dict[str, Any]], disp: list[dict[str, Any]], alpha: float
+) -> list[str]:
+    """Holm-adjust the pairwise p-values of dataset ``ds`` over all its metrics together
+    (``p_holm_all`` in ``rows``, shown in ``disp``) and say how many differences survive."""
+    idx = [i for i, r in enumerate(rows) if r["dataset"] == ds]
+    p = np.array([rows[i]["p"] for i in idx], dtype=float)
+    if not idx:
+        return []
+    adj = adjust_pvalues(p, "holm")
+    for i, a in zip(idx, adj, strict=True):
+        rows[i]["p_holm_all"] = float(a)
+        disp[i]["Holm p, all metrics"] = fmt_p(a)
+    tested, per_metric = int(np.isfinite(p).sum()), sum(rows[i]["p_holm"] < alpha for i in idx)
+    if tested == 0:
+        return []
+    kept = int((adj < alpha).sum())
+    return [
+        f"{ds}: {per_metric} of {tested} tests show a difference at Holm-adjusted p < {alpha} "
+        f"within their metric; adjusted over all {tested} together, {kept} "
+        f"{'does' if kept == 1 else 'do'}."
+    ]
+
+
+def _constant_groups(values: np.ndarray, groups: np.ndarray) -> dict[str, float] | None:
+    """``{architecture: value}`` when every architecture has 2 or more finite values, all
+    equal within it (a t test is then undefined); None otherwise."""
+    out = {}
+    for g in pd.unique(groups):
+        v = values[(groups == g) & np.isfinite(values)]
+        if v.size < 2 or np.ptp(v) > 0:
+            return None
+        out[str(g)] = float(v[0])
+    return out or None
 
 
 def _test_row(
@@ -669,12 +728,20 @@ def _test_claims(
     omni: dict[str, Any],
     n_by: dict[str, int],
     alpha: float,
+    constant: dict[str, float] | None = None,
 ) -> list[str]:
-    """What the tests of one (dataset, metric) allow us to say."""
+    """What the tests of one (dataset, metric) allow us to say; ``constant``: each
+    architecture's single value when every architecture's runs (2 or more) agree exactly."""
     claims = []
     sig = pairs[pairs.p_adj < alpha]
     n_txt = ", ".join(f"{arch_label(a)} n={n}" for a, n in n_by.items())
-    if pairs.p_adj.notna().sum() == 0:
+    if pairs.p_adj.notna().sum() == 0 and constant:
+        means = ", ".join(f"{arch_label(a)} {fmt(m)}" for a, m in constant.items())
+        claims.append(
+            f"{ds}, {label}: the runs of each architecture agree exactly ({means}; {n_txt}), "
+            "so there is no spread to test a difference against."
+        )
+    elif pairs.p_adj.notna().sum() == 0:
         claims.append(
             f"{ds}, {label}: too few runs per architecture to test ({n_txt}); "
             "no claim about differences is made."

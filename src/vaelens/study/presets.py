@@ -10,11 +10,12 @@
   64, Adam lr 1e-4 (Locatello et al. 2019), with mid-range hyper-parameters of its sweep
   (beta 4; FactorVAE gamma 30; beta-TC-VAE beta 6; DIP-VAE-II lambda_od 10) and the full
   analysis. Expected time: see README ("Training budgets").
-- ``demo``: what ``make demo`` runs: VAE and beta-VAE on procedural dSprites, 2 seeds,
-  on disentanglement_lib's network at half width with the settings
-  ``benchmarks/convergence.py`` found most useful per CPU minute (docs/training.md), long
-  enough to learn position, with the interchange, unit circuits, alignment search and the
-  referee's controls: about 10 minutes on 2 CPU cores (README).
+- ``demo``: what ``make demo`` runs: VAE and beta-VAE on procedural dSprites, 3 seeds (so
+  that Table 1 and the architecture tests have t intervals), 3,000 steps on
+  disentanglement_lib's network at half width with the settings ``benchmarks/convergence.py``
+  found most useful per CPU minute (docs/training.md), long enough to learn position and
+  scale (not to draw shapes), with the interchange, unit circuits, alignment search and the
+  referee's controls: the README gives the time measured from a fresh clone.
 - ``quick``: 3 architectures (half-width roy2025 backbone) x synthetic and procedural dSprites x
   2 seeds, 600 steps each: finishes on 2 CPU cores in minutes and still trains models well
   past their untrained baseline.
