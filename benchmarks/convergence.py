@@ -46,6 +46,7 @@ from vaelens.metrics.causal import collapsed_latents
 from vaelens.metrics.disentanglement.dci import dci
 from vaelens.metrics.disentanglement.mig import mig
 from vaelens.models import build_model
+from vaelens.models.vae import reconstruction_loss_per_image
 from vaelens.train.config import TrainConfig
 from vaelens.train.data import EpochOrder, build_training_set
 from vaelens.train.trainer import StepRunner, lr_factor
@@ -106,9 +107,10 @@ _SHAPE_N = 600
 def shape_accuracy(model: torch.nn.Module, x: torch.Tensor, factors: np.ndarray) -> float:
     """Share of reconstructions closer to their own shape's rendering than to any other's."""
     n = min(_SHAPE_N, len(x))
+    was_training = model.training
     model.eval()
     decoded = torch.cat([model.decode(model.encode(c).mean) for c in torch.split(x[:n], 200)])
-    model.train()
+    model.train(was_training)
     return shape_accuracy_of(decoded, factors[:n], model.likelihood)
 
 
@@ -124,21 +126,12 @@ def shape_accuracy_of(decoded: torch.Tensor, factors: np.ndarray, likelihood: st
             alt = factors[:n].copy()
             alt[:, f], alt[:, 1] = s, k
             target = torch.from_numpy(render_dsprites(alt).astype(np.float32))
-            per_scale.append(_image_loss(decoded, target.reshape(decoded.shape), likelihood))
+            per_scale.append(
+                reconstruction_loss_per_image(decoded, target.reshape(decoded.shape), likelihood)
+            )
         losses.append(torch.stack(per_scale, 1).amin(1))
     pick = torch.stack(losses, 1).argmin(1).numpy()
     return float(np.mean(pick == factors[:n, f]))
-
-
-def _image_loss(decoded: torch.Tensor, target: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """Per-image reconstruction loss of ``decoded`` against ``target``."""
-    if likelihood == "bernoulli":
-        per = torch.nn.functional.binary_cross_entropy_with_logits(
-            decoded, target, reduction="none"
-        )
-    else:
-        per = (decoded - target).pow(2)
-    return per.flatten(1).sum(1)
 
 
 def run(args: argparse.Namespace) -> list[dict]:

@@ -850,9 +850,10 @@ def demo(
 ) -> None:
     """The main job: sample grids of the built-in data, the demo study, and its report.
 
-    The demo study: VAE and beta-VAE on procedural dSprites, 2 seeds, trained long
-    enough to learn position, analysed with interchange interventions, unit circuits,
-    alignment search and the referee's controls (about 10 minutes on 2 CPU cores).
+    The demo study: VAE and beta-VAE on procedural dSprites, 3 seeds, 3,000 steps: long
+    enough to learn position and scale (not to draw shapes), analysed with interchange
+    interventions, unit circuits, alignment search and the referee's controls (about 12
+    minutes on 2 CPU cores).
     Resumable: run it again after an interruption and finished runs are kept.
     """
     from vaelens.data import list_datasets

@@ -153,7 +153,7 @@ def check_positive_int(name: str, value: Any) -> int:
 
 def check_nonnegative_int(name: str, value: Any) -> int:
     """Return ``value`` as an ``int`` if it is an integer >= 0, else raise ConfigError."""
-    if value == 0 and not isinstance(value, bool) and isinstance(value, numbers.Real):
+    if not isinstance(value, bool) and isinstance(value, numbers.Real) and value == 0:
         return 0
     try:
         return check_positive_int(name, value)

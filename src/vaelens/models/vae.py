@@ -2,7 +2,7 @@
 
 Objective (minimised), per the scaling convention of every vaelens model::
 
-    loss = rec + KL
+    loss = rec + w(step) KL            (w = 1 unless a KL warm-up is set: ``kl_warmup``)
     rec  = mean_n  sum_pixels  -log p(x_n | z_n),       z_n ~ q(z | x_n)
     KL   = mean_n  sum_j  KL(N(mu_nj, sigma_nj^2) || N(0, 1))
          = mean_n  sum_j  0.5 * (mu_nj^2 + sigma_nj^2 - 1 - log sigma_nj^2)
@@ -41,6 +41,7 @@ __all__ = [
     "gaussian_kl",
     "gaussian_log_density",
     "reconstruction_loss",
+    "reconstruction_loss_per_image",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -72,6 +73,14 @@ def reconstruction_loss(decoded: torch.Tensor, x: torch.Tensor, likelihood: str)
     ``bernoulli``: ``BCEWithLogits(decoded, x)`` summed over pixels (``x`` in ``[0, 1]``);
     ``gaussian``: ``(decoded - x)^2`` summed over pixels. Averaged over the batch.
     """
+    return reconstruction_loss_per_image(decoded, x, likelihood).mean()
+
+
+def reconstruction_loss_per_image(
+    decoded: torch.Tensor, x: torch.Tensor, likelihood: str
+) -> torch.Tensor:
+    """``(N,)``: each image's ``sum_pixels -log p(x_n | decoded_n)`` (:func:`reconstruction_loss`
+    before its batch mean)."""
     check_choice("likelihood", likelihood, LIKELIHOODS)
     if decoded.shape != x.shape:
         raise ConfigError(
@@ -81,7 +90,7 @@ def reconstruction_loss(decoded: torch.Tensor, x: torch.Tensor, likelihood: str)
         per = F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
     else:
         per = (decoded - x).pow(2)
-    return per.flatten(1).sum(1).mean()
+    return per.flatten(1).sum(1)
 
 
 class GaussianVAE(VAEBase):
@@ -94,9 +103,11 @@ class GaussianVAE(VAEBase):
         backbone: ``"roy2025"`` (3 conv layers) or ``"dlib"`` (disentanglement_lib's network).
         likelihood: ``"bernoulli"`` (decode returns logits) or ``"gaussian"`` (means).
         image_size: must be 64.
-        kl_warmup: KL warm-up steps W (0 = none): every KL term of the loss is weighted by
-            ``w(step) = min(1, step / W)`` (:meth:`kl_weight`), so that early training is
-            nearly an autoencoder and does not sit on the mean image (docs/training.md).
+        kl_warmup: KL warm-up steps W (0 = none): the loss's ``KL(q(z|x) || p(z))`` term is
+            weighted by ``w(step) = min(1, step / W)`` (:meth:`kl_weight`; beta-TC-VAE: its
+            three parts, which sum to it), so that early training is nearly an autoencoder
+            and does not sit on the mean image (docs/training.md). The extra penalties of
+            FactorVAE (``gamma TC``) and DIP-VAE (the moment penalty) are not warmed.
     """
 
     variant = "gaussian_vae"
@@ -193,6 +204,7 @@ class GaussianVAE(VAEBase):
 
 
 class VAE(GaussianVAE):
-    """The standard VAE: ``loss = rec + KL(q(z|x) || N(0, I))``."""
+    """The standard VAE: ``loss = rec + w(step) KL(q(z|x) || N(0, I))`` (``w = 1`` without
+    a KL warm-up)."""
 
     variant = "vae"

@@ -28,7 +28,7 @@ REPORT_STAGES = (
     "architectures",  # sections 1-2 with the CES-DCI figure
     "latents",  # sections 3-4: per-dimension effects, causal graphs, polysemanticity
     "circuits",  # sections 5-6: modularity and mediation figures
-    "comparisons",  # sections 7-13: baseline, tests, controls, interchange, zoo, traversals
+    "comparisons",  # the later sections: baseline, tests, controls, interchange, zoo, ...
     "html",  # the self-contained HTML file
 )
 
@@ -207,7 +207,8 @@ def _ces_order_text(study: StudyData) -> list[str]:
         if len(means) >= 2:
             order = " > ".join(arch_label(a) for a in means.sort_values(ascending=False).index)
             out.append(
-                f"{ds}: our mean-CES order is {order} (means; tests in the section 'Tests of architecture differences')."
+                f"{ds}: our mean-CES order is {order} (means; tests in the section "
+                "'Tests of architecture differences')."
             )
     return out
 

@@ -110,7 +110,7 @@ NONNEGATIVE_PREFIXES = (
     "polysemanticity_roy2025.",
     "monosemantic_fraction.",
     "cluster_coherence.",
-    "interchange.mean_",
+    "interchange.mean_min_set_size",
 )
 
 #: metrics a study may not have (optional analysis blocks; disentanglement scores of studies
@@ -612,7 +612,8 @@ def _resolve(study: StudyData, ds: str, metric: str) -> str | None:
 
 def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
     """Differences between architectures: Welch's ANOVA, pairwise Welch t with Holm correction
-    over the pairs of each (dataset, metric)."""
+    over the pairs of each (dataset, metric) (``p_holm``, the claims) and over every test of
+    a dataset together (``p_holm_all``, one closing claim per dataset)."""
     rows, disp, claims = [], [], []
     c = study.continuous  # VQ-VAE runs have their own table
     for ds in study.datasets:
@@ -657,9 +658,9 @@ def _across_metrics(
     """Holm-adjust the pairwise p-values of dataset ``ds`` over all its metrics together
     (``p_holm_all`` in ``rows``, shown in ``disp``) and say how many differences survive."""
     idx = [i for i, r in enumerate(rows) if r["dataset"] == ds]
-    p = np.array([rows[i]["p"] for i in idx], dtype=float)
     if not idx:
         return []
+    p = np.array([rows[i]["p"] for i in idx], dtype=float)
     adj = adjust_pvalues(p, "holm")
     for i, a in zip(idx, adj, strict=True):
         rows[i]["p_holm_all"] = float(a)
@@ -676,9 +677,11 @@ def _across_metrics(
 
 
 def _constant_groups(values: np.ndarray, groups: np.ndarray) -> dict[str, float] | None:
-    """``{architecture: value}`` when every architecture has 2 or more finite values, all
-    equal within it (a t test is then undefined); None otherwise."""
+    """``{architecture: value}`` when there are 2 or more architectures and each has 2 or
+    more finite values, all equal within it (a t test is then undefined); None otherwise."""
     out = {}
+    if len(pd.unique(groups)) < 2:
+        return None
     for g in pd.unique(groups):
         v = values[(groups == g) & np.isfinite(values)]
         if v.size < 2 or np.ptp(v) > 0:

@@ -114,7 +114,8 @@ class TrainConfig(BaseModel):
     wandb: bool = False
     # --- hardware
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # autocast: "bf16" or "fp16" (+ GradScaler) on CUDA; on the CPU only "bf16", and slow there
+    # autocast: "bf16" or "fp16" (+ GradScaler) on CUDA; on the CPU only "bf16", whose speed
+    # depends on the CPU's bf16 support (docs/training.md: 1.5x fp32 on an AVX512-BF16 EPYC)
     amp: Literal["off", "bf16", "fp16"] = "off"
     # "auto": channels-last (NHWC) weights and batches, the faster layout on CPU and CUDA
     channels_last: bool | Literal["auto"] = "auto"

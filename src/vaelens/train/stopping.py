@@ -3,7 +3,9 @@
 :class:`PlateauRule` watches one loss term's window mean (one value per ``log_every`` steps,
 the values ``metrics.jsonl`` records). With ``b`` the best value so far, a window value
 ``v`` is an improvement when ``v < b - rtol * |b|``; the run stops at the first window
-whose step is at least ``patience`` steps after the last improvement. Its state (best value,
+whose step is at least ``patience`` steps after the last improvement. Windows before
+``start`` (the model's KL warm-up, during which the reconstruction is best and then gets
+worse by design) are not watched. Its state (best value,
 its step, whether it fired) travels in every checkpoint, so a resumed run stops exactly
 where an uninterrupted one would, and a run that stopped on a plateau stays stopped.
 """
@@ -19,8 +21,9 @@ __all__ = ["PlateauRule"]
 class PlateauRule:
     """Plateau stop rule over the window means of ``term`` (off when ``patience == 0``)."""
 
-    def __init__(self, patience: int, rtol: float, term: str) -> None:
+    def __init__(self, patience: int, rtol: float, term: str, start: int = 0) -> None:
         self.patience = int(patience)
+        self.start = int(start)
         self.rtol = float(rtol)
         self.term = term
         self.best = math.inf
@@ -40,7 +43,7 @@ class PlateauRule:
 
         Watches ``term``, or ``loss`` when the model reports no such term.
         """
-        if not self.enabled or self.fired:
+        if not self.enabled or self.fired or step < self.start:
             return self.fired
         value = means.get(self.term, means.get("loss"))
         if value is None or not math.isfinite(value):

@@ -24,7 +24,6 @@ import json
 import math
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,13 +249,6 @@ class StepRunner:
             self.optimizers["aux"] = self.aux
         if amp == "fp16" and self.device.type != "cuda":
             raise ConfigError("amp: 'fp16' needs device 'cuda'; use 'bf16' or 'off' on the CPU")
-        if amp == "bf16" and self.device.type == "cpu":
-            warnings.warn(
-                "amp='bf16' on the CPU: autocast runs the roy2025 network ~6x slower than fp32 "
-                "here (benchmarks/train_throughput.py --amp bf16); use it only to test numerics",
-                RuntimeWarning,
-                stacklevel=2,
-            )
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.loss_fn = model.training_losses
@@ -535,7 +527,12 @@ def _setup(
         _Window(),
         info,
         loggers,
-        PlateauRule(config.plateau_patience, config.plateau_rtol, config.plateau_term),
+        PlateauRule(
+            config.plateau_patience,
+            config.plateau_rtol,
+            config.plateau_term,
+            start=getattr(model, "kl_warmup", 0),
+        ),
     )
     if ckpt is not None:
         _restore(ckpt, s)
