@@ -327,3 +327,25 @@ def test_report_graph_is_the_interchange_graph_when_the_run_has_one() -> None:
     assert sorted(zip(*np.nonzero(mask), strict=True)) == [(0, 1), (1, 2)]
     np.testing.assert_allclose(w[:, 0], 0.0)  # NaN (the nuisance moves nothing) drawn as 0
     np.testing.assert_allclose(w[0, 1], 1.0, atol=1e-6)
+
+
+def test_traversal_rows_are_labelled_with_their_factor_or_collapse() -> None:
+    from report_fixtures import make_analysis
+    from vaelens.analysis.figures import traversal_labels
+
+    base = make_analysis(np.random.default_rng(0), "beta_vae", "synthetic", 0, latent=3)
+    m = _matrix(HalvesModel())  # edges (z0, left) and (z1, right); z2 carries nothing
+    trained = base.trained.model_copy(update={"interchange": m})
+    run = base.model_copy(update={"trained": trained})
+    run._traversal_rows = ["z0", "z1", "z2"]
+    assert traversal_labels(run) == ["z0 left 1.00", "z1 right 1.00", "z2"]
+    from vaelens.analysis.result import LatentPosterior
+
+    z = np.zeros(3)
+    post = LatentPosterior(
+        rule="kl", threshold=0.01, mean=z, mean_variance=z, posterior_variance=z, spread=z,
+        kl=np.array([1.0, 0.0, 1.0]), collapsed=np.array([False, True, False]),
+    )  # fmt: skip
+    run = run.model_copy(update={"trained": trained.model_copy(update={"posterior": post})})
+    run._traversal_rows = ["z0", "z1", "z2"]
+    assert traversal_labels(run) == ["z0 left 1.00", "z1 collapsed", "z2"]

@@ -4,7 +4,9 @@
 
 - ``traversals.png``: for a few samples, rows = latent dims (VQ: the code positions with
   the largest effect), columns = intervention values (the absolute sweep; with
-  ``latent_sweep="posterior"`` the posterior one, ``m_i + a s_i``);
+  ``latent_sweep="posterior"`` the posterior one, ``m_i + a s_i``); each row is labelled
+  with the factor whose interchange share it carries most (where that is an edge of the
+  interchange graph) or as collapsed (:func:`traversal_labels`);
 - ``unit_responses_<layer>.png``: one heatmap per analysed layer, units x factors;
 - ``mediation_layers.png`` (layers x factors) and ``mediation_channels_<layer>.png``
   (channels x factors): mean indirect-effect share onto the latent mean;
@@ -25,13 +27,35 @@ import numpy as np
 from vaelens.analysis.result import AnalysisResult
 from vaelens.lens import traversal_grid
 
-__all__ = ["write_figures"]
+__all__ = ["traversal_labels", "write_figures"]
 
 Save = Callable[[Any, str], None]
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def traversal_labels(result: AnalysisResult) -> list[str]:
+    """The traversal rows' labels: ``"z4"`` plus ``" scale 0.74"`` (the factor of the
+    row's largest interchange share, when that share is an edge of the interchange graph)
+    or ``" collapsed"`` (mean KL below ``collapse_kl``); the bare names otherwise."""
+    trained = result.trained
+    inter, post = trained.interchange, trained.posterior
+    edges = set() if inter is None else {(int(i), int(f)) for i, f in inter.edges}
+    out = []
+    for name in result.traversal_rows:
+        m = re.fullmatch(r"z(\d+)", name)
+        i = int(m.group(1)) if m else -1
+        if i >= 0 and post is not None and i < len(post.collapsed) and post.collapsed[i]:
+            name += " collapsed"
+        elif i >= 0 and inter is not None and i < len(inter.share):
+            row = np.nan_to_num(np.asarray(inter.share[i], dtype=float), nan=-np.inf)
+            f = int(np.argmax(row))
+            if (i, f) in edges:
+                name += f" {inter.factor_names[f]} {row[f]:.2f}"
+        out.append(name)
+    return out
 
 
 def _traversals(plt: Any, result: AnalysisResult, save: Save) -> None:
@@ -51,7 +75,7 @@ def _traversals(plt: Any, result: AnalysisResult, save: Save) -> None:
         ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
         h = trav.shape[-2] + 1
         ax.set_yticks([h * r + h / 2 - 1 for r in range(trav.shape[1])])
-        ax.set_yticklabels(result.traversal_rows, fontsize=7)
+        ax.set_yticklabels(traversal_labels(result), fontsize=7)
         ax.set_xticks([])
         label = ", ".join(f"{v:g}" for v in vals)
         label = f"value: m_i + s_i x ({label})" if posterior else f"value: {label}"

@@ -482,7 +482,9 @@ def _add_run_traversal(rep: _Report, study: StudyData, ds: str, arch: str) -> bo
             data,
             f"traversals {rid}",
             f"{arch_label(arch)} on {ds} (run {rid}): each row a latent "
-            "dimension set to each intervention value, decoded.",
+            "dimension set to each intervention value, decoded; a row is labelled with the "
+            "factor it carries most of (its interchange share, where that is an edge of "
+            "the interchange graph) or as collapsed.",
         )
         return True
     return False
