@@ -17,7 +17,14 @@ from typing import Any
 from vaelens.data.base import GroundTruthDataset, check_dataset
 from vaelens.errors import DatasetError
 
-__all__ = ["DatasetSpec", "get_spec", "list_datasets", "load_dataset", "register_dataset"]
+__all__ = [
+    "DatasetSpec",
+    "check_source",
+    "get_spec",
+    "list_datasets",
+    "load_dataset",
+    "register_dataset",
+]
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,15 @@ def get_spec(name: str) -> DatasetSpec:
         raise DatasetError(f"dataset: unknown name {name!r}; expected one of {known}") from None
 
 
+def check_source(name: str, source: str) -> DatasetSpec:
+    """The spec of dataset ``name`` if it can be loaded from ``source``, else DatasetError."""
+    spec = get_spec(name)
+    allowed = ("auto", *spec.sources)
+    if source not in allowed:
+        raise DatasetError(f"source: {name} supports {allowed}, got {source!r}")
+    return spec
+
+
 def load_dataset(
     name: str,
     source: str = "auto",
@@ -122,9 +138,6 @@ def load_dataset(
         :func:`vaelens.data.download.cache_dir`).
     kwargs: dataset-specific options (e.g. ``variant="toy"`` for MPI3D).
     """
-    spec = get_spec(name)
-    allowed = ("auto", *spec.sources)
-    if source not in allowed:
-        raise DatasetError(f"source: {name} supports {allowed}, got {source!r}")
+    spec = check_source(name, source)
     ds = spec.loader(source=source, root=None if root is None else Path(root), **kwargs)
     return check_dataset(ds)

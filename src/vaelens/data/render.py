@@ -137,13 +137,11 @@ def write_sample_grids(
     (its name, the number of grids written, ``len(targets)``) and with ``("done", total,
     total)`` at the end. Returns one :class:`SampleGrid` a target, in order.
     """
-    from vaelens.data.registry import get_spec, load_dataset
+    from vaelens.data.registry import check_source, load_dataset
 
     checked: list[tuple[str, Path]] = []
     for name, path in targets:
-        allowed = ("auto", *get_spec(name).sources)
-        if source not in allowed:
-            raise DatasetError(f"source: {name} supports {allowed}, got {source!r}")
+        check_source(name, source)
         dest = Path(path)
         if dest.is_dir():  # fail now rather than after loading and rendering
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(dest))
