@@ -462,7 +462,7 @@ def _print_interchange(path: Path) -> None:
     inter = load_analysis(path).trained.interchange
     if inter is None:
         return
-    edges = {(int(i), int(f)) for i, f in inter.edges}
+    edges = inter.edge_set
     approx = ", matched pairs: approximate" if inter.pairs == "matched" else ""
     table = Table(title=f"interchange shares (95% CI; * = edge of the causal graph{approx})")
     table.add_column("latent")

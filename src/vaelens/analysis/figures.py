@@ -42,7 +42,7 @@ def traversal_labels(result: AnalysisResult) -> list[str]:
     or ``" collapsed"`` (mean KL below ``collapse_kl``); the bare names otherwise."""
     trained = result.trained
     inter, post = trained.interchange, trained.posterior
-    edges = set() if inter is None else {(int(i), int(f)) for i, f in inter.edges}
+    edges = set() if inter is None else inter.edge_set
     out = []
     for name in result.traversal_rows:
         m = re.fullmatch(r"z(\d+)", name)

@@ -569,6 +569,11 @@ class Interchange(_Block):
     other_differences: list[float | None] = []
 
     @property
+    def edge_set(self) -> set[tuple[int, int]]:
+        """``edges`` as a set of ``(latent, factor)`` index pairs."""
+        return {(int(i), int(f)) for i, f in np.asarray(self.edges).reshape(-1, 2)}
+
+    @property
     def min_set_size(self) -> np.ndarray:
         """``(F,)``: the size of each factor's minimal set (NaN where it has none)."""
         sizes = np.array([len(m) for m in self.min_sets], dtype=np.float64)

@@ -109,7 +109,7 @@ def graph_weights(analysis: AnalysisResult) -> tuple[np.ndarray, np.ndarray, str
     if inter is not None:
         w = np.clip(np.nan_to_num(np.asarray(inter.share, dtype=float)), 0.0, 1.0)
         mask = np.zeros(w.shape, dtype=bool)
-        for i, f in np.asarray(inter.edges, dtype=int).reshape(-1, 2):
+        for i, f in inter.edge_set:
             mask[i, f] = True
         return w, mask, "interchange"
     w = np.nan_to_num(np.atleast_2d(analysis.trained.causal_graph.latent_to_factor))

@@ -53,7 +53,7 @@ def _matrix_rows(ds: str, arch: str, rid: str, a: AnalysisResult) -> tuple[list,
     inter = a.trained.interchange
     if inter is None:
         return [], []
-    edges = {(int(i), int(f)) for i, f in inter.edges}
+    edges = inter.edge_set
     post = a.trained.posterior
     collapsed = [] if post is None else [int(i) for i in np.flatnonzero(post.collapsed)]
     disp, data = [], []
