@@ -15,7 +15,7 @@ import pytest
 from report_fixtures import FACTORS, make_fake_study
 from vaelens.errors import ConfigError
 from vaelens.report import build_report
-from vaelens.report.data import fmt_ci, load_study
+from vaelens.report.data import StudyData, fmt_ci, load_study
 from vaelens.report.html import REPORT_STAGES
 from vaelens.report.tables import architecture_tests, to_markdown
 from vaelens.stats import within_group_correlation
@@ -387,15 +387,20 @@ def test_report_says_what_the_study_cannot_conclude(tmp_path: Path) -> None:
     assert html.index("What this study cannot conclude") < html.index("1. Architecture comparison")
 
 
-def test_interchange_metrics_are_tested_only_when_the_runs_have_them(tmp_path: Path) -> None:
-    from vaelens.report.tables import architecture_comparison
-
-    study = load_study(
+def _vae_pair_study(tmp_path: Path) -> StudyData:
+    """A fake study of VAE and beta-VAE on one dataset, 3 seeds each, every run completed."""
+    return load_study(
         make_fake_study(
             tmp_path, architectures=("vae", "beta_vae"), datasets=("synthetic",),
             seeds=(0, 1, 2), failed=(), no_dci=(), traversals=False,
         )
     )  # fmt: skip
+
+
+def test_interchange_metrics_are_tested_only_when_the_runs_have_them(tmp_path: Path) -> None:
+    from vaelens.report.tables import architecture_comparison
+
+    study = _vae_pair_study(tmp_path)
     label = "latents per factor (interchange)"
     assert label not in set(architecture_tests(study).data.metric)
     assert not any("interchange" in c for c in architecture_tests(study).claims)
@@ -422,12 +427,7 @@ def test_interchange_metrics_are_tested_only_when_the_runs_have_them(tmp_path: P
 
 
 def test_a_metric_every_run_agrees_on_is_reported_as_such(tmp_path: Path) -> None:
-    study = load_study(
-        make_fake_study(
-            tmp_path, architectures=("vae", "beta_vae"), datasets=("synthetic",),
-            seeds=(0, 1, 2), failed=(), no_dci=(), traversals=False,
-        )
-    )  # fmt: skip
+    study = _vae_pair_study(tmp_path)
     c = study.completed
     c["latent.collapsed_fraction"] = np.where(c.architecture == "vae", 0.0, 0.4)
     claims = [x for x in architecture_tests(study).claims if "collapsed latent fraction" in x]

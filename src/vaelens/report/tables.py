@@ -126,6 +126,11 @@ OPTIONAL_METRICS = (
 )
 
 
+def _absent_optional(column: str | None, frame: pd.DataFrame) -> bool:
+    """Whether ``column`` is one of :data:`OPTIONAL_METRICS` that no run of ``frame`` has."""
+    return column in OPTIONAL_METRICS and column not in frame.columns
+
+
 def _nonnegative(column: str | None, vals: np.ndarray) -> bool:
     """Whether ``column`` is a non-negative metric (and its values agree)."""
     ok = vals[np.isfinite(vals)]
@@ -184,7 +189,7 @@ def _metric_table(
     for ds in study.datasets:
         for label, col in rows:
             column = col(ds) if callable(col) else col
-            if column in OPTIONAL_METRICS and column not in study.completed.columns:
+            if _absent_optional(column, study.completed):
                 continue
             summ = _summary(study, ds, column)
             rec = {"dataset": ds, "metric": label}
@@ -622,7 +627,7 @@ def architecture_tests(study: StudyData, *, alpha: float = 0.05) -> Table:
         sub = sub.iloc[np.argsort(sub.architecture.map(rank).to_numpy(), kind="stable")]
         for metric, label in TEST_METRICS:
             column = _resolve(study, ds, metric)
-            if column in OPTIONAL_METRICS and column not in sub.columns:
+            if _absent_optional(column, sub):
                 continue
             if column is None or column not in sub.columns:
                 claims.append(f"{ds}: {label} is not available (n/a), so it was not tested.")
@@ -679,15 +684,16 @@ def _across_metrics(
 def _constant_groups(values: np.ndarray, groups: np.ndarray) -> dict[str, float] | None:
     """``{architecture: value}`` when there are 2 or more architectures and each has 2 or
     more finite values, all equal within it (a t test is then undefined); None otherwise."""
-    out = {}
-    if len(pd.unique(groups)) < 2:
+    labels = pd.unique(groups)
+    if len(labels) < 2:
         return None
-    for g in pd.unique(groups):
+    out = {}
+    for g in labels:
         v = values[(groups == g) & np.isfinite(values)]
         if v.size < 2 or np.ptp(v) > 0:
             return None
         out[str(g)] = float(v[0])
-    return out or None
+    return out
 
 
 def _test_row(
