@@ -65,24 +65,23 @@ def evaluate(
     model: torch.nn.Module, x: torch.Tensor, factors: np.ndarray, names: list[str]
 ) -> dict:
     """The scores of the module docstring on held-out images ``x`` with factor indices."""
-    from vaelens.models.vae import reconstruction_loss
-
+    was_training = model.training
     model.eval()
-    means, logvars, recs = [], [], []
+    means, logvars, decoded = [], [], []
     for chunk in torch.split(x, 256):
         post = model.encode(chunk)
         means.append(post.mean)
         logvars.append(post.logvar)
-        decoded = model.decode(post.mean)
-        recs.append(reconstruction_loss(decoded, chunk, model.likelihood) * chunk.shape[0])
-    model.train()
+        decoded.append(model.decode(post.mean))
+    model.train(was_training)
+    recon = torch.cat(decoded)
     mu = torch.cat(means)
     lv = None if logvars[0] is None else torch.cat(logvars)
     collapsed, kl_dim, _ = collapsed_latents(mu, lv)  # the analysis' rule: KL < 0.01 nats
     codes = mu.numpy().astype(np.float64)
     n_fit = 2 * len(codes) // 3
     out = {
-        "rec": float(torch.stack(recs).sum() / len(x)),
+        "rec": float(reconstruction_loss_per_image(recon, x, model.likelihood).mean()),
         "kl": float(kl_dim.sum()),
         "active": int((~collapsed).sum()),
         "mig": mig(codes, factors)["mig"],
@@ -90,7 +89,8 @@ def evaluate(
     d = dci(codes[:n_fit], factors[:n_fit], codes[n_fit:], factors[n_fit:], estimator="gbt-hist")
     out.update(dci_d=d["disentanglement"], dci_c=d["completeness"], dci_i=d["informativeness_test"])
     if names == ["shape", "scale", "orientation", "posX", "posY"]:  # dSprites
-        out["shape_acc"] = shape_accuracy(model, x, factors)
+        n = min(_SHAPE_N, len(x))
+        out["shape_acc"] = shape_accuracy(recon[:n], factors[:n], model.likelihood)
     for f, name in enumerate(names):
         if name in ("posX", "posY"):
             rho = [abs(spearmanr(codes[:, j], factors[:, f])[0]) for j in range(codes.shape[1])]
@@ -103,19 +103,9 @@ def evaluate(
 _SHAPE_N = 600
 
 
-@torch.no_grad()
-def shape_accuracy(model: torch.nn.Module, x: torch.Tensor, factors: np.ndarray) -> float:
-    """Share of reconstructions closer to their own shape's rendering than to any other's."""
-    n = min(_SHAPE_N, len(x))
-    was_training = model.training
-    model.eval()
-    decoded = torch.cat([model.decode(model.encode(c).mean) for c in torch.split(x[:n], 200)])
-    model.train(was_training)
-    return shape_accuracy_of(decoded, factors[:n], model.likelihood)
-
-
-def shape_accuracy_of(decoded: torch.Tensor, factors: np.ndarray, likelihood: str) -> float:
-    """:func:`shape_accuracy` for given decoder outputs of dSprites images with ``factors``."""
+def shape_accuracy(decoded: torch.Tensor, factors: np.ndarray, likelihood: str) -> float:
+    """Share of reconstructions (decoder outputs of dSprites images with ``factors``) closer
+    to their own shape's rendering than to any other's (module docstring)."""
     from vaelens.data.dsprites import render_dsprites
 
     n, f = len(decoded), 0  # dSprites: (shape, scale, orientation, posX, posY)
