@@ -227,7 +227,7 @@ def test_beta_tc_vae_loss_combines_the_terms():
 
 
 @pytest.mark.parametrize("variant", ["vae", "beta_vae", "factor_vae", "beta_tc_vae", "dip_vae_ii"])
-def test_kl_warmup_weights_every_kl_term(variant):
+def test_kl_warmup_weights_the_kl_term(variant):
     """loss(step) = rest + w(step) * kl_part with w = min(1, step / W): the two losses of a
     model with and without the warm-up agree at w = 1 and differ by (1 - w) kl_part."""
     torch.manual_seed(0)
