@@ -11,7 +11,7 @@ carry a factor, with path patching; docs/circuits.md), :func:`alignment_search` 
 rotation per factor against the best axis-aligned latents; docs/interchange.md) and
 :func:`write_figures`.
 
-Imports from: data, train, lens, metrics, stats, errors, io.
+Imports from: data, train, lens, metrics, stats, errors, io, progress.
 """
 
 from vaelens.analysis.alignment import alignment_search

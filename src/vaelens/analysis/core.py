@@ -110,6 +110,7 @@ from vaelens.errors import ConfigError, ModelContractError, VaelensError
 from vaelens.lens import Adapter, Lens, factor_pairs, is_vq
 from vaelens.lens.patching import resolve_max_batch
 from vaelens.metrics.causal import collapsed_latents
+from vaelens.progress import stage_teller
 
 __all__ = ["analyze", "analyze_network", "baseline_seed", "default_layers", "random_baseline"]
 
@@ -713,11 +714,7 @@ def analyze(
     stages = ["trained model", *(["random twin"] if s.baseline else []),
               *(["controls"] if s.controls else [])]  # fmt: skip
 
-    def stage(name: str) -> None:
-        if progress is not None:
-            done = stages.index(name) if name in stages else len(stages)
-            progress(name, done, len(stages))
-
+    stage = stage_teller(progress, stages)
     ds = check_dataset(dataset)
     adapt = {"encode": encode, "decode": decode, "output": output, "adapter": adapter}
     _check_inputs(model, ds, **adapt)

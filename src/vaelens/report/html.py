@@ -13,6 +13,7 @@ import pandas as pd
 
 from vaelens.errors import ConfigError
 from vaelens.io import atomic_open
+from vaelens.progress import stage_teller
 from vaelens.report import figures as figs
 from vaelens.report import interchange as itabs
 from vaelens.report import tables as tabs
@@ -546,12 +547,7 @@ def build_report(
     """
     study_dir = Path(study_dir)
     _check_args(study_dir, n_boot)
-    tell = progress or (lambda *_: None)
-
-    def stage(name: str) -> None:
-        done = REPORT_STAGES.index(name) if name in REPORT_STAGES else len(REPORT_STAGES)
-        tell(name, done, len(REPORT_STAGES))
-
+    stage = stage_teller(progress, REPORT_STAGES)
     out = Path(out_dir) if out_dir is not None else study_dir / "report"
     stage("study")
     study = load_study(study_dir)  # before anything is created: no study, no report/
