@@ -214,3 +214,20 @@ def test_builtin_presets_validate_and_standard_is_dlibs_budget() -> None:
     assert len(runs) == 60
     assert {r.train["steps"] for r in runs} == {300_000} and {r.train["lr"] for r in runs} == {1e-4}
     assert {r.hparams["backbone"] for r in runs} == {"dlib"}
+
+
+def test_demo_long_is_the_demo_with_20_times_the_steps() -> None:
+    from vaelens.study.config import plan_runs
+    from vaelens.study.presets import preset
+
+    short, long = plan_runs(preset("demo")), plan_runs(preset("demo-long"))
+    assert [r.run_id for r in short] == [r.run_id for r in long] and len(short) == 6
+    for a, b in zip(short, long, strict=True):
+        assert b.train["steps"] == 20 * a.train["steps"] == 60_000
+        assert {**b.train, "steps": 0, "checkpoint_every": 0} == {
+            **a.train,
+            "steps": 0,
+            "checkpoint_every": 0,
+        }
+        assert a.hparams == b.hparams
+    assert preset("demo").analysis == preset("demo-long").analysis

@@ -541,7 +541,10 @@ def study(
         typer.Option("--config", "-c", help="Study file (.toml/.yaml); or use --preset."),
     ] = None,
     preset_name: Annotated[
-        str | None, typer.Option("--preset", help="Built-in study: quick, paper-v1 or paper.")
+        str | None,
+        typer.Option(
+            "--preset", help="Built-in study: demo, demo-long, quick, standard, paper-v1 or paper."
+        ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Study directory (default: studies/NAME).")
@@ -845,7 +848,12 @@ def demo(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Local worker processes.")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed of the dataset grids.")] = 0,
     study_preset: Annotated[
-        str, typer.Option("--preset", help="Built-in study to run: demo (default) or quick.")
+        str,
+        typer.Option(
+            "--preset",
+            help="Built-in study to run: demo (default), demo-long (60,000 steps a run, at which "
+            "its network draws squares: an estimated 2.5 h on 2 CPU cores) or quick.",
+        ),
     ] = "demo",
 ) -> None:
     """The main job: sample grids of the built-in data, the demo study, and its report.
@@ -878,6 +886,13 @@ def demo(
     with StageProgress("report") as progress:
         report = build_report(study_dir, progress=progress)
     console.print(f"report: {report}")
+    if cfg.name == "demo":
+        console.print(
+            "The demo's models train 3,000 steps: enough for position and scale, not to draw "
+            "shapes (docs/training.md). `vaelens demo --preset demo-long` trains 60,000 a run, "
+            "at which the network draws squares (hours on a CPU).",
+            soft_wrap=True,
+        )
 
 
 def _click_exceptions() -> dict[str, tuple[type[BaseException], ...]]:

@@ -16,6 +16,10 @@
   found most useful per CPU minute (docs/training.md), long enough to learn position and
   scale (not to draw shapes), with the interchange, unit circuits, alignment search and the
   referee's controls: the README gives the time measured from a fresh clone.
+- ``demo-long``: the demo's study with 20 times the steps (60,000 a run), the budget at which
+  the demo's network draws squares (with rounded corners) and keeps its structure
+  (docs/training.md: 1,489 s for one such run alone on 2 CPU cores, so about 2.5 hours for
+  the 6 runs on 2 cores; hours less with a GPU, not measured).
 - ``quick``: 3 architectures (half-width roy2025 backbone) x synthetic and procedural dSprites x
   2 seeds, 600 steps each: finishes on 2 CPU cores in minutes and still trains models well
   past their untrained baseline.
@@ -70,6 +74,28 @@ _DEMO_TRAIN: dict[str, Any] = {
     "n_train": 20000,
     "checkpoint_every": 1000,
 }
+#: the demo's architectures, network and analysis (shared by ``demo`` and ``demo-long``)
+_DEMO_STUDY: dict[str, Any] = {
+    "architectures": ["vae", "beta_vae"],
+    "datasets": ["dsprites"],
+    "seeds": [0, 1, 2],
+    "model_params": {
+        "vae": {"backbone": "dlib", "width": 0.5},
+        "beta_vae": {"backbone": "dlib", "width": 0.5, "beta": 4.0},
+    },
+    "dataset_options": {"dsprites": {"source": "procedural"}},
+    "analysis": {
+        "n_samples": 64,
+        "metrics_preset": "fast",
+        "controls": True,
+        "control_steps": 500,
+        "circuits": True,
+        "alignment": True,
+        "alignment_k": 2,
+        "alignment_steps": 100,
+        **_SMALL_METRICS,
+    },
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
@@ -111,28 +137,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "analysis": {**_FULL_ANALYSIS, "circuits": True, "alignment": True},
         "resources": {"num_cpus": 4, "num_gpus": 1},
     },
-    "demo": {
-        "name": "demo",
-        "architectures": ["vae", "beta_vae"],
-        "datasets": ["dsprites"],
-        "seeds": [0, 1, 2],
-        "train": dict(_DEMO_TRAIN),
-        "model_params": {
-            "vae": {"backbone": "dlib", "width": 0.5},
-            "beta_vae": {"backbone": "dlib", "width": 0.5, "beta": 4.0},
-        },
-        "dataset_options": {"dsprites": {"source": "procedural"}},
-        "analysis": {
-            "n_samples": 64,
-            "metrics_preset": "fast",
-            "controls": True,
-            "control_steps": 500,
-            "circuits": True,
-            "alignment": True,
-            "alignment_k": 2,
-            "alignment_steps": 100,
-            **_SMALL_METRICS,
-        },
+    "demo": {"name": "demo", **_DEMO_STUDY, "train": dict(_DEMO_TRAIN)},
+    "demo-long": {
+        "name": "demo-long",
+        **_DEMO_STUDY,
+        "train": {**_DEMO_TRAIN, "steps": 60_000, "checkpoint_every": 5000},
     },
     "quick": {
         "name": "quick",
@@ -168,7 +177,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset(name: str) -> StudyConfig:
     """The built-in study ``name`` (one of :data:`PRESETS`: ``paper``, ``paper-v1``,
-    ``standard``, ``quick``, ``demo``)."""
+    ``standard``, ``quick``, ``demo``, ``demo-long``)."""
     if name not in PRESETS:
         raise ConfigError(
             f"preset: unknown study preset {name!r}; expected one of {sorted(PRESETS)}"
