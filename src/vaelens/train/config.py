@@ -96,6 +96,9 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
+    adam_betas: tuple[float, float] = Field(
+        (0.9, 0.999), description="Adam's (beta1, beta2) of the main optimiser, each in [0, 1)"
+    )
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
     # --- stop rule (vaelens.train.stopping.PlateauRule)
@@ -129,6 +132,13 @@ class TrainConfig(BaseModel):
             return "bf16"
         if v is False or v is None:
             return "off"
+        return v
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError("each of Adam's betas must be in [0, 1)")
         return v
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ One optimiser step follows the contract of :mod:`vaelens.models.base`::
     if "aux_loss" in out: aux grads cleared; out["aux_loss"].backward()
     main.step(); aux.step()
 
-The main optimiser is Adam with L2 weight decay (``weight_decay``) on
+The main optimiser is Adam (``adam_betas``) with L2 weight decay (``weight_decay``) on
 ``model.main_parameters()``; the aux optimiser (FactorVAE's discriminator) is Adam with
 ``model.aux_optimizer_config()``. With ``schedule = "cosine"`` every group's learning rate
 at step ``t`` of ``T`` is ``lr_0 * (1 + cos(pi * t / T)) / 2``.
@@ -209,7 +209,7 @@ def _scalar_terms(out: Any, step: int) -> tuple[list[str], torch.Tensor]:
 class StepRunner:
     """One optimiser step of the training contract, shared by :func:`train` and the benchmark.
 
-    Owns the main Adam (L2 ``weight_decay``, fused kernel), the aux Adam when the model
+    Owns the main Adam (L2 ``weight_decay``, ``betas``, fused kernel), the aux Adam when the model
     has an aux module, the fp16 ``GradScaler`` and the autocast settings. ``runner(x, step)``
     computes the losses, checks them (NaN/Inf -> :class:`TrainingDivergedError` before any
     weight changes), backpropagates and steps; it returns the term names and float values.
@@ -221,6 +221,7 @@ class StepRunner:
         *,
         lr: float,
         weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
         device: torch.device | str = "cpu",
         amp: str = "off",
         compile: bool = False,
@@ -232,7 +233,9 @@ class StepRunner:
             if callable(getattr(model, "main_parameters", None))
             else list(model.parameters())
         )
-        self.main = _adam(main_params, {"lr": lr, "weight_decay": weight_decay})
+        self.main = _adam(
+            main_params, {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas)}
+        )
         aux = model.aux_module() if callable(getattr(model, "aux_module", None)) else None  # type: ignore[operator]
         aux_params = [p for p in aux.parameters() if p.requires_grad] if aux is not None else []
         self.aux_module = aux if aux_params else None
@@ -507,6 +510,7 @@ def _setup(
         model,
         lr=config.lr,
         weight_decay=config.weight_decay,
+        betas=config.adam_betas,
         device=device,
         amp=config.amp,
         compile=config.compile,
