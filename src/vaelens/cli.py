@@ -852,7 +852,7 @@ def demo(
         typer.Option(
             "--preset",
             help="Built-in study to run: demo (default), demo-long (60,000 steps a run, at which "
-            "its network draws squares: an estimated 2.5 h on 2 CPU cores) or quick.",
+            "its network draws squares: about 2.1 h on 2 CPU cores) or quick.",
         ),
     ] = "demo",
 ) -> None:

@@ -18,8 +18,8 @@
   referee's controls: the README gives the time measured from a fresh clone.
 - ``demo-long``: the demo's study with 20 times the steps (60,000 a run), the budget at which
   the demo's network draws squares (with rounded corners) and keeps its structure
-  (docs/training.md: 1,489 s for one such run alone on 2 CPU cores, so about 2.5 hours for
-  the 6 runs on 2 cores; hours less with a GPU, not measured).
+  (docs/training.md: 2,530 s a run, two at a time on 2 CPU cores, so about 2.1 hours for the
+  6 runs; not measured on a GPU).
 - ``quick``: 3 architectures (half-width roy2025 backbone) x synthetic and procedural dSprites x
   2 seeds, 600 steps each: finishes on 2 CPU cores in minutes and still trains models well
   past their untrained baseline.
