@@ -44,6 +44,7 @@ def _one_error_line(proc: subprocess.CompletedProcess[str], *needles: str) -> No
         (["analyze", "RUN", "--set", "n_boot"], ["--set", "KEY=VALUE"]),
         (["nosuchcommand"], ["No such command"]),
         (["train", "--no-such-option"], ["--no-such-option"]),
+        (["demo", "--preset", "nope"], ["nope", "demo-long"]),
     ],
 )
 def test_usage_errors_are_one_line(tmp_path: Path, args: list[str], needles: list[str]) -> None:

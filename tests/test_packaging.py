@@ -28,3 +28,17 @@ def test_our_machines_pin_torch_through_the_constraints_file() -> None:
     makefile = (ROOT / "Makefile").read_text()
     installs = [line for line in makefile.splitlines() if "pip install" in line and "-e" in line]
     assert installs and all("-c constraints.txt" in line for line in installs), installs
+
+
+def test_every_source_folder_ships_in_the_wheel() -> None:
+    """``[tool.setuptools.packages.find]`` finds only folders with an ``__init__.py``: one
+    without (``vaelens.study`` once was) would be missing from a non-editable install."""
+    setuptools = pytest.importorskip("setuptools")
+    src = ROOT / "src"
+    found = set(setuptools.find_packages(str(src)))
+    folders = {
+        ".".join(d.relative_to(src).parts)
+        for d in (src / "vaelens").rglob("*")
+        if d.is_dir() and any(d.glob("*.py"))
+    } | {"vaelens"}
+    assert folders <= found, sorted(folders - found)

@@ -315,3 +315,28 @@ def test_plateau_rule_waits_for_the_kl_warmup(tmp_path) -> None:
     res = train(_config(tmp_path / "w", plateau_patience=12, steps=200), progress=False,
                 dataset=tiny_dataset(), model=flat)  # fmt: skip
     assert res.stopped_by == "plateau" and res.step == 72, res.step  # 60 + 12
+
+
+def test_adam_betas_are_the_main_optimisers_in_the_checkpoint_and_after_resume(tmp_path) -> None:
+    """``adam_betas`` reaches train()'s Adam (saved in the checkpoint), a resumed run keeps
+    it and ends where an uninterrupted one does, and the betas change the trained weights."""
+    ds = tiny_dataset()
+    betas = (0.5, 0.99)
+    run = tmp_path / "run"
+    train(_config(run, steps=20, adam_betas=betas, schedule="constant"), progress=False, dataset=ds)
+    saved = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
+    assert tuple(saved.meta["optimizers"]["main"]["param_groups"][0]["betas"]) == betas
+    train(_config(run, steps=30, adam_betas=betas, schedule="constant"), progress=False, dataset=ds)
+    ref = train(
+        _config(tmp_path / "ref", steps=30, adam_betas=betas, schedule="constant"),
+        progress=False,
+        dataset=ds,
+    )
+    _assert_same_weights(ref.run_dir, run)
+    default = train(
+        _config(tmp_path / "default", steps=30, schedule="constant"), progress=False, dataset=ds
+    )
+    with pytest.raises(AssertionError):
+        _assert_same_weights(default.run_dir, run)
+    with pytest.raises(ConfigError, match="adam_betas"):
+        train(_config(run, steps=40, schedule="constant"), progress=False, dataset=ds)

@@ -263,7 +263,7 @@ TrainConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML/YAML/JSON file with the same fields.")
 ]
 TrainPresetOpt = Annotated[
-    str | None, typer.Option("--preset", help="Start from a preset: roy2025.")
+    str | None, typer.Option("--preset", help="Start from a preset: roy2025 or dlib.")
 ]
 TrainSourceOpt = Annotated[
     str | None, typer.Option("--source", help="Dataset source: auto, procedural, file, cache.")
@@ -844,7 +844,10 @@ def zoo_url(
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out/demo"),
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output directory (default: out/PRESET, e.g. out/demo)."),
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Local worker processes.")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed of the dataset grids.")] = 0,
     study_preset: Annotated[
@@ -867,9 +870,11 @@ def demo(
     from vaelens.data import list_datasets
     from vaelens.data.render import write_sample_grids
     from vaelens.report import build_report
-    from vaelens.study.presets import preset
+    from vaelens.study.presets import PRESETS, preset
     from vaelens.study.runner import run_study
 
+    cfg = preset(study_preset)  # an unknown preset fails before anything is written
+    out = out if out is not None else Path("out") / study_preset
     out.mkdir(parents=True, exist_ok=True)
     names = [spec.name for spec in list_datasets() if "procedural" in spec.sources]
     targets = [(name, out / "datasets" / f"{name}.png") for name in names]
@@ -877,7 +882,6 @@ def demo(
         grids = write_sample_grids(targets, seed=seed, source="procedural", progress=progress)
     for grid in grids:
         console.print(f"wrote {grid.path}")
-    cfg = preset(study_preset)
     study_dir = out / "study"
 
     with StudyProgress(cfg.name) as event:
@@ -887,10 +891,12 @@ def demo(
         report = build_report(study_dir, progress=progress)
     console.print(f"report: {report}")
     if cfg.name == "demo":
+        short, long = (PRESETS[n]["train"]["steps"] for n in ("demo", "demo-long"))
         console.print(
-            "The demo's models train 3,000 steps: enough for position and scale, not to draw "
-            "shapes (docs/training.md). `vaelens demo --preset demo-long` trains 60,000 a run, "
-            "at which the network draws squares (hours on a CPU).",
+            f"The demo's models train {short:,} steps: enough for position and scale, not to "
+            f"draw shapes (docs/training.md). `vaelens demo --preset demo-long` trains {long:,} "
+            "a run into out/demo-long (about 2 hours on 2 CPU cores), at which the network "
+            "draws squares and ellipses.",
             soft_wrap=True,
         )
 

@@ -110,7 +110,7 @@ from vaelens.errors import ConfigError, ModelContractError, VaelensError
 from vaelens.lens import Adapter, Lens, factor_pairs, is_vq
 from vaelens.lens.patching import resolve_max_batch
 from vaelens.metrics.causal import collapsed_latents
-from vaelens.progress import stage_teller
+from vaelens.progress import Progress, stage_teller
 
 __all__ = ["analyze", "analyze_network", "baseline_seed", "default_layers", "random_baseline"]
 
@@ -681,7 +681,7 @@ def analyze(
     decode: Callable[[nn.Module, torch.Tensor], object] | None = None,
     output: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
     adapter: str | Adapter | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
     **overrides: object,
 ) -> AnalysisResult:
     """Run the four interventions and the causal metrics on ``model`` and on its random twin.

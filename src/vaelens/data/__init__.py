@@ -1,6 +1,6 @@
 """Ground-truth datasets: the contract, index arithmetic, the registry and downloads.
 
-Imports from: errors, io.
+Imports from: errors, io, progress.
 """
 
 from vaelens.data.base import (

@@ -41,7 +41,7 @@ import functools
 import os
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from vaelens.data.download import dataset_dir, find_file
 from vaelens.data.registry import DatasetSpec, RemoteFile, register_dataset
 from vaelens.errors import DatasetError
 from vaelens.io import atomic_open
+from vaelens.progress import Progress
 
 __all__ = [
     "CACHE_NAME",
@@ -498,7 +499,7 @@ def build_dsprites_cache(
     chunk: int = 16384,
     n_limit: int | None = None,
     force: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Render dSprites once and store it as ``np.packbits`` rows in a ``.npy`` file.
 

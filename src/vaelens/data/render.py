@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,6 +19,7 @@ from PIL import Image
 
 from vaelens.errors import DatasetError
 from vaelens.io import atomic_open
+from vaelens.progress import Progress
 
 __all__ = ["SampleGrid", "image_grid", "save_png", "to_uint8", "write_sample_grids"]
 
@@ -126,7 +127,7 @@ def write_sample_grids(
     seed: int = 0,
     source: str = "auto",
     root: str | os.PathLike[str] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[SampleGrid]:
     """Write a PNG grid of ``n`` random samples (``nrow`` a row) of each dataset of ``targets``.
 

@@ -2,7 +2,7 @@
 
 The causal metrics of Roy (2025) live in :mod:`vaelens.metrics.causal`.
 
-Imports from: lens, errors.
+Imports from: lens, errors, progress.
 """
 
 from vaelens.metrics.disentanglement import METRICS, compute_metrics

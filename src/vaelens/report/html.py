@@ -13,7 +13,7 @@ import pandas as pd
 
 from vaelens.errors import ConfigError
 from vaelens.io import atomic_open
-from vaelens.progress import stage_teller
+from vaelens.progress import Progress, stage_teller
 from vaelens.report import figures as figs
 from vaelens.report import interchange as itabs
 from vaelens.report import tables as tabs
@@ -530,7 +530,7 @@ def build_report(
     n_boot: int = 2000,
     mediation_factor: str | None = None,
     random_state: int = 0,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the report of the study in ``study_dir`` and return the path of ``report.html``.
 

@@ -56,7 +56,8 @@ _FULL_ANALYSIS: dict[str, Any] = {
     "control_steps": 5000,
 }
 
-#: the metric sample sizes of the CPU presets (demo, quick): fast preset, smaller samples
+#: the metric sample sizes of the CPU presets (demo, demo-long, quick): fast preset, smaller
+#: samples
 _SMALL_METRICS: dict[str, Any] = {
     "metrics_num_train": 3000,
     "metrics_num_test": 1500,

@@ -39,6 +39,7 @@ from vaelens.metrics.disentanglement.irs import irs
 from vaelens.metrics.disentanglement.mig import mig
 from vaelens.metrics.disentanglement.modularity import modularity_explicitness
 from vaelens.metrics.disentanglement.sap import sap
+from vaelens.progress import Progress
 
 __all__ = ["METRICS", "PRESETS", "SAMPLE_SIZES", "MetricSpec", "compute_metrics"]
 
@@ -263,7 +264,7 @@ def compute_metrics(
     overrides: dict[str, dict[str, Any]] | None = None,
     num_train: int | None = None,
     num_test: int | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, dict[str, float]]:
     """Compute the named metrics; returns ``{name: {score: value}}``.
 
