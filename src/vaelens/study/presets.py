@@ -17,9 +17,9 @@
   scale (not to draw shapes), with the interchange, unit circuits, alignment search and the
   referee's controls: the README gives the time measured from a fresh clone.
 - ``demo-long``: the demo's study with 20 times the steps (60,000 a run), the budget at which
-  the demo's network draws squares (with rounded corners) and keeps its structure
-  (docs/training.md: 2,530 s a run, two at a time on 2 CPU cores, so about 2.1 hours for the
-  6 runs; not measured on a GPU).
+  the demo's network draws squares and ellipses; each seed keeps about the structure it had
+  at 3,000 steps (docs/training.md: about 2,550 s a run, two at a time on 2 CPU cores, so
+  about 2.1 hours for the 6 runs; not measured on a GPU).
 - ``quick``: 3 architectures (half-width roy2025 backbone) x synthetic and procedural dSprites x
   2 seeds, 600 steps each: finishes on 2 CPU cores in minutes and still trains models well
   past their untrained baseline.
