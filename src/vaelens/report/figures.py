@@ -256,7 +256,8 @@ def polysemanticity_hist(study: StudyData, ds: str) -> bytes | None:
         ax.set_title(f"{ds}, {layer}: PS, {title}", fontsize=8)
         ax.set_xlabel("PS")
         ax.set_ylabel("units")
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:  # a panel with no finite PS has nothing to key
+            ax.legend(fontsize=6)
     return png_bytes(fig) if drawn else None
 
 
