@@ -47,7 +47,7 @@ from vaelens.metrics.disentanglement.dci import dci
 from vaelens.metrics.disentanglement.mig import mig
 from vaelens.models import build_model
 from vaelens.models.vae import reconstruction_loss_per_image
-from vaelens.train.config import TrainConfig
+from vaelens.train.config import ADAM_BETAS, TrainConfig
 from vaelens.train.data import EpochOrder, build_training_set
 from vaelens.train.trainer import StepRunner, lr_factor
 
@@ -135,13 +135,13 @@ def run(args: argparse.Namespace) -> list[dict]:
     cfg = TrainConfig(
         model=args.model, steps=args.steps, lr=args.lr, batch_size=args.batch,
         schedule=args.schedule, warmup_steps=args.warmup, n_train=args.n_train,
-        adam_betas=tuple(args.adam_betas),
+        adam_betas=args.adam_betas,
     )  # fmt: skip
     trainset = build_training_set(ds, args.n_train, seed=args.seed)
     rng = np.random.default_rng(12345)
     eval_factors = ds.sample_factors(args.n_eval, rng)
     x_eval = torch.from_numpy(np.asarray(ds.images(eval_factors), dtype=np.float32))
-    runner = StepRunner(model, lr=args.lr, betas=cfg.adam_betas)
+    runner = StepRunner(model, lr=cfg.lr, betas=cfg.adam_betas)
     order = EpochOrder(len(trainset), args.batch, args.seed)
     names = list(ds.factor_names)
     curve, train_s = [], 0.0
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
     p.add_argument("--warmup", type=int, default=0, help="linear lr warm-up steps")
     p.add_argument(
-        "--adam-betas", type=float, nargs=2, default=[0.9, 0.999], metavar=("B1", "B2"),
+        "--adam-betas", type=float, nargs=2, default=list(ADAM_BETAS), metavar=("B1", "B2"),
         help="Adam's betas (the trainer's adam_betas)",
     )  # fmt: skip
     p.add_argument("--n-train", type=int, default=20000)

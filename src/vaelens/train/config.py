@@ -30,6 +30,7 @@ from vaelens.io import format_validation_error, read_config_file
 from vaelens.models.registry import ROY2025_PRESET
 
 __all__ = [
+    "ADAM_BETAS",
     "GRID_FIELDS",
     "OLD_PRESET_NAMES",
     "PRESETS",
@@ -39,6 +40,9 @@ __all__ = [
     "load_config",
     "preset_config",
 ]
+
+#: the default ``adam_betas``: Adam's own (beta1, beta2), also disentanglement_lib's
+ADAM_BETAS: tuple[float, float] = (0.9, 0.999)
 
 #: Named starting points. ``variant_params[model]`` is merged into ``model_params``.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -97,7 +101,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     adam_betas: tuple[float, float] = Field(
-        (0.9, 0.999), description="Adam's (beta1, beta2) of the main optimiser, each in [0, 1)"
+        ADAM_BETAS, description="Adam's (beta1, beta2) of the main optimiser, each in [0, 1)"
     )
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")

@@ -44,7 +44,7 @@ from vaelens.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from vaelens.train.config import TrainConfig
+from vaelens.train.config import ADAM_BETAS, TrainConfig
 from vaelens.train.data import EpochOrder, TrainingSet, build_training_set
 from vaelens.train.logging import (
     MetricsLog,
@@ -221,7 +221,7 @@ class StepRunner:
         *,
         lr: float,
         weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float, float] = ADAM_BETAS,
         device: torch.device | str = "cpu",
         amp: str = "off",
         compile: bool = False,
