@@ -45,6 +45,9 @@ def _one_error_line(proc: subprocess.CompletedProcess[str], *needles: str) -> No
         (["nosuchcommand"], ["No such command"]),
         (["train", "--no-such-option"], ["--no-such-option"]),
         (["demo", "--preset", "nope"], ["nope", "demo-long"]),
+        (["demo", "--trained", "nope"], ["nope", "not a directory"]),
+        (["study", "--preset", "demo", "--trained", "nope"], ["nope", "not a directory"]),
+        (["export", "RUN", "DEST"], ["run directory RUN", "not found"]),
     ],
 )
 def test_usage_errors_are_one_line(tmp_path: Path, args: list[str], needles: list[str]) -> None:

@@ -36,7 +36,7 @@ reconstruction_loss.loss_fn = @bernoulli_loss
 reconstruction_loss.activation = 'logits'
 dataset.name = 'dsprites_full'
 AdamOptimizer.learning_rate = 0.0001
-AdamOptimizer.beta1 = 0.9
+AdamOptimizer.beta1 = 0.8
 vae_optimizer.optimizer_fn = @AdamOptimizer
 """
 SCORE = "metrics/mean/mig/results/json/evaluation_results.json"
@@ -77,6 +77,7 @@ def test_an_imported_model_gives_the_tensorflow_graphs_outputs(tmp_path, as_zip)
     assert run.status == "completed" and run.config.model == "beta_vae"
     assert run.config.dataset == "dsprites" and run.config.seed == 3
     assert run.config.steps == 300000 and run.config.lr == 1e-4
+    assert run.config.adam_betas == (0.8, 0.999)  # beta1 as bound, beta2 TensorFlow's default
     assert run.config.model_params["backbone"] == "dlib"
     model = run.model()
     assert model.beta == 4.0 and model.mode == "higgins" and model.likelihood == "bernoulli"

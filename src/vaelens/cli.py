@@ -237,6 +237,14 @@ TrustCodeOpt = Annotated[
         "without it such a name is refused and only registered models are built.",
     ),
 ]
+TrainedOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--trained",
+        help="Folder of finished run directories (e.g. from `vaelens export`): a run whose "
+        "training settings one of them shares is analysed from it instead of trained.",
+    ),
+]
 
 
 def _trust(trust_code: list[str] | None) -> frozenset[str]:
@@ -406,6 +414,25 @@ def models_cmd() -> None:
     console.print(table)
 
 
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    dest: Annotated[Path, typer.Argument(help="New directory to write the exported run to.")],
+) -> None:
+    """Copy a finished run without its optimiser state (a third of the size for Adam).
+
+    The copy is a run directory of its own (config, weights-only checkpoint, metrics):
+    `vaelens analyze` reads it, `vaelens study --trained` and `vaelens demo --trained`
+    analyse it in place of training the run of the same settings; it cannot be trained
+    further.
+    """
+    from vaelens.train import export_run
+
+    path = export_run(run_dir, dest)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    console.print(f"wrote {path} ({size / 1e6:.2f} MB)")
+
+
 @app.command("analyze")
 def analyze_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `vaelens train`.")],
@@ -563,6 +590,7 @@ def study(
         int | None, typer.Option("--max-runs", min=1, help="Start at most this many runs.")
     ] = None,
     trust_code: TrustCodeOpt = None,
+    trained: TrainedOpt = None,
 ) -> None:
     """Run (or resume) a study; finished runs are skipped, half-finished ones resume."""
     if ctx.invoked_subcommand is not None:
@@ -591,6 +619,7 @@ def study(
             max_runs=max_runs,
             on_event=event,
             trust_code=trust,
+            trained=trained,
         )
     console.print(f"study {cfg.name} in {study_dir}: {counts}")
 
@@ -700,8 +729,12 @@ class StudyProgress(_Bar):
     def __call__(self, kind: str, run_id: str, info: dict) -> None:
         if kind == "plan":
             pending = int(info.get("pending", 0))
+            if "adopted" in info:
+                self._print(f"training of {info['adopted']} of {pending} pending runs adopted")
             if console.is_terminal and pending:
                 self._start(f"[bold]study {self.label}", pending)
+        elif kind == "adopt":
+            self._print(f"[cyan]adopt[/cyan] {run_id}: training from {info.get('from')}")
         elif kind == "start":
             self._print(f"[cyan]start[/cyan] {run_id}")
         elif kind == "done":
@@ -858,13 +891,15 @@ def demo(
             "its network draws squares: about 2.1 h on 2 CPU cores) or quick.",
         ),
     ] = "demo",
+    trained: TrainedOpt = None,
 ) -> None:
     """The main job: sample grids of the built-in data, the demo study, and its report.
 
     The demo study: VAE and beta-VAE on procedural dSprites, 3 seeds, 3,000 steps: long
     enough to learn position and scale (not to draw shapes), analysed with interchange
     interventions, unit circuits, alignment search and the referee's controls (about 12
-    minutes on 2 CPU cores).
+    minutes on 2 CPU cores). `make demo` runs demo-long with --trained models/demo-long:
+    the repository's six 60,000-step runs, analysed without training (about 7 minutes).
     Resumable: run it again after an interruption and finished runs are kept.
     """
     from vaelens.data import list_datasets
@@ -874,6 +909,10 @@ def demo(
     from vaelens.study.runner import run_study
 
     cfg = preset(study_preset)  # an unknown preset fails before anything is written
+    if trained is not None:
+        from vaelens.study.adopt import find_trained
+
+        find_trained(trained)  # so does a bad --trained folder
     out = out if out is not None else Path("out") / study_preset
     out.mkdir(parents=True, exist_ok=True)
     names = [spec.name for spec in list_datasets() if "procedural" in spec.sources]
@@ -885,7 +924,7 @@ def demo(
     study_dir = out / "study"
 
     with StudyProgress(cfg.name) as event:
-        counts = run_study(cfg, study_dir, workers=workers, on_event=event)
+        counts = run_study(cfg, study_dir, workers=workers, on_event=event, trained=trained)
     console.print(f"{cfg.name} study: {counts}")
     with StageProgress("report") as progress:
         report = build_report(study_dir, progress=progress)
@@ -896,7 +935,8 @@ def demo(
             f"The demo's models train {short:,} steps: enough for position and scale, not to "
             f"draw shapes (docs/training.md). `vaelens demo --preset demo-long` trains {long:,} "
             "a run into out/demo-long (about 2 hours on 2 CPU cores), at which the network "
-            "draws squares and ellipses.",
+            "draws squares and ellipses; `make demo` analyses the repository's six such runs "
+            "(models/demo-long) without training them.",
             soft_wrap=True,
         )
 

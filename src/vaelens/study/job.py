@@ -28,7 +28,7 @@ from vaelens.io import atomic_write_json
 from vaelens.study.config import RunSpec, StudyAnalysis
 from vaelens.train import Run
 
-__all__ = ["STAGES", "analysis_of", "execute_run", "read_stage", "scores_of"]
+__all__ = ["STAGES", "analysis_of", "execute_run", "read_stage", "scores_of", "train_config"]
 
 #: the stages of a study run, in order
 STAGES = ("train", "analyze", "metrics", "done")
@@ -37,7 +37,8 @@ STAGES = ("train", "analyze", "metrics", "done")
 _SOURCE_KEYS = {"source": "dataset_source", "root": "dataset_root"}
 
 
-def _train_config(run: RunSpec, run_dir: Path) -> dict[str, Any]:
+def train_config(run: RunSpec, run_dir: Path) -> dict[str, Any]:
+    """The training config (a ``TrainConfig`` mapping) of study run ``run`` in ``run_dir``."""
     data: dict[str, Any] = dict(run.train)
     params = {k: v for k, v in run.dataset_options.items() if k not in _SOURCE_KEYS}
     for key, field in _SOURCE_KEYS.items():
@@ -73,7 +74,7 @@ def read_stage(run_dir: str | Path) -> dict[str, Any] | None:
 def _train(run: RunSpec, run_dir: Path) -> Run:
     from vaelens.train import config_from_dict, train
 
-    cfg = config_from_dict(_train_config(run, run_dir), source=f"study run {run.run_id}")
+    cfg = config_from_dict(train_config(run, run_dir), source=f"study run {run.run_id}")
     # the trust the driver was given (run_study(trust_code=...)), set at dispatch
     trained = train(cfg, progress=False, trust_code=run.trust_code)
     if trained.status != "completed" or trained.run is None:

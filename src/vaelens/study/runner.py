@@ -34,6 +34,7 @@ from typing import Any
 
 from vaelens.errors import ConfigError
 from vaelens.io import atomic_write_json
+from vaelens.study.adopt import adopt_trained, find_trained
 from vaelens.study.config import RunSpec, StudyConfig, plan_runs, study_config_from_dict
 from vaelens.study.lock import study_lock
 from vaelens.study.store import ResultStore
@@ -129,6 +130,7 @@ def run_study(
     max_runs: int | None = None,
     on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
     trust_code: TrustCode = None,
+    trained: str | Path | None = None,
 ) -> dict[str, int]:
     """Run (or resume) every pending run of ``cfg`` in ``study_dir``; returns the status counts.
 
@@ -138,9 +140,14 @@ def run_study(
     directories go (a path every worker can reach; default ``study_dir``). ``max_runs``
     stops after that many runs have been started (for tests and partial sweeps).
 
-    ``on_event(kind, run_id, info)`` hears ``"plan"`` once (``info``: ``pending``, ``total``;
-    ``run_id`` empty), then ``"start"`` and ``"done"`` (``info["ok"]``, ``info["error"]``)
-    per run.
+    ``on_event(kind, run_id, info)`` hears ``"plan"`` once (``info``: ``pending``, ``total``,
+    and with ``trained`` the number ``adopted``; ``run_id`` empty), ``"adopt"``
+    (``info["from"]``) for each run whose training comes from ``trained``, then
+    ``"start"`` and ``"done"`` (``info["ok"]``, ``info["error"]``) per run.
+
+    ``trained``: a folder of finished run directories (e.g. from ``vaelens export``): a
+    pending run with no checkpoint yet whose training settings one of them shares takes
+    its training instead of training (:mod:`vaelens.study.adopt`), then is analysed.
 
     ``trust_code``: the ``"module:attr"`` architectures whose code the workers may import
     and run (``True``: any, for study files you wrote). An architecture with a ``:`` that
@@ -157,10 +164,12 @@ def run_study(
     _resolve(job)  # fail early on a bad job name (it comes from code, not from the file)
     trust = normalize_trust(trust_code)
     _check_before_creating(cfg, trust)
+    if trained is not None:
+        find_trained(trained)  # a bad folder fails before the study directory is created
     study_dir.mkdir(parents=True, exist_ok=True)
     with study_lock(study_dir):
         return _drive(cfg, study_dir, executor, workers, ray_address, storage, retry_failed,
-                      job, max_runs, on_event, trust)  # fmt: skip
+                      job, max_runs, on_event, trust, trained)  # fmt: skip
 
 
 def check_study_trust(cfg: StudyConfig, trust_code: TrustCode, *, source: str) -> None:
@@ -198,8 +207,10 @@ def _drive(
     max_runs: int | None,
     on_event: Callable[[str, str, dict[str, Any]], None] | None,
     trust: bool | frozenset[str],
+    trained: str | Path | None,
 ) -> dict[str, int]:
-    """The driver's work, under the study lock: open the store, run what is pending."""
+    """The driver's work, under the study lock: open the store, adopt finished training,
+    run what is pending."""
     store, planned = _open_study(cfg, study_dir)
     specs = {rid: _dispatch(spec, trust) for rid, spec in planned.items()}
     try:
@@ -210,7 +221,13 @@ def _drive(
             pending = pending[:max_runs]
         store_dir = str(Path(storage) if storage is not None else study_dir)
         notify = on_event or (lambda *_: None)
-        notify("plan", "", {"pending": len(pending), "total": len(specs)})
+        adopted = (
+            adopt_trained([planned[r] for r in pending], store_dir, trained) if trained else {}
+        )
+        plan = {"pending": len(pending), "total": len(specs)}
+        notify("plan", "", {**plan, "adopted": len(adopted)} if trained else plan)
+        for rid, src in adopted.items():
+            notify("adopt", rid, {"from": str(src)})
         if executor == "ray":
             _run_ray(store, specs, pending, job, store_dir, cfg.resources, ray_address, notify)
         else:

@@ -2,7 +2,8 @@
 
 ``train(config)`` trains a model into a run directory and resumes it when the directory
 already holds a checkpoint; ``Run.open(run_dir)`` gives the run's config, status,
-checkpoints, model and dataset (``load_run(run_dir)`` rebuilds just the model).
+checkpoints, model and dataset (``load_run(run_dir)`` rebuilds just the model);
+``export_run(run_dir, dest)`` copies a finished run without its optimiser state.
 
 Run directories and configs are untrusted input: a model named ``"package.module:Class"``
 in one is imported only when the caller passes ``trust_code=[...]`` naming it (see
@@ -20,6 +21,7 @@ from vaelens.train.checkpoint import (
 )
 from vaelens.train.config import PRESETS, TrainConfig, config_from_dict, load_config, preset_config
 from vaelens.train.data import EpochOrder, TrainingSet, build_training_set
+from vaelens.train.export import export_run
 from vaelens.train.logging import read_metrics, read_status
 from vaelens.train.run import Run, TrustCode, check_model_trust, normalize_trust
 from vaelens.train.trainer import (
@@ -43,6 +45,7 @@ __all__ = [
     "build_training_set",
     "check_model_trust",
     "config_from_dict",
+    "export_run",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",

@@ -50,6 +50,8 @@ __all__ = [
     "restore_optimizer",
     "restore_rng_state",
     "save_checkpoint",
+    "weights_only",
+    "write_checkpoint",
 ]
 
 FORMAT_VERSION = 1
@@ -212,7 +214,6 @@ def save_checkpoint(
     ``meta`` (JSON-serialisable) is stored in the sidecar next to the optimisers' scalar
     state and the RNG states captured now. Returns the JSON path.
     """
-    tensors_path, json_path = checkpoint_paths(directory, step)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
         tensors[f"model.{k}"] = v
@@ -223,6 +224,19 @@ def save_checkpoint(
         opt_meta[name] = m
     rng_tensors, rng_meta = capture_rng_state()
     tensors.update(rng_tensors)
+    return write_checkpoint(
+        directory, step, tensors, {**(meta or {}), "optimizers": opt_meta, "rng": rng_meta}
+    )
+
+
+def write_checkpoint(
+    directory: str | Path, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> Path:
+    """Write ``tensors`` and the sidecar ``meta`` (which must hold ``optimizers`` and ``rng``)
+    as the checkpoint of ``step``: tensors first, then the JSON commit marker (with the
+    format version, step, and the tensors file's name, size and SHA-256). Returns the JSON
+    path."""
+    tensors_path, json_path = checkpoint_paths(directory, step)
     # safetensors refuses shared storage and wants contiguous CPU tensors
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     blob = safetensors.torch.save(
@@ -230,17 +244,31 @@ def save_checkpoint(
     )
     atomic_write_bytes(tensors_path, blob)
     sidecar = {
-        **(meta or {}),
+        **meta,
         "format_version": FORMAT_VERSION,
         "step": int(step),
         "tensors_file": tensors_path.name,
         "tensors_bytes": len(blob),
         "tensors_sha256": hashlib.sha256(blob).hexdigest(),
-        "optimizers": opt_meta,
-        "rng": rng_meta,
     }
     atomic_write_json(json_path, sidecar, indent=None)
     return json_path
+
+
+def weights_only(ckpt: Checkpoint, directory: str | Path, meta: dict[str, Any]) -> Path:
+    """Write ``ckpt`` without its optimiser state into ``directory`` (same step): the model's
+    tensors and the RNG states, the sidecar's fields updated by ``meta`` and with no
+    optimisers. Such a checkpoint loads a model (:meth:`Run.load_model`) but cannot resume
+    training. Returns the JSON path."""
+    tensors = {k: v for k, v in ckpt.tensors.items() if not k.startswith("optim.")}
+    kept = {k: v for k, v in ckpt.meta.items() if k not in _SIDECAR_FIELDS}
+    return write_checkpoint(directory, ckpt.step, tensors, {**kept, **meta, "optimizers": {}})
+
+
+#: the sidecar fields :func:`write_checkpoint` sets itself
+_SIDECAR_FIELDS = frozenset(
+    {"format_version", "step", "tensors_file", "tensors_bytes", "tensors_sha256", "optimizers"}
+)
 
 
 def _plain_tensors_file(json_path: Path, name: Any) -> str:

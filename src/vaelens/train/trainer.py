@@ -65,11 +65,15 @@ from vaelens.train.run import (
 from vaelens.train.stopping import PlateauRule
 
 __all__ = [
+    "RESUMABLE_CHANGES",
+    "TRAINING_FIELDS",
     "RunResult",
     "StepRunner",
     "build_model_from_config",
+    "config_differences",
     "cosine_factor",
     "default_channels_last",
+    "is_finished",
     "load_run",
     "resolve_device",
     "train",
@@ -155,22 +159,32 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
+#: the fields that change how a model trains (all but RESUMABLE_CHANGES, plus its length)
+TRAINING_FIELDS = frozenset(TrainConfig.model_fields) - (RESUMABLE_CHANGES - {"steps", "epochs"})
 
 
-def _check_resume_config(run_dir: Path, saved: dict[str, Any], config: TrainConfig) -> None:
-    new = _identity(config.to_json_dict())
-    # a field added after the run was written reads as its default
+def config_differences(
+    saved: dict[str, Any], config: TrainConfig, *, fields: frozenset[str] | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """``{field: (saved value, config's value)}`` over ``fields`` (default: all but
+    :data:`RESUMABLE_CHANGES`) where the saved config (a ``config.json`` or checkpoint
+    dict) differs from ``config``; a field the saved dict lacks (added after it was
+    written) reads as its default."""
+    keep = fields if fields is not None else frozenset(TrainConfig.model_fields) - RESUMABLE_CHANGES
     defaults = {
         k: f.default
         for k, f in TrainConfig.model_fields.items()
         if not f.is_required() and f.default_factory is None
     }
-    old = _identity({**json.loads(json.dumps(defaults, default=str)), **saved})
-    diff = sorted(k for k in set(new) | set(old) if new.get(k) != old.get(k))
+    old = {**json.loads(json.dumps(defaults, default=str)), **saved}
+    new = config.to_json_dict()
+    return {k: (old.get(k), new.get(k)) for k in sorted(keep) if old.get(k) != new.get(k)}
+
+
+def _check_resume_config(run_dir: Path, saved: dict[str, Any], config: TrainConfig) -> None:
+    diff = config_differences(saved, config)
     if diff:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
         raise ConfigError(
             f"run directory {run_dir} holds a checkpoint of a different configuration ({detail}); "
             "use another --out or restore the original settings"
@@ -696,6 +710,77 @@ def _finish(
     )
 
 
+def trained_length(ckpt: Checkpoint) -> int:
+    """The number of steps the run of ``ckpt`` was set to train (its scheduler's
+    ``total_steps``). Raises :class:`CheckpointError` naming the sidecar when it is not a
+    non-negative int."""
+    sched = ckpt.meta.get("scheduler")
+    total = sched.get("total_steps") if isinstance(sched, dict) else None
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise CheckpointError(
+            f"checkpoint {ckpt.path}: field 'scheduler.total_steps' is {repr(total)[:40]}, "
+            "expected a non-negative int"
+        )
+    return total
+
+
+def plateau_fired(ckpt: Checkpoint) -> bool:
+    """Whether the plateau stop rule had ended the run of ``ckpt``."""
+    plateau = ckpt.meta.get("plateau")
+    return isinstance(plateau, dict) and plateau.get("fired_at") is not None
+
+
+def is_finished(ckpt: Checkpoint, config: TrainConfig) -> bool:
+    """Whether ``ckpt`` ends the training ``config`` asks for: the plateau rule fired in it,
+    or it is at (or past) ``config.steps``; for a length in epochs (or the default
+    length), at (or past) the length it was trained to when ``steps`` and ``epochs`` are
+    the ones it was trained with."""
+    if plateau_fired(ckpt):
+        return True
+    if config.steps is not None:
+        return ckpt.step >= config.steps
+    saved = ckpt.meta.get("config")
+    saved = saved if isinstance(saved, dict) else {}
+    same = saved.get("steps") is None and saved.get("epochs") == config.epochs
+    return same and ckpt.step >= trained_length(ckpt)
+
+
+def _already_trained(
+    run: Run, ckpt: Checkpoint, model: nn.Module | None, dataset: Any | None
+) -> RunResult:
+    """The result of a run whose newest checkpoint finishes its training
+    (:func:`is_finished`): nothing is built or trained, ``config.json`` is left as it is,
+    and the model loads from that checkpoint when asked for (``model``, when given, gets
+    its weights now, on the CPU in eval mode)."""
+    if dataset is not None:
+        run.cache(dataset=dataset)
+    if model is not None:
+        restore_model(ckpt, model)
+        run.cache(model=model.to("cpu").eval())
+    total = max(trained_length(ckpt), ckpt.step) if not plateau_fired(ckpt) else ckpt.step
+    epoch = ckpt.meta.get("epoch", 0)
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise CheckpointError(f"checkpoint {ckpt.path}: field 'epoch': expected an int")
+    extra = {"stopped_by": "plateau"} if plateau_fired(ckpt) else {}
+    write_status(
+        run.path, "completed", step=ckpt.step, total_steps=total, checkpoint=str(ckpt.path),
+        **extra,
+    )  # fmt: skip
+    recs = read_metrics(run.path)
+    return RunResult(
+        run_dir=run.path,
+        status="completed",
+        step=ckpt.step,
+        total_steps=total,
+        epoch=epoch,
+        checkpoint=ckpt.path,
+        metrics=recs[-1] if recs else {},
+        resumed_from=ckpt.step,
+        stopped_by=extra.get("stopped_by"),
+        run=run,
+    )
+
+
 def train(
     config: Run | TrainConfig | dict[str, Any],
     *,
@@ -721,7 +806,10 @@ def train(
     anything is imported or written. ``result.run`` is the :class:`Run`; its
     ``model()`` is the trained model (CPU, eval mode) and its ``dataset()`` the dataset
     trained on. A run directory with a checkpoint is resumed from its newest checkpoint;
-    one whose status is "completed" at the requested length returns at once. Raises
+    one whose newest checkpoint finishes the requested training (:func:`is_finished`)
+    returns at once, building nothing and leaving its ``config.json`` as it is (an
+    exported, weights-only run too; asked to train one further, it raises
+    :class:`CheckpointError` before writing anything). Raises
     :class:`TrainingDivergedError` (status "failed") when a loss term is NaN or infinite,
     before that step updates any weight.
     """
@@ -732,6 +820,13 @@ def train(
     run = _as_run(config, trust_code)
     _check_before_creating(run, model, dataset)
     ckpt = _begin(run)
+    if ckpt is not None and is_finished(ckpt, run.config):
+        return _already_trained(run, ckpt, model, dataset)
+    if ckpt is not None and not ckpt.meta.get("optimizers"):
+        raise CheckpointError(
+            f"checkpoint {ckpt.path}: holds weights only (an exported run, no optimiser state), "
+            f"so its training cannot go on past step {ckpt.step}; train into a new --out"
+        )
     atomic_write_json(run.path / "config.json", run.config.to_json_dict())
     prog = _Progress(
         step=ckpt.step if ckpt else 0,

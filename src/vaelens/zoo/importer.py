@@ -73,8 +73,8 @@ def _ref(b: dict[str, Any], key: str) -> str | None:
 def zoo_settings(bindings: dict[str, Any], source: str) -> dict[str, Any]:
     """What the gin ``bindings`` say, in vaelens terms.
 
-    Returns ``{"model", "model_params", "dataset", "seed", "steps", "batch_size", "lr"}``
-    (``steps``/``batch_size``/``lr`` ``None`` when unbound). ``source`` names the gin file
+    Returns ``{"model", "model_params", "dataset", "seed", "steps", "batch_size", "lr",
+    "adam_betas"}`` (``steps``/``batch_size``/``lr`` ``None`` when unbound). ``source`` names the gin file
     in the one-line :class:`ConfigError` for an unsupported method, architecture or loss.
     """
     method = _supported_method(bindings, source)
@@ -179,7 +179,8 @@ def _annealed_vae_params(bindings: dict[str, Any], source: str, params: dict[str
 
 
 def _run_settings(bindings: dict[str, Any], source: str) -> dict[str, Any]:
-    """``{"seed", "steps", "batch_size", "lr"}``: the seed checked, the rest ``None`` if unusable."""
+    """``{"seed", "steps", "batch_size", "lr", "adam_betas"}``: the seed checked, the rest
+    ``None`` if unusable (Adam's betas default to TensorFlow's 0.9 and 0.999 when unbound)."""
     seed = bindings.get("model.random_seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{source}: model.random_seed = {seed!r}: expected an integer >= 0")
@@ -190,6 +191,9 @@ def _run_settings(bindings: dict[str, Any], source: str) -> dict[str, Any]:
     lr = bindings.get("AdamOptimizer.learning_rate")
     ok = isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0
     out["lr"] = float(lr) if ok else None
+    betas = [bindings.get(f"AdamOptimizer.beta{i}", d) for i, d in ((1, 0.9), (2, 0.999))]
+    ok = all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+    out["adam_betas"] = tuple(float(b) for b in betas) if ok else None
     return out
 
 
@@ -322,6 +326,8 @@ def _config_fields(s: dict[str, Any], hparams: dict[str, Any], out: Path) -> dic
         cfg_fields["batch_size"] = s["batch_size"]
     if s["lr"]:
         cfg_fields["lr"] = s["lr"]
+    if s["adam_betas"]:
+        cfg_fields["adam_betas"] = s["adam_betas"]
     return cfg_fields
 
 
