@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Tests run on two worker processes; each keeps torch to one thread.
 PYTEST_ARGS ?= -n 2 --timeout 600
 
-.PHONY: demo test install install-test lint format bench clean
+.PHONY: demo demo-train test install install-test lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,13 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
+# The demo analyses the six 60,000-step runs of models/demo-long (trained by
+# `vaelens demo --preset demo-long`, about 2 hours, then `vaelens export`ed, see
+# models/demo-long/README.md); demo-train trains its own 3,000-step ones (about 12 minutes).
 demo: $(VENV)/.installed
+	$(BIN)/vaelens demo --preset demo-long --trained models/demo-long
+
+demo-train: $(VENV)/.installed
 	$(BIN)/vaelens demo
 
 test: $(VENV)/.installed-test
