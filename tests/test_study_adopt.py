@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from vaelens.errors import CheckpointError, ConfigError
+from vaelens.report import build_report
 from vaelens.study.config import study_config_from_dict
 from vaelens.study.runner import run_study
 from vaelens.train import Run, export_run, load_checkpoint
@@ -48,6 +49,7 @@ def test_a_study_analyses_exported_runs_without_training(
         cfg, tmp_path, workers=1, trained=shipped, on_event=lambda *e: events.append(e)
     )
     assert counts["completed"] == 2
+    assert [info.get("adopted") for kind, _, info in events if kind == "plan"] == [2]
     adopted = {rid: info["from"] for kind, rid, info in events if kind == "adopt"}
     assert adopted == {rid: str(shipped / rid) for rid in IDS}
     for rid in IDS:
@@ -60,6 +62,8 @@ def test_a_study_analyses_exported_runs_without_training(
             "step": 6,
             "tensors_sha256": ckpt.meta["tensors_sha256"],
         }
+    html = build_report(tmp_path, n_boot=20).read_text()
+    assert "Training of 2 of 2 runs was not done by this study" in html and str(shipped) in html
 
 
 def test_runs_of_other_settings_are_trained(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     html = report.read_text()
     assert "vae-synthetic-s0" in html or "VAE" in html
     assert "Interchange interventions" in html  # the real pipeline's interchange block
+    assert "was not done by this study" not in html  # trained here, nothing adopted
     inter = (tmp_path / "report" / "tables" / "table_interchange.csv").read_text()
     assert "interchange.min_set_size.shape" in inter
     matrix = (tmp_path / "report" / "tables" / "table_interchange_matrix.md").read_text()

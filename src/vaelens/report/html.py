@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -271,6 +272,32 @@ def _add_header(rep: _Report, study: StudyData, study_dir: Path) -> None:
         rep.add(
             "<p class='note'>Some configurations have a single completed run: their cells "
             "show n=1 and no CI.</p>"
+        )
+
+
+def _adopted_from(study: StudyData) -> dict[str, str]:
+    """``{run_id: folder}`` of the runs whose training a study adopted (``adopted.json``)."""
+    found: dict[str, str] = {}
+    for rid, run_dir in study.run_dirs.items():
+        try:
+            record = json.loads((Path(run_dir) / "adopted.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("from"), str):
+            found[rid] = str(Path(record["from"]).parent)
+    return found
+
+
+def _add_provenance(rep: _Report, study: StudyData) -> None:
+    """Where the training of adopted runs came from (``run_study(trained=...)``)."""
+    adopted = _adopted_from(study)
+    if adopted:
+        folders = ", ".join(f"<code>{_e(f)}</code>" for f in sorted(set(adopted.values())))
+        rep.add(
+            f"<p class='note'>Training of {len(adopted)} of {len(study.runs)} runs was not done "
+            f"by this study: it was adopted from finished runs of the same settings in {folders} "
+            "(each run's adopted.json names its source and checkpoint SHA-256); the analyses "
+            "were run here.</p>"
         )
 
 
@@ -555,6 +582,7 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     rep = _Report(out)
     _add_header(rep, study, study_dir)
+    _add_provenance(rep, study)
     _add_failures(rep, study)
     mediation = tabs.mediation_by_layer(study, mediation_factor)  # validates the factor first
     tests = tabs.architecture_tests(study)

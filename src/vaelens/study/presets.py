@@ -10,7 +10,7 @@
   64, Adam lr 1e-4 (Locatello et al. 2019), with mid-range hyper-parameters of its sweep
   (beta 4; FactorVAE gamma 30; beta-TC-VAE beta 6; DIP-VAE-II lambda_od 10) and the full
   analysis. Expected time: see README ("Training budgets").
-- ``demo``: what ``make demo`` runs: VAE and beta-VAE on procedural dSprites, 3 seeds (so
+- ``demo``: what ``make demo-train`` runs: VAE and beta-VAE on procedural dSprites, 3 seeds (so
   that Table 1 and the architecture tests have t intervals), 3,000 steps on
   disentanglement_lib's network at half width with the settings ``benchmarks/convergence.py``
   found most useful per CPU minute (docs/training.md), long enough to learn position and
@@ -19,7 +19,8 @@
 - ``demo-long``: the demo's study with 20 times the steps (60,000 a run), the budget at which
   the demo's network draws squares and ellipses; each seed keeps about the structure it had
   at 3,000 steps (docs/training.md: about 2,550 s a run, two at a time on 2 CPU cores, so
-  about 2.1 hours for the 6 runs; not measured on a GPU).
+  about 2.1 hours for the 6 runs; not measured on a GPU). ``make demo`` runs it with its
+  training adopted from the repository's ``models/demo-long`` (``--trained``).
 - ``quick``: 3 architectures (half-width roy2025 backbone) x synthetic and procedural dSprites x
   2 seeds, 600 steps each: finishes on 2 CPU cores in minutes and still trains models well
   past their untrained baseline.
