@@ -8,6 +8,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+#: a real study small enough for a test: two architectures, one seed, 6 steps a run
+TINY_STUDY: dict[str, Any] = {
+    "name": "tiny",
+    "architectures": ["vae", "beta_vae"],
+    "datasets": ["synthetic"],
+    "seeds": [0],
+    "train": {"steps": 6, "batch_size": 8, "n_train": 64, "checkpoint_every": 3},
+    "model_params": {"vae": {"width": 0.125}, "beta_vae": {"width": 0.125}},
+    "analysis": {"n_samples": 8, "metrics": ["mig"], "baseline": True},
+}
+
 
 def fake_job(spec: dict[str, Any], storage: str) -> dict[str, Any]:
     """Deterministic metrics from the run's identity; fails when hparams ask it to.

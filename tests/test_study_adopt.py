@@ -7,21 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from _study_jobs import TINY_STUDY
 from vaelens.errors import CheckpointError, ConfigError
 from vaelens.report import build_report
 from vaelens.study.config import study_config_from_dict
 from vaelens.study.runner import run_study
 from vaelens.train import Run, export_run, load_checkpoint
 
-TINY = {
-    "name": "tiny",
-    "architectures": ["vae", "beta_vae"],
-    "datasets": ["synthetic"],
-    "seeds": [0],
-    "train": {"steps": 6, "batch_size": 8, "n_train": 64, "checkpoint_every": 3},
-    "model_params": {"vae": {"width": 0.125}, "beta_vae": {"width": 0.125}},
-    "analysis": {"n_samples": 8, "metrics": ["mig"], "baseline": True},
-}
 IDS = ("beta_vae-synthetic-s0", "vae-synthetic-s0")
 
 
@@ -29,7 +21,7 @@ IDS = ("beta_vae-synthetic-s0", "vae-synthetic-s0")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A finished tiny study and a folder with its two runs exported."""
     root = tmp_path_factory.mktemp("adopt")
-    run_study(study_config_from_dict(TINY), root / "first", workers=1)
+    run_study(study_config_from_dict(TINY_STUDY), root / "first", workers=1)
     for rid in IDS:
         export_run(root / "first" / "runs" / rid, root / "shipped" / rid)
     return root / "first", root / "shipped"
@@ -44,7 +36,7 @@ def test_a_study_analyses_exported_runs_without_training(
 ) -> None:
     first, shipped = trained
     events: list[tuple[str, str, dict]] = []
-    cfg = study_config_from_dict(TINY)
+    cfg = study_config_from_dict(TINY_STUDY)
     counts = run_study(
         cfg, tmp_path, workers=1, trained=shipped, on_event=lambda *e: events.append(e)
     )
@@ -68,7 +60,7 @@ def test_a_study_analyses_exported_runs_without_training(
 
 def test_runs_of_other_settings_are_trained(trained: tuple[Path, Path], tmp_path: Path) -> None:
     _, shipped = trained
-    other = {**TINY, "architectures": ["vae"], "train": {**TINY["train"], "lr": 2e-3}}
+    other = {**TINY_STUDY, "architectures": ["vae"], "train": {**TINY_STUDY["train"], "lr": 2e-3}}
     events: list[tuple[str, str, dict]] = []
     cfg = study_config_from_dict(other)
     run_study(cfg, tmp_path, workers=1, trained=shipped, on_event=lambda *e: events.append(e))
@@ -81,7 +73,7 @@ def test_a_bad_trained_folder_fails_before_the_study_exists(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     first, _ = trained
-    cfg = study_config_from_dict(TINY)
+    cfg = study_config_from_dict(TINY_STUDY)
     with pytest.raises(ConfigError, match="nope: not a directory"):
         run_study(cfg, tmp_path / "a", workers=1, trained=tmp_path / "nope")
     unfinished = tmp_path / "unfinished"
@@ -105,7 +97,7 @@ def test_a_tampered_checkpoint_is_not_adopted(trained: tuple[Path, Path], tmp_pa
     blob = bytearray(tensors.read_bytes())
     blob[-1] ^= 1
     tensors.write_bytes(bytes(blob))
-    cfg = study_config_from_dict({**TINY, "architectures": ["vae"]})
+    cfg = study_config_from_dict({**TINY_STUDY, "architectures": ["vae"]})
     with pytest.raises(CheckpointError, match="SHA-256"):
         run_study(cfg, tmp_path / "study", workers=1, trained=bad)
     assert not (tmp_path / "study" / "runs" / IDS[1] / "checkpoints").exists()
@@ -118,6 +110,6 @@ def test_two_runs_of_the_same_settings_are_refused(
     twice = tmp_path / "twice"
     for name in ("a", "b"):
         export_run(shipped / IDS[1], twice / name)
-    cfg = study_config_from_dict({**TINY, "architectures": ["vae"]})
+    cfg = study_config_from_dict({**TINY_STUDY, "architectures": ["vae"]})
     with pytest.raises(ConfigError, match="twice: a and b have the same training settings"):
         run_study(cfg, tmp_path / "study", workers=1, trained=twice)

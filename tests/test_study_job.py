@@ -5,19 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from _study_jobs import db_snapshot
+from _study_jobs import TINY_STUDY, db_snapshot
 from vaelens.report import build_report
 from vaelens.study.config import study_config_from_dict
 from vaelens.study.runner import run_study, study_status
 from vaelens.study.store import ResultStore
 
 TINY = {
-    "name": "tiny",
-    "architectures": ["vae", "beta_vae"],
-    "datasets": ["synthetic"],
-    "seeds": [0],
-    "train": {"steps": 6, "batch_size": 8, "n_train": 64, "checkpoint_every": 3},
-    "model_params": {"vae": {"width": 0.125}, "beta_vae": {"width": 0.125}},
+    **TINY_STUDY,
     "analysis": {
         "n_samples": 8,
         "metrics": ["mig", "sap"],

@@ -80,11 +80,13 @@ def _copy_training(src: Path, run_dir: Path, config: TrainConfig) -> None:
     atomic_write_json(dest / ckpt.path.name, ckpt.meta, indent=None)
 
 
-def adopt_trained(specs: list[RunSpec], storage: str | Path, folder: str | Path) -> dict[str, Path]:
+def adopt_trained(
+    specs: list[RunSpec], storage: str | Path, trained: dict[Path, TrainConfig]
+) -> dict[str, Path]:
     """Copy into ``storage/runs/RUN_ID`` the training of each run of ``specs`` that has
-    no committed checkpoint yet and whose training settings a finished run in ``folder``
-    shares; returns ``{run_id: the run directory adopted}``."""
-    trained = find_trained(folder)
+    no committed checkpoint yet and whose training settings a finished run of ``trained``
+    (:func:`find_trained` of the folder) shares; returns ``{run_id: the run directory
+    adopted}``."""
     adopted: dict[str, Path] = {}
     for spec in specs:
         run_dir = Path(storage) / "runs" / spec.run_id

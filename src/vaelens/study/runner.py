@@ -38,6 +38,7 @@ from vaelens.study.adopt import adopt_trained, find_trained
 from vaelens.study.config import RunSpec, StudyConfig, plan_runs, study_config_from_dict
 from vaelens.study.lock import study_lock
 from vaelens.study.store import ResultStore
+from vaelens.train.config import TrainConfig
 from vaelens.train.run import TrustCode, check_model_trust, normalize_trust
 
 __all__ = ["DEFAULT_JOB", "check_study_trust", "run_study", "study_status"]
@@ -164,12 +165,12 @@ def run_study(
     _resolve(job)  # fail early on a bad job name (it comes from code, not from the file)
     trust = normalize_trust(trust_code)
     _check_before_creating(cfg, trust)
-    if trained is not None:
-        find_trained(trained)  # a bad folder fails before the study directory is created
+    # a bad folder fails before the study directory is created
+    found = find_trained(trained) if trained is not None else None
     study_dir.mkdir(parents=True, exist_ok=True)
     with study_lock(study_dir):
         return _drive(cfg, study_dir, executor, workers, ray_address, storage, retry_failed,
-                      job, max_runs, on_event, trust, trained)  # fmt: skip
+                      job, max_runs, on_event, trust, found)  # fmt: skip
 
 
 def check_study_trust(cfg: StudyConfig, trust_code: TrustCode, *, source: str) -> None:
@@ -207,7 +208,7 @@ def _drive(
     max_runs: int | None,
     on_event: Callable[[str, str, dict[str, Any]], None] | None,
     trust: bool | frozenset[str],
-    trained: str | Path | None,
+    trained: dict[Path, TrainConfig] | None,
 ) -> dict[str, int]:
     """The driver's work, under the study lock: open the store, adopt finished training,
     run what is pending."""
@@ -221,11 +222,10 @@ def _drive(
             pending = pending[:max_runs]
         store_dir = str(Path(storage) if storage is not None else study_dir)
         notify = on_event or (lambda *_: None)
-        adopted = (
-            adopt_trained([planned[r] for r in pending], store_dir, trained) if trained else {}
-        )
+        todo = [planned[r] for r in pending]
+        adopted = adopt_trained(todo, store_dir, trained) if trained is not None else {}
         plan = {"pending": len(pending), "total": len(specs)}
-        notify("plan", "", {**plan, "adopted": len(adopted)} if trained else plan)
+        notify("plan", "", {**plan, "adopted": len(adopted)} if trained is not None else plan)
         for rid, src in adopted.items():
             notify("adopt", rid, {"from": str(src)})
         if executor == "ray":

@@ -24,7 +24,12 @@ from vaelens.train.checkpoint import Checkpoint, load_checkpoint, weights_only
 from vaelens.train.config import TrainConfig, config_from_dict
 from vaelens.train.logging import write_status
 from vaelens.train.run import Run
-from vaelens.train.trainer import config_differences, is_finished, plateau_fired, trained_length
+from vaelens.train.trainer import (
+    config_differences,
+    finished_status,
+    is_finished,
+    trained_length,
+)
 
 __all__ = ["export_run", "finished_training", "metrics_until"]
 
@@ -77,19 +82,17 @@ def metrics_until(run_dir: Path, step: int) -> str:
     return "".join(f"{line}\n" for line in kept)
 
 
-def _write_export(run_dir: Path, tmp: Path, dest: Path) -> None:
-    ckpt, config = finished_training(run_dir)
+def _write_export(
+    run_dir: Path, finished: tuple[Checkpoint, TrainConfig], tmp: Path, dest: Path
+) -> None:
+    ckpt, config = finished
     trained = {**config.to_json_dict(), "out": str(dest)}
     atomic_write_json(tmp / "config.json", trained)
     meta = {"config": trained, "exported": {"from_tensors_sha256": ckpt.meta["tensors_sha256"]}}
     json_path = weights_only(ckpt, tmp / "checkpoints", meta)
     (tmp / "metrics.jsonl").write_text(metrics_until(run_dir, ckpt.step), encoding="utf-8")
-    total = ckpt.step if plateau_fired(ckpt) else trained_length(ckpt)
-    extra = {"stopped_by": "plateau"} if plateau_fired(ckpt) else {}
     checkpoint = str(dest / "checkpoints" / json_path.name)
-    write_status(
-        tmp, "completed", step=ckpt.step, total_steps=total, checkpoint=checkpoint, **extra
-    )
+    write_status(tmp, "completed", checkpoint=checkpoint, **finished_status(ckpt))
 
 
 def export_run(run_dir: str | Path, dest: str | Path) -> Path:
@@ -104,14 +107,14 @@ def export_run(run_dir: str | Path, dest: str | Path) -> Path:
     run_dir, dest = Path(run_dir), Path(dest)
     if dest.exists():
         raise ConfigError(f"{dest}: already exists (expected a new directory to export to)")
-    finished_training(run_dir)  # an unfinished run fails before anything is created
+    finished = finished_training(run_dir)  # an unfinished run fails before anything is made
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide a shared export from others
     try:
-        _write_export(run_dir, tmp, dest)
+        _write_export(run_dir, finished, tmp, dest)
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

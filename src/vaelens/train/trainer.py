@@ -73,6 +73,7 @@ __all__ = [
     "config_differences",
     "cosine_factor",
     "default_channels_last",
+    "finished_status",
     "is_finished",
     "load_run",
     "resolve_device",
@@ -730,6 +731,15 @@ def plateau_fired(ckpt: Checkpoint) -> bool:
     return isinstance(plateau, dict) and plateau.get("fired_at") is not None
 
 
+def finished_status(ckpt: Checkpoint) -> dict[str, Any]:
+    """The ``status.json`` fields of a run that ``ckpt`` finished: ``step``, ``total_steps``
+    (its length, or the step the plateau rule stopped it at) and, when the plateau rule
+    ended it, ``stopped_by``."""
+    if plateau_fired(ckpt):
+        return {"step": ckpt.step, "total_steps": ckpt.step, "stopped_by": "plateau"}
+    return {"step": ckpt.step, "total_steps": max(trained_length(ckpt), ckpt.step)}
+
+
 def is_finished(ckpt: Checkpoint, config: TrainConfig) -> bool:
     """Whether ``ckpt`` ends the training ``config`` asks for: the plateau rule fired in it,
     or it is at (or past) ``config.steps``; for a length in epochs (or the default
@@ -757,26 +767,22 @@ def _already_trained(
     if model is not None:
         restore_model(ckpt, model)
         run.cache(model=model.to("cpu").eval())
-    total = max(trained_length(ckpt), ckpt.step) if not plateau_fired(ckpt) else ckpt.step
     epoch = ckpt.meta.get("epoch", 0)
     if not isinstance(epoch, int) or isinstance(epoch, bool):
         raise CheckpointError(f"checkpoint {ckpt.path}: field 'epoch': expected an int")
-    extra = {"stopped_by": "plateau"} if plateau_fired(ckpt) else {}
-    write_status(
-        run.path, "completed", step=ckpt.step, total_steps=total, checkpoint=str(ckpt.path),
-        **extra,
-    )  # fmt: skip
+    status = finished_status(ckpt)
+    write_status(run.path, "completed", checkpoint=str(ckpt.path), **status)
     recs = read_metrics(run.path)
     return RunResult(
         run_dir=run.path,
         status="completed",
         step=ckpt.step,
-        total_steps=total,
+        total_steps=status["total_steps"],
         epoch=epoch,
         checkpoint=ckpt.path,
         metrics=recs[-1] if recs else {},
         resumed_from=ckpt.step,
-        stopped_by=extra.get("stopped_by"),
+        stopped_by=status.get("stopped_by"),
         run=run,
     )
 
